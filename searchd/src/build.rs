@@ -1,0 +1,612 @@
+//! `searchd index`: reads a definition's data source, builds the exact,
+//! partial and similarity indexes of every category the way Picky does, and
+//! writes one snapshot file.
+//!
+//! The output is deterministic: the same definition and data give the same
+//! bytes (and so the same digest), which bake's content addressing relies on.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::def::{IdKind, IndexDef, Partial, Similarity, SourceFormat};
+use crate::index::{Engine, GoldenAnswer, Meta, MetaCategory, SourceInfo};
+use crate::phonetic::levenshtein;
+use crate::snapshot::{self, Kind, NO_CATEGORY, Snapshot, Verify, Writer};
+use crate::{index, ruby};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot read data source {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data source {path}, record {record}: {message}")]
+    Record {
+        path: PathBuf,
+        record: u64,
+        message: String,
+    },
+    #[error(
+        "data source {path}, record {record}: duplicate id {id} (first seen in record {first})"
+    )]
+    DuplicateId {
+        path: PathBuf,
+        record: u64,
+        id: String,
+        first: u64,
+    },
+    #[error("data source {path} has more than {max} documents", max = u32::MAX)]
+    TooManyDocuments { path: PathBuf },
+    #[error("cannot write snapshot {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "golden query {query:?} answered {total} results, fewer than its min_total {min_total}"
+    )]
+    GoldenTooFew {
+        query: String,
+        total: u64,
+        min_total: u64,
+    },
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    #[error("golden query {query:?} failed: {message}")]
+    Golden { query: String, message: String },
+}
+
+/// What `searchd index` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildReport {
+    pub index: String,
+    pub snapshot: PathBuf,
+    pub digest: String,
+    pub bytes: u64,
+    pub documents: u64,
+    pub source_sha256: String,
+    pub golden: usize,
+}
+
+/// One category's indexes while building.
+struct CategoryBuild {
+    exact: HashMap<String, Vec<u32>>,
+    partial: Option<HashMap<String, Vec<u32>>>,
+    similar: Option<HashMap<String, Vec<String>>>,
+}
+
+fn push_unique(map: &mut HashMap<String, Vec<u32>>, key: &str, ord: u32) {
+    match map.get_mut(key) {
+        Some(list) => {
+            if list.last() != Some(&ord) {
+                list.push(ord);
+            }
+        }
+        None => {
+            map.insert(key.to_owned(), vec![ord]);
+        }
+    }
+}
+
+/// Character offsets of a token's partials: prefixes or infixes as
+/// `(start, len)` in chars, in Picky's order.
+pub fn partials(partial: Partial, nchars: usize, mut f: impl FnMut(usize, usize)) {
+    let size = nchars as i64;
+    // Ruby's `str[0..to]` length.
+    let range_len = |to: i64| {
+        if to < 0 {
+            (size + to + 1).max(0)
+        } else {
+            (to + 1).min(size)
+        }
+    };
+    let prefixes = |sub: i64, from: i64, f: &mut dyn FnMut(usize, usize)| {
+        let mut from_len = if from < 0 { sub + from + 1 } else { from };
+        if sub < from_len {
+            from_len = sub;
+        }
+        from_len = from_len.max(1);
+        if sub > 0 {
+            f(0, sub as usize);
+        }
+        let mut l = sub - 1;
+        while l >= from_len {
+            f(0, l as usize);
+            l -= 1;
+        }
+    };
+    match partial {
+        Partial::None => {}
+        Partial::Substring { from, to } => {
+            let (from, to) = (i64::from(from), i64::from(to));
+            if from < 0 && to < 0 {
+                prefixes(range_len(to), from - to - 1, &mut f);
+            } else {
+                prefixes(range_len(to), from, &mut f);
+            }
+        }
+        Partial::Postfix { from } => {
+            let from = i64::from(from);
+            if from < 0 {
+                prefixes(size, from, &mut f);
+            } else {
+                prefixes(size, from, &mut f);
+            }
+        }
+        Partial::Infix { min, max } => {
+            let (mut min, mut max) = (i64::from(min), i64::from(max));
+            if max < 0 {
+                max = size + max + 1;
+            }
+            max = max.min(size).max(1);
+            if min < 0 {
+                min = size + min + 1;
+            }
+            min = min.max(1);
+            let mut len = max;
+            while len >= min && len > 0 {
+                for start in 0..=(size - len) {
+                    f(start as usize, len as usize);
+                }
+                len -= 1;
+            }
+        }
+    }
+}
+
+fn char_slice(s: &str, start: usize, len: usize) -> &str {
+    let mut it = s
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(s.len()));
+    let a = it.nth(start).unwrap_or(s.len());
+    let b = if len == 0 {
+        a
+    } else {
+        it.nth(len - 1).unwrap_or(s.len())
+    };
+    &s[a..b]
+}
+
+impl CategoryBuild {
+    fn add(&mut self, def: &crate::def::CategoryDef, token: &str, ord: u32) {
+        push_unique(&mut self.exact, token, ord);
+        if let Some(partial) = &mut self.partial {
+            let nchars = token.chars().count();
+            partials(def.partial, nchars, |start, len| {
+                push_unique(partial, char_slice(token, start, len), ord);
+            });
+        }
+        if let Some(similar) = &mut self.similar {
+            let Some(code) = index::encode(def.similarity, token) else {
+                return;
+            };
+            let amount = match def.similarity {
+                Similarity::DoubleMetaphone { amount }
+                | Similarity::Metaphone { amount }
+                | Similarity::Soundex { amount } => amount as usize,
+                Similarity::None => return,
+            };
+            let list = similar.entry(code).or_default();
+            // Picky: remove the token, append it, stable-sort by distance to
+            // it, keep the first `amount`.
+            list.retain(|w| w != token);
+            list.push(token.to_owned());
+            let mut keyed: Vec<(usize, String)> = list
+                .drain(..)
+                .map(|w| (levenshtein(&w, token), w))
+                .collect();
+            keyed.sort_by_key(|(d, _)| *d);
+            list.extend(keyed.into_iter().take(amount).map(|(_, w)| w));
+        }
+    }
+}
+
+/// Builds the snapshot for `def` and writes it to `out`.
+pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
+    let path = &def.source_path;
+    let data = std::fs::read(path).map_err(|source| BuildError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let source_sha256 = snapshot::hex(&Sha256::digest(&data));
+    let indexing = def.indexing.compile().map_err(|m| BuildError::Record {
+        path: path.clone(),
+        record: 0,
+        message: m,
+    })?;
+
+    let mut cats: Vec<CategoryBuild> = def
+        .categories
+        .iter()
+        .map(|c| CategoryBuild {
+            exact: HashMap::new(),
+            partial: (c.partial != Partial::None).then(HashMap::new),
+            similar: (c.similarity != Similarity::None).then(HashMap::new),
+        })
+        .collect();
+    let mut ids: HashMap<Vec<u8>, (u32, u64)> = HashMap::new();
+    let mut doc_json: Vec<Vec<u8>> = Vec::new();
+
+    let mut add_record = |record: u64, id: &str, fields: &[Option<&str>]| {
+        let mut json = Vec::with_capacity(8);
+        match def.id_kind {
+            IdKind::Integer => json.extend_from_slice(ruby::to_i(id).to_string().as_bytes()),
+            IdKind::String => ruby::write_json_str(id, &mut json),
+        }
+        if let Some((_, first)) = ids.get(&json) {
+            return Err(BuildError::DuplicateId {
+                path: path.clone(),
+                record,
+                id: String::from_utf8_lossy(&json).into_owned(),
+                first: *first,
+            });
+        }
+        let ord = u32::try_from(doc_json.len())
+            .map_err(|_| BuildError::TooManyDocuments { path: path.clone() })?;
+        ids.insert(json.clone(), (ord, record));
+        doc_json.push(json);
+        for ((c, cdef), text) in cats.iter_mut().zip(&def.categories).zip(fields) {
+            if let Some(text) = text {
+                let pre = indexing.preprocess(text);
+                indexing.each_word(&pre, |w| c.add(cdef, &w, ord));
+            }
+        }
+        Ok(())
+    };
+
+    match def.source_format {
+        SourceFormat::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(def.csv_header)
+                .flexible(true)
+                .from_reader(data.as_slice());
+            let columns: Vec<String> = if def.csv_header {
+                reader
+                    .headers()
+                    .map_err(|e| BuildError::Record {
+                        path: path.clone(),
+                        record: 0,
+                        message: e.to_string(),
+                    })?
+                    .iter()
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                def.csv_columns.clone()
+            };
+            let col = |name: &str| columns.iter().position(|c| c == name);
+            let Some(id_col) = col(&def.id_field) else {
+                return Err(BuildError::Record {
+                    path: path.clone(),
+                    record: 0,
+                    message: format!("no column named {:?} (the id field)", def.id_field),
+                });
+            };
+            let mut cols: Vec<usize> = Vec::new();
+            for c in &def.categories {
+                let Some(i) = col(&c.field) else {
+                    return Err(BuildError::Record {
+                        path: path.clone(),
+                        record: 0,
+                        message: format!("no column named {:?} (category {})", c.field, c.name),
+                    });
+                };
+                cols.push(i);
+            }
+            let mut rec = csv::StringRecord::new();
+            let mut n = 0u64;
+            loop {
+                match reader.read_record(&mut rec) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(e) => {
+                        return Err(BuildError::Record {
+                            path: path.clone(),
+                            record: n + 1,
+                            message: e.to_string(),
+                        });
+                    }
+                }
+                n += 1;
+                let Some(id) = rec.get(id_col) else {
+                    return Err(BuildError::Record {
+                        path: path.clone(),
+                        record: n,
+                        message: format!("has no {:?} column (the id field)", def.id_field),
+                    });
+                };
+                let fields: Vec<Option<&str>> = cols.iter().map(|i| rec.get(*i)).collect();
+                add_record(n, id, &fields)?;
+            }
+        }
+        SourceFormat::Jsonl => {
+            let text = std::str::from_utf8(&data).map_err(|e| BuildError::Record {
+                path: path.clone(),
+                record: 0,
+                message: format!("not UTF-8: {e}"),
+            })?;
+            let mut n = 0u64;
+            for line in text.lines() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                n += 1;
+                let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+                    .map_err(|e| BuildError::Record {
+                        path: path.clone(),
+                        record: n,
+                        message: format!("invalid JSON: {e}"),
+                    })?;
+                let Some(id) = obj.get(&def.id_field).and_then(json_text) else {
+                    return Err(BuildError::Record {
+                        path: path.clone(),
+                        record: n,
+                        message: format!("has no {:?} field (the id)", def.id_field),
+                    });
+                };
+                let texts: Vec<Option<Cow<'_, str>>> = def
+                    .categories
+                    .iter()
+                    .map(|c| obj.get(&c.field).and_then(json_text))
+                    .collect();
+                let fields: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+                add_record(n, &id, &fields)?;
+            }
+        }
+    }
+
+    let documents = doc_json.len() as u64;
+    let mut w = Writer::default();
+    let mut offsets = Vec::with_capacity(doc_json.len() + 1);
+    let mut doc_bytes = Vec::new();
+    for j in &doc_json {
+        offsets.push(doc_bytes.len() as u64);
+        doc_bytes.extend_from_slice(j);
+    }
+    offsets.push(doc_bytes.len() as u64);
+    w.add(
+        Kind::DocOffsets,
+        NO_CATEGORY,
+        snapshot::u64s_to_bytes(&offsets),
+    );
+    w.add(Kind::DocBytes, NO_CATEGORY, doc_bytes);
+    drop(doc_json);
+
+    for (i, c) in cats.into_iter().enumerate() {
+        let i = i as u32;
+        let exact: BTreeMap<String, Vec<u32>> = c.exact.into_iter().collect();
+        if let Some(similar) = c.similar {
+            let similar: BTreeMap<String, Vec<String>> = similar.into_iter().collect();
+            let mut fst = fst::MapBuilder::memory();
+            let mut offs = vec![0u64];
+            let mut bytes = Vec::new();
+            for (n, (code, words)) in similar.iter().enumerate() {
+                fst.insert(code, n as u64).map_err(|e| fst_error(out, e))?;
+                for word in words {
+                    bytes.extend_from_slice(&(word.len() as u32).to_le_bytes());
+                    bytes.extend_from_slice(word.as_bytes());
+                }
+                offs.push(bytes.len() as u64);
+            }
+            w.add(
+                Kind::SimilarFst,
+                i,
+                fst.into_inner().map_err(|e| fst_error(out, e))?,
+            );
+            w.add(Kind::SimilarOffsets, i, snapshot::u64s_to_bytes(&offs));
+            w.add(Kind::SimilarWords, i, bytes);
+        }
+        write_postings(
+            &mut w,
+            out,
+            i,
+            [Kind::ExactFst, Kind::ExactOffsets, Kind::ExactPostings],
+            exact,
+        )?;
+        if let Some(partial) = c.partial {
+            let partial: BTreeMap<String, Vec<u32>> = partial.into_iter().collect();
+            write_postings(
+                &mut w,
+                out,
+                i,
+                [
+                    Kind::PartialFst,
+                    Kind::PartialOffsets,
+                    Kind::PartialPostings,
+                ],
+                partial,
+            )?;
+        }
+    }
+
+    let mut meta = Meta {
+        name: def.name.clone(),
+        id_kind: def.id_kind,
+        documents,
+        searching: def.searching.clone(),
+        categories: def
+            .categories
+            .iter()
+            .map(|c| MetaCategory {
+                name: c.name.clone(),
+                qualifiers: c.qualifiers.clone(),
+                partial: c.partial != Partial::None,
+                similarity: c.similarity,
+                weight: c.weight,
+            })
+            .collect(),
+        boosts: def.boosts.clone(),
+        golden: Vec::new(),
+        source: SourceInfo {
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            sha256: source_sha256.clone(),
+        },
+        searchd_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+
+    // First pass without answers: open it in memory and let the engine answer
+    // the golden queries, so the stored answers are exactly what serve says.
+    let golden = if def.golden.is_empty() {
+        Vec::new()
+    } else {
+        w.add(Kind::Meta, NO_CATEGORY, meta_bytes(&meta));
+        let (bytes, _) = w.finish();
+        w.pop();
+        let snap = Snapshot::from_bytes(out, bytes, Verify::Structure)?;
+        let engine = Engine::from_snapshot(snap)?;
+        let mut answers = Vec::with_capacity(def.golden.len());
+        for g in &def.golden {
+            let result =
+                engine
+                    .search(&g.query, g.ids, g.offset)
+                    .map_err(|e| BuildError::Golden {
+                        query: g.query.clone(),
+                        message: e.to_string(),
+                    })?;
+            if result.total < g.min_total {
+                return Err(BuildError::GoldenTooFew {
+                    query: g.query.clone(),
+                    total: result.total,
+                    min_total: g.min_total,
+                });
+            }
+            answers.push(GoldenAnswer {
+                query: g.clone(),
+                total: result.total,
+                answer: result.to_json_string(0.0),
+            });
+        }
+        answers
+    };
+    meta.golden = golden;
+    let golden_count = meta.golden.len();
+    w.add(Kind::Meta, NO_CATEGORY, meta_bytes(&meta));
+    let (bytes, digest) = w.finish();
+    snapshot::write_atomically(out, &bytes).map_err(|source| BuildError::Write {
+        path: out.to_owned(),
+        source,
+    })?;
+    Ok(BuildReport {
+        index: def.name.clone(),
+        snapshot: out.to_owned(),
+        digest: snapshot::hex(&digest),
+        bytes: bytes.len() as u64,
+        documents,
+        source_sha256,
+        golden: golden_count,
+    })
+}
+
+fn meta_bytes(meta: &Meta) -> Vec<u8> {
+    serde_json::to_vec(meta).expect("metadata serialises")
+}
+
+fn fst_error(out: &Path, e: fst::Error) -> BuildError {
+    BuildError::Write {
+        path: out.to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+fn write_postings(
+    w: &mut Writer,
+    out: &Path,
+    category: u32,
+    kinds: [Kind; 3],
+    map: BTreeMap<String, Vec<u32>>,
+) -> Result<(), BuildError> {
+    let mut fst = fst::MapBuilder::memory();
+    let mut offs = Vec::with_capacity(map.len() + 1);
+    let total: usize = map.values().map(Vec::len).sum();
+    let mut postings = Vec::with_capacity(total * 4);
+    for (n, (key, list)) in map.iter().enumerate() {
+        fst.insert(key, n as u64).map_err(|e| fst_error(out, e))?;
+        offs.push((postings.len() / 4) as u64);
+        for id in list {
+            postings.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+    offs.push((postings.len() / 4) as u64);
+    w.add(
+        kinds[0],
+        category,
+        fst.into_inner().map_err(|e| fst_error(out, e))?,
+    );
+    w.add(kinds[1], category, snapshot::u64s_to_bytes(&offs));
+    w.add(kinds[2], category, postings);
+    Ok(())
+}
+
+/// A JSON value as field text: strings as they are, numbers and booleans as
+/// written, arrays joined by spaces, null and objects as absent.
+fn json_text(v: &serde_json::Value) -> Option<Cow<'_, str>> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+        Value::Array(items) => {
+            let parts: Vec<Cow<'_, str>> = items.iter().filter_map(json_text).collect();
+            Some(Cow::Owned(parts.join(" ")))
+        }
+        Value::Null | Value::Object(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(partial: Partial, word: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        partials(partial, word.chars().count(), |s, l| {
+            v.push(char_slice(word, s, l).to_owned())
+        });
+        v
+    }
+
+    #[test]
+    fn partials_like_picky() {
+        assert_eq!(
+            collect(Partial::Substring { from: 1, to: -1 }, "hello"),
+            ["hello", "hell", "hel", "he", "h"]
+        );
+        assert_eq!(
+            collect(Partial::Substring { from: 4, to: -1 }, "hello"),
+            ["hello", "hell"]
+        );
+        assert_eq!(
+            collect(Partial::Substring { from: 1, to: -2 }, "hello"),
+            ["hell", "hel", "he", "h"]
+        );
+        assert_eq!(
+            collect(Partial::Substring { from: 4, to: -2 }, "hello"),
+            ["hell"]
+        );
+        assert_eq!(
+            collect(Partial::Postfix { from: -3 }, "florian"),
+            ["florian", "floria", "flori"]
+        );
+        assert_eq!(collect(Partial::Postfix { from: -3 }, "ab"), ["ab", "a"]);
+        assert_eq!(
+            collect(Partial::Substring { from: 1, to: -1 }, "né"),
+            ["né", "n"]
+        );
+        assert_eq!(
+            collect(Partial::Infix { min: 4, max: -1 }, "hello"),
+            ["hello", "hell", "ello"]
+        );
+        assert_eq!(
+            collect(Partial::Infix { min: 1, max: -1 }, "ab"),
+            ["ab", "a", "b"]
+        );
+    }
+}

@@ -1,0 +1,587 @@
+//! Index definitions: the TOML file that names an index, its data source, its
+//! categories and tokenizers, its boosts and its golden queries.
+//!
+//! Parsing is two-stage: serde reads the raw TOML ([`RawDef`]), then
+//! [`IndexDef::load`] validates it into an [`IndexDef`] that nothing later
+//! re-checks. Every error names the file and the offending field.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::tokenizer::{Substitution, TokenizerSpec};
+
+/// Errors from reading or validating an index definition.
+#[derive(Debug, thiserror::Error)]
+pub enum DefError {
+    #[error("cannot read index definition {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("index definition {path} is not valid TOML: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("index definition {path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDef {
+    name: String,
+    #[serde(default)]
+    id: RawId,
+    source: RawSource,
+    #[serde(default)]
+    indexing: RawTokenizer,
+    #[serde(default)]
+    searching: RawTokenizer,
+    #[serde(default, rename = "category")]
+    categories: Vec<RawCategory>,
+    #[serde(default, rename = "boost")]
+    boosts: Vec<RawBoost>,
+    #[serde(default, rename = "golden")]
+    golden: Vec<RawGolden>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawId {
+    #[serde(default = "default_id_field")]
+    field: String,
+    #[serde(default)]
+    kind: IdKind,
+}
+
+impl Default for RawId {
+    fn default() -> Self {
+        RawId {
+            field: default_id_field(),
+            kind: IdKind::Integer,
+        }
+    }
+}
+
+fn default_id_field() -> String {
+    "id".to_owned()
+}
+
+/// How document ids are typed in answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdKind {
+    /// JSON integers, parsed like Ruby's `String#to_i` (Picky's `key_format :to_i`).
+    #[default]
+    Integer,
+    /// JSON strings, as given in the data.
+    String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    path: PathBuf,
+    format: SourceFormat,
+    #[serde(default = "yes")]
+    header: bool,
+    #[serde(default)]
+    columns: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The format of an index's data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenizer {
+    #[serde(default)]
+    substitute: Substitution,
+    remove: Option<String>,
+    stopwords: Option<String>,
+    split: Option<String>,
+    #[serde(default)]
+    case_sensitive: bool,
+    #[serde(default)]
+    max_words: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCategory {
+    name: String,
+    field: Option<String>,
+    qualifiers: Option<Vec<String>>,
+    #[serde(default)]
+    partial: Partial,
+    #[serde(default)]
+    similarity: Similarity,
+    #[serde(default)]
+    weight: Weight,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoost {
+    categories: Vec<String>,
+    value: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGolden {
+    query: String,
+    #[serde(default = "default_ids")]
+    ids: i64,
+    #[serde(default)]
+    offset: i64,
+    #[serde(default)]
+    min_total: u64,
+}
+
+fn default_ids() -> i64 {
+    20
+}
+
+/// Which prefixes (or infixes) of a token go into a category's partial index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Partial {
+    /// No partial index: partial lookups use the exact index.
+    None,
+    /// Prefixes from length `from` (negative: counted from the end, -1 = the
+    /// whole word) up to `to` (default -1, the whole word). Picky's `Substring`.
+    Substring {
+        #[serde(default = "one")]
+        from: i32,
+        #[serde(default = "minus_one")]
+        to: i32,
+    },
+    /// Picky's default `Postfix`: prefixes from `from` (default -3) to the whole word.
+    Postfix {
+        #[serde(default = "minus_three")]
+        from: i32,
+    },
+    /// Every substring of length `min` up to `max` (negative: from the end).
+    Infix {
+        #[serde(default = "one")]
+        min: i32,
+        #[serde(default = "minus_one")]
+        max: i32,
+    },
+}
+
+impl Default for Partial {
+    /// Picky's default partial strategy is `Postfix.new(from: -3)`.
+    fn default() -> Self {
+        Partial::Postfix { from: -3 }
+    }
+}
+
+fn one() -> i32 {
+    1
+}
+fn minus_one() -> i32 {
+    -1
+}
+fn minus_three() -> i32 {
+    -3
+}
+
+/// Phonetic similarity for `word~` queries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Similarity {
+    #[default]
+    None,
+    DoubleMetaphone {
+        #[serde(default = "three")]
+        amount: u32,
+    },
+    Metaphone {
+        #[serde(default = "three")]
+        amount: u32,
+    },
+    Soundex {
+        #[serde(default = "three")]
+        amount: u32,
+    },
+}
+
+fn three() -> u32 {
+    3
+}
+
+/// How a token's weight derives from its posting-list length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Weight {
+    /// `round(ln(n), 3) + add` (Picky's default `Logarithmic`).
+    #[default]
+    Logarithmic,
+    /// The same weight for every token.
+    Constant { value: f64 },
+}
+
+/// A validated category.
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryDef {
+    pub name: String,
+    pub field: String,
+    pub qualifiers: Vec<String>,
+    pub partial: Partial,
+    pub similarity: Similarity,
+    pub weight: Weight,
+}
+
+/// A validated boost: an exact category sequence (neighbouring duplicates
+/// merged) and the value added to an allocation's score.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Boost {
+    pub categories: Vec<String>,
+    pub value: f64,
+}
+
+/// A golden query, answered at index time and replayed by `searchd check`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GoldenQuery {
+    pub query: String,
+    pub ids: i64,
+    pub offset: i64,
+    pub min_total: u64,
+}
+
+/// A validated index definition.
+#[derive(Debug, Clone)]
+pub struct IndexDef {
+    pub path: PathBuf,
+    pub name: String,
+    pub id_field: String,
+    pub id_kind: IdKind,
+    pub source_path: PathBuf,
+    pub source_format: SourceFormat,
+    pub csv_header: bool,
+    pub csv_columns: Vec<String>,
+    pub indexing: TokenizerSpec,
+    pub searching: TokenizerSpec,
+    pub categories: Vec<CategoryDef>,
+    pub boosts: Vec<Boost>,
+    pub golden: Vec<GoldenQuery>,
+}
+
+impl IndexDef {
+    /// Reads and validates a definition. Relative source paths are resolved
+    /// against the definition's own directory.
+    pub fn load(path: &Path) -> Result<IndexDef, DefError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DefError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates definition text; `path` is used for messages and to resolve
+    /// relative source paths.
+    pub fn parse(path: &Path, text: &str) -> Result<IndexDef, DefError> {
+        let raw: RawDef = toml::from_str(text).map_err(|e| DefError::Toml {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let invalid = |field: &str, message: String| DefError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+
+        if !valid_name(&raw.name) {
+            return Err(invalid(
+                "name",
+                format!(
+                    "{:?} must be 1-64 characters of a-z, 0-9, '_' or '-'",
+                    raw.name
+                ),
+            ));
+        }
+        if raw.categories.is_empty() {
+            return Err(invalid(
+                "category",
+                "at least one [[category]] is required".into(),
+            ));
+        }
+
+        let mut seen = HashSet::new();
+        let mut categories = Vec::with_capacity(raw.categories.len());
+        for (i, c) in raw.categories.into_iter().enumerate() {
+            let field_name = format!("category[{i}]");
+            if !valid_name(&c.name) {
+                return Err(invalid(
+                    &format!("{field_name}.name"),
+                    format!(
+                        "{:?} must be 1-64 characters of a-z, 0-9, '_' or '-'",
+                        c.name
+                    ),
+                ));
+            }
+            if !seen.insert(c.name.clone()) {
+                return Err(invalid(
+                    &format!("{field_name}.name"),
+                    format!("duplicate category {:?}", c.name),
+                ));
+            }
+            let qualifiers = c.qualifiers.unwrap_or_else(|| vec![c.name.clone()]);
+            for q in &qualifiers {
+                if q.is_empty() || q.contains([':', ',', '|']) || q.chars().any(char::is_whitespace)
+                {
+                    return Err(invalid(
+                        &format!("{field_name}.qualifiers"),
+                        format!(
+                            "{q:?} is not a usable qualifier (empty, or contains ':', ',', '|' or a space)"
+                        ),
+                    ));
+                }
+                if q.chars().any(char::is_uppercase) {
+                    return Err(invalid(
+                        &format!("{field_name}.qualifiers"),
+                        format!(
+                            "{q:?} has uppercase letters; queries are lowercased before qualifiers are read"
+                        ),
+                    ));
+                }
+            }
+            match c.partial {
+                Partial::Substring { from, to } if from == 0 || to == 0 => {
+                    return Err(invalid(
+                        &format!("{field_name}.partial"),
+                        "from and to must not be 0".into(),
+                    ));
+                }
+                Partial::Postfix { from: 0 } => {
+                    return Err(invalid(
+                        &format!("{field_name}.partial"),
+                        "from must not be 0".into(),
+                    ));
+                }
+                Partial::Infix { min, max } if min == 0 || max == 0 => {
+                    return Err(invalid(
+                        &format!("{field_name}.partial"),
+                        "min and max must not be 0".into(),
+                    ));
+                }
+                _ => {}
+            }
+            if let Similarity::DoubleMetaphone { amount }
+            | Similarity::Metaphone { amount }
+            | Similarity::Soundex { amount } = c.similarity
+                && amount == 0
+            {
+                return Err(invalid(
+                    &format!("{field_name}.similarity.amount"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if let Weight::Constant { value } = c.weight
+                && !value.is_finite()
+            {
+                return Err(invalid(
+                    &format!("{field_name}.weight.value"),
+                    "must be a finite number".into(),
+                ));
+            }
+            categories.push(CategoryDef {
+                field: c.field.unwrap_or_else(|| c.name.clone()),
+                name: c.name,
+                qualifiers,
+                partial: c.partial,
+                similarity: c.similarity,
+                weight: c.weight,
+            });
+        }
+
+        let mut boosts = Vec::with_capacity(raw.boosts.len());
+        for (i, b) in raw.boosts.into_iter().enumerate() {
+            if b.categories.is_empty() {
+                return Err(invalid(
+                    &format!("boost[{i}].categories"),
+                    "must name at least one category".into(),
+                ));
+            }
+            if let Some(unknown) = b.categories.iter().find(|n| !seen.contains(*n)) {
+                return Err(invalid(
+                    &format!("boost[{i}].categories"),
+                    format!("unknown category {unknown:?}"),
+                ));
+            }
+            if !b.value.is_finite() {
+                return Err(invalid(
+                    &format!("boost[{i}].value"),
+                    "must be a finite number".into(),
+                ));
+            }
+            boosts.push(Boost {
+                categories: b.categories,
+                value: b.value,
+            });
+        }
+
+        let source_path = if raw.source.path.is_absolute() {
+            raw.source.path.clone()
+        } else {
+            path.parent()
+                .unwrap_or(Path::new("."))
+                .join(&raw.source.path)
+        };
+        if raw.source.format == SourceFormat::Csv
+            && !raw.source.header
+            && raw.source.columns.is_empty()
+        {
+            return Err(invalid(
+                "source.columns",
+                "a CSV source without a header row must name its columns".into(),
+            ));
+        }
+        let known_fields: Option<HashSet<&str>> = match (raw.source.format, raw.source.header) {
+            (SourceFormat::Csv, false) => {
+                Some(raw.source.columns.iter().map(String::as_str).collect())
+            }
+            _ => None,
+        };
+        if let Some(fields) = &known_fields {
+            if !fields.contains(raw.id.field.as_str()) {
+                return Err(invalid(
+                    "id.field",
+                    format!("{:?} is not one of source.columns", raw.id.field),
+                ));
+            }
+            for (i, c) in categories.iter().enumerate() {
+                if !fields.contains(c.field.as_str()) {
+                    return Err(invalid(
+                        &format!("category[{i}].field"),
+                        format!("{:?} is not one of source.columns", c.field),
+                    ));
+                }
+            }
+        }
+
+        let indexing = TokenizerSpec::from_raw(
+            raw.indexing.substitute,
+            raw.indexing.remove,
+            raw.indexing.stopwords,
+            raw.indexing.split,
+            raw.indexing.case_sensitive,
+            raw.indexing.max_words,
+        )
+        .map_err(|(field, message)| invalid(&format!("indexing.{field}"), message))?;
+        let searching = TokenizerSpec::from_raw(
+            raw.searching.substitute,
+            raw.searching.remove,
+            raw.searching.stopwords,
+            raw.searching.split,
+            raw.searching.case_sensitive,
+            raw.searching.max_words,
+        )
+        .map_err(|(field, message)| invalid(&format!("searching.{field}"), message))?;
+
+        let golden = raw
+            .golden
+            .into_iter()
+            .map(|g| GoldenQuery {
+                query: g.query,
+                ids: g.ids,
+                offset: g.offset,
+                min_total: g.min_total,
+            })
+            .collect();
+
+        Ok(IndexDef {
+            path: path.to_owned(),
+            name: raw.name,
+            id_field: raw.id.field,
+            id_kind: raw.id.kind,
+            source_path,
+            source_format: raw.source.format,
+            csv_header: raw.source.header,
+            csv_columns: raw.source.columns,
+            indexing,
+            searching,
+            categories,
+            boosts,
+            golden,
+        })
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOOKS: &str = include_str!("../../images/books/index.toml");
+
+    fn parse(text: &str) -> Result<IndexDef, DefError> {
+        IndexDef::parse(Path::new("/defs/books/index.toml"), text)
+    }
+
+    #[test]
+    fn books_definition_is_valid() {
+        let def = parse(BOOKS).unwrap();
+        assert_eq!(def.name, "books");
+        assert_eq!(def.source_path, Path::new("/defs/books/books.csv"));
+        let names: Vec<_> = def.categories.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["title", "author", "year"]);
+        assert_eq!(
+            def.categories[0].similarity,
+            Similarity::DoubleMetaphone { amount: 3 }
+        );
+        assert_eq!(def.categories[2].partial, Partial::None);
+        assert_eq!(def.boosts.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = BOOKS.replace(
+            "name = \"year\"\npartial",
+            "name = \"year\"\nfield = \"nope\"\npartial",
+        );
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("category[2].field") && err.contains("nope"),
+            "{err}"
+        );
+
+        let bad = BOOKS.replace("categories = [\"title\"]", "categories = [\"titel\"]");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("boost[1].categories") && err.contains("titel"),
+            "{err}"
+        );
+
+        let bad = BOOKS.replace("stopwords = '(?i)", "stopwords = '(?i)(");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("indexing.stopwords"), "{err}");
+
+        let err = parse("name = \"books\"\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+}

@@ -1,0 +1,372 @@
+//! The opened index: a snapshot's sections wired up for searching, plus the
+//! metadata stored with it. Opening validates structure and metadata and
+//! builds a few small lookup tables; no per-document work happens here.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::def::{Boost, GoldenQuery, IdKind, Similarity, Weight};
+use crate::phonetic;
+use crate::snapshot::{Bytes, Kind, NO_CATEGORY, Snapshot, SnapshotError, U32s, U64s, Verify};
+use crate::tokenizer::{Tokenizer, TokenizerSpec};
+
+/// Index-wide metadata, stored as JSON in the snapshot's `Meta` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub name: String,
+    pub id_kind: IdKind,
+    pub documents: u64,
+    pub searching: TokenizerSpec,
+    pub categories: Vec<MetaCategory>,
+    pub boosts: Vec<Boost>,
+    pub golden: Vec<GoldenAnswer>,
+    pub source: SourceInfo,
+    pub searchd_version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaCategory {
+    pub name: String,
+    pub qualifiers: Vec<String>,
+    /// Whether the category has a partial index (else partial lookups use
+    /// the exact one).
+    pub partial: bool,
+    pub similarity: Similarity,
+    pub weight: Weight,
+}
+
+/// A golden query with the answer recorded at index time (duration 0).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenAnswer {
+    pub query: GoldenQuery,
+    pub total: u64,
+    pub answer: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceInfo {
+    pub file: String,
+    pub sha256: String,
+}
+
+/// The phonetic code of `word` under `similarity`, if it has one.
+pub fn encode(similarity: Similarity, word: &str) -> Option<String> {
+    match similarity {
+        Similarity::None => None,
+        Similarity::DoubleMetaphone { .. } => Some(phonetic::double_metaphone(word).0),
+        Similarity::Metaphone { .. } => Some(phonetic::metaphone(word)),
+        Similarity::Soundex { .. } => phonetic::soundex(word),
+    }
+}
+
+/// One posting list inside the mapped file: ascending document numbers.
+#[derive(Clone, Copy, Debug)]
+pub struct PostingList<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> PostingList<'a> {
+    pub fn len(&self) -> usize {
+        self.bytes.len() / 4
+    }
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+    #[inline]
+    pub fn get(&self, i: usize) -> u32 {
+        u32::from_le_bytes(self.bytes[i * 4..i * 4 + 4].try_into().expect("4 bytes"))
+    }
+    pub fn iter(&self) -> impl Iterator<Item = u32> + 'a {
+        self.bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+    }
+}
+
+/// A term -> posting list table (an exact or a partial index).
+pub struct Postings {
+    fst: fst::Map<Bytes>,
+    offsets: U64s,
+    data: U32s,
+}
+
+impl Postings {
+    fn open(snap: &Snapshot, kinds: [Kind; 3], category: u32) -> Result<Postings, SnapshotError> {
+        let fst = fst::Map::new(snap.section(kinds[0], category)?)
+            .map_err(|e| snap.corrupt(format!("{:?} of category {category}: {e}", kinds[0])))?;
+        let offsets = U64s(snap.section(kinds[1], category)?);
+        let data = U32s(snap.section(kinds[2], category)?);
+        if offsets.len() != fst.len() + 1 || offsets.get(fst.len()) != Some(data.len() as u64) {
+            return Err(snap.corrupt(format!(
+                "{:?} of category {category} does not match its terms",
+                kinds[1]
+            )));
+        }
+        Ok(Postings { fst, offsets, data })
+    }
+
+    pub fn get(&self, term: &str) -> Option<PostingList<'_>> {
+        self.fst.get(term).and_then(|n| self.term(n))
+    }
+
+    /// The list of term number `n`; `None` if the file is inconsistent.
+    pub fn term(&self, n: u64) -> Option<PostingList<'_>> {
+        let n = usize::try_from(n).ok()?;
+        let (a, b) = (self.offsets.get(n)?, self.offsets.get(n + 1)?);
+        let bytes = self
+            .data
+            .slice_bytes(usize::try_from(a).ok()?..usize::try_from(b).ok()?)?;
+        Some(PostingList { bytes })
+    }
+
+    pub fn terms(&self) -> usize {
+        self.fst.len()
+    }
+}
+
+/// Similarity table: phonetic code -> list number -> similar words, each
+/// stored as a u32 length and its UTF-8 bytes, in Picky's order.
+struct SimilarTable {
+    fst: fst::Map<Bytes>,
+    offsets: U64s,
+    words: Bytes,
+}
+
+impl SimilarTable {
+    fn words(&self, code: &str) -> impl Iterator<Item = &str> {
+        let range = self.fst.get(code).and_then(|n| {
+            let n = usize::try_from(n).ok()?;
+            Some((
+                self.offsets.get(n)? as usize,
+                self.offsets.get(n + 1)? as usize,
+            ))
+        });
+        let bytes = range
+            .and_then(|(a, b)| self.words.as_ref().get(a..b))
+            .unwrap_or(&[]);
+        let mut rest = bytes;
+        std::iter::from_fn(move || {
+            let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let word = rest.get(4..4 + len)?;
+            rest = &rest[4 + len..];
+            std::str::from_utf8(word).ok()
+        })
+    }
+}
+
+pub struct Category {
+    pub name: String,
+    pub exact: Postings,
+    pub partial: Option<Postings>,
+    pub similarity: Similarity,
+    pub weight: Weight,
+    similar: Option<SimilarTable>,
+}
+
+impl Category {
+    pub fn weight_of(&self, list: PostingList<'_>) -> f64 {
+        match self.weight {
+            Weight::Logarithmic => crate::ruby::round((list.len() as f64).ln(), 3),
+            Weight::Constant { value } => value,
+        }
+    }
+
+    /// The words similar to phonetic `code`, best first.
+    pub fn similar(&self, code: &str) -> impl Iterator<Item = &str> {
+        self.similar.iter().flat_map(move |t| t.words(code))
+    }
+}
+
+/// An opened index, ready to answer queries. Shared by all request tasks.
+pub struct Engine {
+    snapshot: Snapshot,
+    meta: Meta,
+    digest: String,
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) categories: Vec<Category>,
+    pub(crate) qualifiers: HashMap<String, usize>,
+    /// Boosts as category-number sequences.
+    pub(crate) boosts: Vec<(Vec<usize>, f64)>,
+    doc_offsets: U64s,
+    doc_bytes: Bytes,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("name", &self.meta.name)
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+impl Engine {
+    pub fn open(path: &Path, verify: Verify) -> Result<Engine, SnapshotError> {
+        Self::from_snapshot(Snapshot::open(path, verify)?)
+    }
+
+    pub fn from_snapshot(snapshot: Snapshot) -> Result<Engine, SnapshotError> {
+        let meta_bytes = snapshot.section(Kind::Meta, NO_CATEGORY)?;
+        let meta: Meta = serde_json::from_slice(meta_bytes.as_ref())
+            .map_err(|e| snapshot.corrupt(format!("metadata is not valid: {e}")))?;
+        let tokenizer = meta
+            .searching
+            .compile()
+            .map_err(|e| snapshot.corrupt(format!("searching tokenizer: {e}")))?;
+        let mut categories = Vec::with_capacity(meta.categories.len());
+        let mut qualifiers = HashMap::new();
+        for (i, mc) in meta.categories.iter().enumerate() {
+            let c = i as u32;
+            let exact = Postings::open(
+                &snapshot,
+                [Kind::ExactFst, Kind::ExactOffsets, Kind::ExactPostings],
+                c,
+            )?;
+            let partial = if mc.partial {
+                Some(Postings::open(
+                    &snapshot,
+                    [
+                        Kind::PartialFst,
+                        Kind::PartialOffsets,
+                        Kind::PartialPostings,
+                    ],
+                    c,
+                )?)
+            } else {
+                None
+            };
+            let similar = if mc.similarity != Similarity::None {
+                let table = SimilarTable {
+                    fst: fst::Map::new(snapshot.section(Kind::SimilarFst, c)?).map_err(|e| {
+                        snapshot.corrupt(format!("similarity of category {c}: {e}"))
+                    })?,
+                    offsets: U64s(snapshot.section(Kind::SimilarOffsets, c)?),
+                    words: snapshot.section(Kind::SimilarWords, c)?,
+                };
+                if table.offsets.len() != table.fst.len() + 1
+                    || table.offsets.get(table.fst.len()) != Some(table.words.as_ref().len() as u64)
+                {
+                    return Err(snapshot.corrupt(format!(
+                        "similarity of category {c} does not match its codes"
+                    )));
+                }
+                Some(table)
+            } else {
+                None
+            };
+            for q in &mc.qualifiers {
+                qualifiers.entry(q.clone()).or_insert(i);
+            }
+            categories.push(Category {
+                name: mc.name.clone(),
+                exact,
+                partial,
+                similarity: mc.similarity,
+                weight: mc.weight,
+                similar,
+            });
+        }
+        let by_name: HashMap<&str, usize> = meta
+            .categories
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), i))
+            .collect();
+        let mut boosts = Vec::with_capacity(meta.boosts.len());
+        for b in &meta.boosts {
+            let seq: Option<Vec<usize>> = b
+                .categories
+                .iter()
+                .map(|n| by_name.get(n.as_str()).copied())
+                .collect();
+            let seq = seq.ok_or_else(|| snapshot.corrupt("a boost names an unknown category"))?;
+            boosts.push((seq, b.value));
+        }
+        let doc_offsets = U64s(snapshot.section(Kind::DocOffsets, NO_CATEGORY)?);
+        let doc_bytes = snapshot.section(Kind::DocBytes, NO_CATEGORY)?;
+        if doc_offsets.len() as u64 != meta.documents + 1
+            || doc_offsets.get(doc_offsets.len().saturating_sub(1))
+                != Some(doc_bytes.as_ref().len() as u64)
+        {
+            return Err(snapshot.corrupt("document table does not match the document count"));
+        }
+        let digest = snapshot.digest_hex();
+        Ok(Engine {
+            snapshot,
+            meta,
+            digest,
+            tokenizer,
+            categories,
+            qualifiers,
+            boosts,
+            doc_offsets,
+            doc_bytes,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    /// The snapshot's sha256 (hex).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn documents(&self) -> u64 {
+        self.meta.documents
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Document `ord`'s id as JSON bytes.
+    pub fn doc_json(&self, ord: u32) -> &[u8] {
+        let ord = ord as usize;
+        match (self.doc_offsets.get(ord), self.doc_offsets.get(ord + 1)) {
+            (Some(a), Some(b)) => self
+                .doc_bytes
+                .as_ref()
+                .get(a as usize..b as usize)
+                .unwrap_or(b"null"),
+            _ => b"null",
+        }
+    }
+
+    /// Replays the golden queries stored in the snapshot. Returns one
+    /// message per query whose answer differs from the recorded one.
+    pub fn check_golden(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        for g in &self.meta.golden {
+            match self.search(&g.query.query, g.query.ids, g.query.offset) {
+                Ok(r) => {
+                    let got = r.to_json_string(0.0);
+                    if got != g.answer {
+                        failures.push(format!(
+                            "golden query {:?}: answer differs\n  recorded: {}\n  now:      {}",
+                            g.query.query, g.answer, got
+                        ));
+                    } else if r.total < g.query.min_total {
+                        failures.push(format!(
+                            "golden query {:?}: {} results, fewer than min_total {}",
+                            g.query.query, r.total, g.query.min_total
+                        ));
+                    }
+                }
+                Err(e) => failures.push(format!("golden query {:?}: {e}", g.query.query)),
+            }
+        }
+        failures
+    }
+}

@@ -1,0 +1,1 @@
+//! Request parameters parsed like Rack (in progress).
