@@ -1,0 +1,82 @@
+# kiln — the README's commands. Everything a target needs is installed here.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BUILD       ?= build
+BUILD_ABS   := $(abspath $(BUILD))
+CARGO       ?= cargo
+TRIPLE      := x86_64-unknown-linux-gnu
+STATIC_BIN  := target/$(TRIPLE)/release/searchd
+MOTO_VENV   := $(BUILD_ABS)/moto-venv
+MOTO_VERSION := 5.2.5
+APT_PACKAGES := wrk zstd curl
+
+# Paths handed to tests and scripts.
+export KILN_STATIC_SEARCHD := $(abspath $(STATIC_BIN))
+export KILN_MOTO_SERVER    := $(MOTO_VENV)/bin/moto_server
+export CARGO_TERM_COLOR    ?= never
+
+.PHONY: help build static test test-unit test-aws lint demo bench fuzz deps deps-apt deps-moto deps-nextest clean
+
+help:
+	@echo "make demo      build, index the books, bake the searchd image locally, serve and query it"
+	@echo "make test      install test dependencies, then run every test (incl. moto-backed AWS tests)"
+	@echo "make test-aws  only the moto-backed AWS tests"
+	@echo "make bench     side-by-side benchmarks, printed as ratios"
+	@echo "make static    fully static x86_64 searchd -> $(STATIC_BIN)"
+	@echo "make lint      rustfmt --check and clippy -D warnings"
+	@echo "make fuzz      run the fuzz targets for a bounded time"
+
+build:
+	$(CARGO) build --release --workspace
+
+# A fully static searchd (glibc, crt-static). The explicit --target keeps its
+# build apart from the host build, so RUSTFLAGS do not invalidate it.
+static:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p searchd --target $(TRIPLE)
+	@file $(STATIC_BIN) 2>/dev/null || true
+
+# Debian packages: installed when root and missing (CI and fresh machines).
+deps-apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing" >&2; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >&2; \
+	  else echo "missing Debian packages:$$missing (run as root or install them)" >&2; exit 1; fi; \
+	fi
+
+# moto in a virtualenv under the build directory.
+deps-moto: $(MOTO_VENV)/.installed
+$(MOTO_VENV)/.installed:
+	python3 -m venv $(MOTO_VENV)
+	$(MOTO_VENV)/bin/pip install -q --disable-pip-version-check "moto[server]==$(MOTO_VERSION)"
+	touch $@
+
+deps-nextest:
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+
+deps: deps-apt deps-moto deps-nextest
+
+test: deps static
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+test-aws: deps static
+	$(CARGO) nextest run --workspace --no-fail-fast -E 'test(/moto/) | binary(/aws/)'
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+demo: static
+	bash scripts/demo.sh
+
+bench: deps static
+	bash bench/run.sh
+
+fuzz:
+	bash fuzz/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)

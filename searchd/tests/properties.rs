@@ -1,0 +1,109 @@
+//! Property tests: the snapshot format round-trips and refuses damage, and
+//! the engine answers any query without panicking, with consistent totals.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use searchd::def::IndexDef;
+use searchd::index::Engine;
+use searchd::snapshot::{Kind, Snapshot, Verify, Writer};
+
+fn books() -> &'static Engine {
+    static E: OnceLock<(tempfile::TempDir, Engine)> = OnceLock::new();
+    &E.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let def = IndexDef::load(&root.join("images/books/index.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("books.idx");
+        searchd::build::build(&def, &out).unwrap();
+        let e = Engine::open(&out, Verify::Full).unwrap();
+        (dir, e)
+    })
+    .1
+}
+
+/// Words from the data and the query language, so random queries hit.
+fn word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "alan", "al", "a", "history", "hist", "peter", "the", "of", "1999", "american", "politics",
+            "title:", "author:", "year:", "title,author:", "|", "~", "*", "\"", ":", ",", "-", "é", "ß",
+        ])
+        .prop_map(str::to_owned),
+        "[a-zA-Z0-9~*\":,|éü -]{0,8}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_query_is_answered_consistently(words in prop::collection::vec(word(), 0..6), ids in -30i64..60, offset in -30i64..60) {
+        let query = words.join(" ");
+        let r = books().search(&query, ids, offset).unwrap();
+        let total: u64 = r.allocations.iter().map(|a| a.count).sum();
+        prop_assert_eq!(total, r.total);
+        let shown: usize = r.allocations.iter().map(|a| a.ids.len()).sum();
+        prop_assert!(shown as i64 <= ids.max(0), "{} ids shown for ids={}", shown, ids);
+        for a in &r.allocations {
+            prop_assert!(a.ids.len() as u64 <= a.count);
+        }
+        // Scores are sorted, highest first.
+        for w in r.allocations.windows(2) {
+            prop_assert!(w[0].score >= w[1].score);
+        }
+        let json: serde_json::Value = serde_json::from_str(&r.to_json_string(0.0)).unwrap();
+        prop_assert_eq!(json["total"].as_u64(), Some(r.total));
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(query in "\\PC{0,64}", ids in any::<i64>(), offset in any::<i64>()) {
+        let _ = books().search(&query, ids, offset);
+    }
+
+    #[test]
+    fn paging_covers_exactly_the_ids(query in prop::sample::select(vec!["a", "al", "history", "alan p", "a s"]), page in 1i64..7) {
+        let all = books().search(query, 10_000, 0).unwrap();
+        let expected: Vec<u32> = all.allocations.iter().flat_map(|a| a.ids.clone()).collect();
+        let mut got = Vec::new();
+        let mut offset = 0;
+        while offset < expected.len() as i64 {
+            let r = books().search(query, page, offset).unwrap();
+            got.extend(r.allocations.iter().flat_map(|a| a.ids.clone()));
+            offset += page;
+        }
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn snapshot_round_trips(sections in prop::collection::vec((1u32..40, 0u32..4, prop::collection::vec(any::<u8>(), 0..300)), 0..8)) {
+        let mut w = Writer::default();
+        for (k, c, b) in &sections {
+            let kind = match k % 4 { 0 => Kind::Meta, 1 => Kind::ExactFst, 2 => Kind::DocBytes, _ => Kind::PartialPostings };
+            w.add(kind, *c, b.clone());
+        }
+        let (bytes, digest) = w.finish();
+        let snap = Snapshot::from_bytes(Path::new("p.idx"), bytes.clone(), Verify::Full).unwrap();
+        prop_assert_eq!(snap.digest_hex(), searchd::snapshot::hex(&digest));
+        for (k, c, b) in &sections {
+            let kind = match k % 4 { 0 => Kind::Meta, 1 => Kind::ExactFst, 2 => Kind::DocBytes, _ => Kind::PartialPostings };
+            // The first section of a kind/category wins; find it.
+            let first = sections.iter().find(|(k2, c2, _)| k2 % 4 == k % 4 && c2 == c).map(|s| &s.2);
+            let got = snap.section(kind, *c).unwrap();
+            prop_assert_eq!(got.as_ref(), first.unwrap().as_slice());
+            prop_assert!(first.unwrap().len() == b.len() || sections.iter().filter(|(k2, c2, _)| k2 % 4 == k % 4 && c2 == c).count() > 1);
+        }
+    }
+
+    #[test]
+    fn damaged_snapshots_are_refused(flip in any::<prop::sample::Index>(), bit in 0u8..8, cut in any::<prop::sample::Index>()) {
+        let good = std::fs::read(books().snapshot().path()).unwrap();
+        let mut bad = good.clone();
+        let i = flip.index(bad.len());
+        bad[i] ^= 1 << bit;
+        prop_assert!(Snapshot::from_bytes(Path::new("b.idx"), bad, Verify::Full).is_err());
+        let n = cut.index(good.len());
+        prop_assert!(Snapshot::from_bytes(Path::new("c.idx"), good[..n].to_vec(), Verify::Full).is_err());
+    }
+}
