@@ -12,6 +12,15 @@ use std::borrow::Cow;
 use crate::index::{Engine, PostingList};
 use crate::ruby;
 
+/// Picky's range character: `1990…2000` matches every text from one end to
+/// the other (Ruby's `String#upto`). West European substitution turns `…`
+/// into `...` first, so indexes that substitute (like the books example)
+/// never see ranges, exactly as in Picky.
+pub const RANGE_CHARACTER: char = '…';
+
+/// Most texts one range may expand to.
+pub const MAX_RANGE_TEXTS: usize = 10_000;
+
 /// Work limit for one query: allocations visited in the product walk.
 /// Picky has none and can be made to run for hours (`a a a a ...`); past this
 /// searchd answers 400 instead.
@@ -21,6 +30,8 @@ pub const MAX_ALLOCATION_VISITS: usize = 100_000;
 pub enum SearchError {
     #[error("query is too complex: it expands to more than {MAX_ALLOCATION_VISITS} allocations")]
     TooComplex,
+    #[error("range {0:?} expands to more than {MAX_RANGE_TEXTS} values")]
+    RangeTooLarge(String),
 }
 
 /// One query word after parsing.
@@ -33,6 +44,9 @@ struct Part {
     original: String,
     similar: bool,
     partial: Option<bool>,
+    /// `a…b`: the text split at the first range character, taken before
+    /// `"`, `~` and `*` are removed (as Picky does).
+    range: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +85,9 @@ impl Engine {
         } else {
             None
         };
+        let range = text
+            .split_once(RANGE_CHARACTER)
+            .map(|(a, b)| (a.to_owned(), b.to_owned()));
         let clean: String = text
             .chars()
             .filter(|c| !matches!(c, '"' | '~' | '*'))
@@ -86,6 +103,7 @@ impl Engine {
             original,
             similar,
             partial,
+            range,
         }
     }
 
@@ -162,7 +180,7 @@ struct Combination<'a> {
 }
 
 impl Engine {
-    fn part_combinations<'a>(&'a self, part: &'a Part, out: &mut Vec<Combination<'a>>) {
+    fn part_combinations<'a>(&'a self, part: &'a Part, out: &mut Vec<Combination<'a>>) -> Result<(), SearchError> {
         if part.similar {
             // Picky ignores qualifiers for similar tokens and returns the
             // listed similar words, not the typed one.
@@ -182,20 +200,55 @@ impl Engine {
                     }
                 }
             }
-            return;
+            return Ok(());
         }
         let partial = part.partial == Some(true);
+        let texts = match &part.range {
+            Some((a, b)) => {
+                let mut texts = Vec::new();
+                ruby_upto(a, b, &mut |t| {
+                    texts.push(t);
+                    texts.len() <= MAX_RANGE_TEXTS
+                });
+                if texts.len() > MAX_RANGE_TEXTS {
+                    return Err(SearchError::RangeTooLarge(part.text.clone()));
+                }
+                Some(texts)
+            }
+            None => None,
+        };
         let mut visit = |ci: usize| {
             let cat = &self.categories[ci];
             let table = match (&cat.partial, partial) {
                 (Some(p), true) => p,
                 _ => &cat.exact,
             };
-            if let Some(list) = table.get(&part.text) {
+            let ids = match &texts {
+                None => table.get(&part.text).map(|list| (cat.weight_of(list), Ids::Index(list))),
+                // Picky sums the weights of the texts found and concatenates
+                // their lists (duplicates kept).
+                Some(texts) => {
+                    let mut weight: Option<f64> = None;
+                    let mut ordered = Vec::new();
+                    for t in texts {
+                        if let Some(list) = table.get(t) {
+                            weight = Some(cat.weight_of(list) + weight.unwrap_or(0.0));
+                            ordered.extend(list.iter());
+                        }
+                    }
+                    weight.map(|w| {
+                        let mut sorted = ordered.clone();
+                        sorted.sort_unstable();
+                        sorted.dedup();
+                        (w, Ids::Merged { ordered, sorted })
+                    })
+                }
+            };
+            if let Some((weight, ids)) = ids {
                 out.push(Combination {
                     label: Label::Category(ci),
-                    weight: cat.weight_of(list),
-                    ids: Ids::Index(list),
+                    weight,
+                    ids,
                     original: Cow::Borrowed(&part.original),
                     text: Cow::Borrowed(&part.text),
                 });
@@ -205,19 +258,20 @@ impl Engine {
             Some(cats) => cats.iter().for_each(|&ci| visit(ci)),
             None => (0..self.categories.len()).for_each(visit),
         }
+        Ok(())
     }
 
-    fn token_combinations<'a>(&'a self, token: &'a Token) -> Vec<Combination<'a>> {
+    fn token_combinations<'a>(&'a self, token: &'a Token) -> Result<Vec<Combination<'a>>, SearchError> {
         let mut out = Vec::new();
         match token {
-            Token::One(p) => self.part_combinations(p, &mut out),
+            Token::One(p) => self.part_combinations(p, &mut out)?,
             Token::Or(parts) => {
                 let mut all = Vec::new();
                 for p in parts {
-                    self.part_combinations(p, &mut all);
+                    self.part_combinations(p, &mut all)?;
                 }
                 if all.is_empty() {
-                    return out;
+                    return Ok(out);
                 }
                 let join = |f: &dyn Fn(&Combination<'a>) -> String| {
                     all.iter().map(f).collect::<Vec<_>>().join("|")
@@ -258,7 +312,7 @@ impl Engine {
                 });
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -457,8 +511,10 @@ impl Engine {
         if tokens.is_empty() {
             return Ok(empty(self));
         }
-        let combos: Vec<Vec<Combination<'_>>> =
-            tokens.iter().map(|t| self.token_combinations(t)).collect();
+        let combos = tokens
+            .iter()
+            .map(|t| self.token_combinations(t))
+            .collect::<Result<Vec<_>, _>>()?;
         if combos.iter().any(Vec::is_empty) {
             return Ok(empty(self));
         }
@@ -499,10 +555,14 @@ impl Engine {
         let mut total = 0u64;
         let mut allocations = Vec::with_capacity(found.len());
         for f in found {
-            let count = f.set.len();
+            let ordered = ordered_ids(&combos, &f);
+            let count = ordered.as_ref().map_or(f.set.len(), Vec::len);
             total += count as u64;
             let page_ids = match ruby_slice(count, off, amount) {
-                Some(r) if !r.is_empty() => self.page(&combos, &f, r),
+                Some(r) if !r.is_empty() => match &ordered {
+                    Some(v) => v[r].to_vec(),
+                    None => r.map(|i| f.set.get(i)).collect(),
+                },
                 _ => Vec::new(),
             };
             if page_ids.is_empty() {
@@ -560,33 +620,24 @@ impl Engine {
             .find(|(b, _)| *b == seq)
             .map_or(0.0, |(_, v)| *v)
     }
+}
 
-    /// The ids of `range` in Picky's order: that of the longest list (the
-    /// last of the lists stably sorted by length), restricted to the set.
-    fn page(
-        &self,
-        combos: &[Vec<Combination<'_>>],
-        f: &Found<'_>,
-        range: std::ops::Range<usize>,
-    ) -> Vec<u32> {
-        let mut longest: Option<&Ids<'_>> = None;
-        for (t, &k) in f.picks.iter().enumerate() {
-            let ids = &combos[t][k].ids;
-            if longest.is_none_or(|l| ids.len() >= l.len()) {
-                longest = Some(ids);
-            }
+/// Picky's order of an allocation's ids is that of its longest list (the
+/// last of the lists stably sorted by length), restricted to the
+/// intersection. For index lists that is ascending, the set's own order
+/// (`None`); a merged list (OR, range) gives its own order, duplicates kept.
+fn ordered_ids(combos: &[Vec<Combination<'_>>], f: &Found<'_>) -> Option<Vec<u32>> {
+    let mut longest: Option<&Ids<'_>> = None;
+    for (t, &k) in f.picks.iter().enumerate() {
+        let ids = &combos[t][k].ids;
+        if longest.is_none_or(|l| ids.len() >= l.len()) {
+            longest = Some(ids);
         }
-        match longest {
-            Some(Ids::Merged { ordered, .. }) if f.picks.len() > 1 => ordered
-                .iter()
-                .copied()
-                .filter(|&x| f.set.contains(x))
-                .skip(range.start)
-                .take(range.len())
-                .collect(),
-            Some(Ids::Merged { ordered, .. }) => ordered[range].to_vec(),
-            _ => range.map(|i| f.set.get(i)).collect(),
-        }
+    }
+    match longest {
+        Some(Ids::Merged { ordered, .. }) if f.picks.len() == 1 => Some(ordered.clone()),
+        Some(Ids::Merged { ordered, .. }) => Some(ordered.iter().copied().filter(|&x| f.set.contains(x)).collect()),
+        _ => None,
     }
 }
 
@@ -624,6 +675,88 @@ fn walk<'a>(
         picks.pop();
     }
     Ok(())
+}
+
+/// Ruby's `String#upto(end)` (what `Range#each` on strings does): calls
+/// `f` for every text from `a` to `b`; `f` returns false to stop early.
+fn ruby_upto(a: &str, b: &str, f: &mut dyn FnMut(String) -> bool) {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if a.len() == 1 && b.len() == 1 && a.is_ascii() && b.is_ascii() {
+        let (c, e) = (a.as_bytes()[0], b.as_bytes()[0]);
+        for x in c..=e {
+            if !f((x as char).to_string()) {
+                return;
+            }
+        }
+        return;
+    }
+    if digits(a) && digits(b) {
+        // Numeric, zero-padded to the width of `a` (Ruby's "%.*ld").
+        let width = a.len();
+        let (Ok(x), Ok(y)) = (a.parse::<u64>(), b.parse::<u64>()) else { return };
+        for n in x..=y {
+            if !f(format!("{n:0width$}")) {
+                return;
+            }
+        }
+        return;
+    }
+    if a > b {
+        return;
+    }
+    let after_end = ruby_succ(b);
+    let mut current = a.to_owned();
+    while current != after_end {
+        let next = (current != b).then(|| ruby_succ(&current));
+        if !f(current.clone()) {
+            return;
+        }
+        let Some(next) = next else { return };
+        current = next;
+        if current.len() > b.len() || current.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Ruby's `String#succ` for the ASCII alphanumerics ranges use: the
+/// rightmost alphanumeric is incremented, carrying leftwards over other
+/// alphanumerics (`az` -> `ba`, `zz` -> `aaa`, `1.9` -> `2.0`); without
+/// alphanumerics the last character is incremented.
+fn ruby_succ(s: &str) -> String {
+    let mut b: Vec<u8> = s.as_bytes().to_vec();
+    if b.is_empty() {
+        return String::new();
+    }
+    if !b.iter().any(u8::is_ascii_alphanumeric) {
+        let mut chars: Vec<char> = s.chars().collect();
+        if let Some(last) = chars.last_mut() {
+            *last = char::from_u32(*last as u32 + 1).unwrap_or(*last);
+        }
+        return chars.into_iter().collect();
+    }
+    let mut i = b.len();
+    let mut leftmost = None;
+    while i > 0 {
+        i -= 1;
+        let c = b[i];
+        let (wrapped, carry_char) = match c {
+            b'z' => (b'a', b'a'),
+            b'Z' => (b'A', b'A'),
+            b'9' => (b'0', b'1'),
+            b'a'..=b'y' | b'A'..=b'Y' | b'0'..=b'8' => {
+                b[i] = c + 1;
+                return String::from_utf8(b).unwrap_or_default();
+            }
+            _ => continue,
+        };
+        b[i] = wrapped;
+        leftmost = Some((i, carry_char));
+    }
+    if let Some((i, c)) = leftmost {
+        b.insert(i, c);
+    }
+    String::from_utf8(b).unwrap_or_default()
 }
 
 impl Results<'_> {
@@ -707,6 +840,27 @@ mod tests {
         assert_eq!(ruby_split("a||b", '|'), ["a", "", "b"]);
         assert!(ruby_split("|", '|').is_empty());
         assert!(ruby_split("||", '|').is_empty());
+    }
+
+    #[test]
+    fn upto_like_ruby() {
+        let collect = |a: &str, b: &str| {
+            let mut v = Vec::new();
+            ruby_upto(a, b, &mut |t| {
+                v.push(t);
+                v.len() < 1000
+            });
+            v
+        };
+        assert_eq!(collect("1998", "2001"), ["1998", "1999", "2000", "2001"]);
+        assert_eq!(collect("09", "11"), ["09", "10", "11"]);
+        assert_eq!(collect("a", "d"), ["a", "b", "c", "d"]);
+        assert_eq!(collect("az", "bb"), ["az", "ba", "bb"]);
+        assert!(collect("2001", "1998").is_empty());
+        assert_eq!(ruby_succ("zz"), "aaa");
+        assert_eq!(ruby_succ("a9"), "b0");
+        assert_eq!(ruby_succ("1.9"), "2.0");
+        assert_eq!(ruby_succ("Zz"), "AAa");
     }
 
     #[test]
