@@ -1,0 +1,220 @@
+//! Index definitions beyond the books example: JSON Lines and CSV with a
+//! header, string ids, qualifier aliases, partial strategies, other
+//! similarities, constant weights, word caps, ranges, and the errors a bad
+//! definition or data file gets.
+
+use std::path::PathBuf;
+
+use searchd::def::IndexDef;
+use searchd::index::Engine;
+use searchd::snapshot::Verify;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(files: &[(&str, &str)]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Fixture { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn build(&self) -> Result<Engine, String> {
+        let def = IndexDef::load(&self.path("index.toml")).map_err(|e| e.to_string())?;
+        let out = self.path("out.idx");
+        searchd::build::build(&def, &out).map_err(|e| e.to_string())?;
+        Ok(Engine::open(&out, Verify::Full).unwrap())
+    }
+}
+
+fn answer(e: &Engine, q: &str) -> serde_json::Value {
+    serde_json::from_str(&e.search(q, 20, 0).unwrap().to_json_string(0.0)).unwrap()
+}
+
+/// `[[category, original, text]...], [ids...]` of each allocation.
+fn allocs(e: &Engine, q: &str) -> Vec<(String, Vec<serde_json::Value>)> {
+    answer(e, q)["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let cats: Vec<String> =
+                a[3].as_array().unwrap().iter().map(|c| c[0].as_str().unwrap().to_owned()).collect();
+            (cats.join(","), a[4].as_array().unwrap().clone())
+        })
+        .collect()
+}
+
+const MOVIES: &str = r#"
+name = "movies"
+[id]
+field = "slug"
+kind = "string"
+[source]
+path = "movies.jsonl"
+format = "jsonl"
+[searching]
+split = '[ \t]+'
+max_words = 2
+[[category]]
+name = "title"
+qualifiers = ["title", "t"]
+partial = { kind = "postfix" }
+similarity = { kind = "soundex", amount = 2 }
+[[category]]
+name = "year"
+partial = { kind = "none" }
+weight = { kind = "constant", value = 0.5 }
+[[category]]
+name = "tags"
+partial = { kind = "infix", min = 3 }
+similarity = { kind = "metaphone", amount = 1 }
+[[golden]]
+query = "alien"
+min_total = 1
+"#;
+
+const MOVIES_DATA: &str = r#"{"slug": "alien", "title": "Alien", "year": 1979, "tags": ["space", "horror"]}
+{"slug": "aliens", "title": "Aliens", "year": 1986, "tags": "space action"}
+
+{"slug": "blade-runner", "title": "Blade Runner", "year": 1982, "tags": null}
+{"slug": "robert", "title": "Robert", "year": 1990}
+{"slug": "rupert", "title": "Rupert", "year": 1991}
+"#;
+
+fn movies() -> (Fixture, Engine) {
+    let f = Fixture::new(&[("index.toml", MOVIES), ("movies.jsonl", MOVIES_DATA)]);
+    let e = f.build().unwrap();
+    (f, e)
+}
+
+#[test]
+fn jsonl_with_string_ids_and_aliases() {
+    let (_f, e) = movies();
+    assert_eq!(e.documents(), 5);
+    let a = answer(&e, "t:alien");
+    assert_eq!(a["total"], 2, "{a}");
+    assert_eq!(a["allocations"][0][4], serde_json::json!(["alien", "aliens"]));
+    // Numbers are indexed as their text; constant weight 0.5 for year.
+    let a = answer(&e, "1979");
+    assert_eq!(a["allocations"][0][1], 0.5);
+    assert_eq!(a["allocations"][0][4], serde_json::json!(["alien"]));
+}
+
+#[test]
+fn postfix_partial_stops_at_len_minus_2() {
+    let (_f, e) = movies();
+    // "aliens" (6 chars): partials aliens, alien, alie; "alien" (5 chars):
+    // alien, alie, ali. So "ali" finds only "alien", and "al" nothing.
+    assert_eq!(answer(&e, "alie")["total"], 2);
+    assert_eq!(allocs(&e, "ali"), [("title".to_owned(), vec!["alien".into()])]);
+    assert_eq!(answer(&e, "al")["total"], 0);
+}
+
+#[test]
+fn infix_partial_matches_inside_words() {
+    let (_f, e) = movies();
+    let a = allocs(&e, "tags:pac");
+    assert_eq!(a, [("tags".to_owned(), vec!["alien".into(), "aliens".into()])]);
+    assert!(allocs(&e, "tags:pa").is_empty(), "infix min is 3");
+}
+
+#[test]
+fn soundex_and_metaphone_similarity() {
+    let (_f, e) = movies();
+    // Robert and Rupert share Soundex R163; amount 2 keeps both.
+    let a = answer(&e, "robbert~");
+    let words: Vec<&str> = a["allocations"].as_array().unwrap().iter().map(|x| x[3][0][1].as_str().unwrap()).collect();
+    assert_eq!(words.len(), 2, "{a}");
+    assert!(words.contains(&"robert") && words.contains(&"rupert"), "{a}");
+    // Metaphone on tags: "horor~" sounds like "horror".
+    let a = answer(&e, "horor~");
+    assert_eq!(a["allocations"][0][3][0], serde_json::json!(["tags", "horror", "horror"]), "{a}");
+}
+
+#[test]
+fn max_words_caps_the_query() {
+    let (_f, e) = movies();
+    // The third word is dropped: "alien 1979 zzz" searches "alien 1979".
+    assert_eq!(answer(&e, "alien 1979 zzz")["total"], 1);
+}
+
+#[test]
+fn ranges_without_substitution() {
+    let (_f, e) = movies();
+    let a = answer(&e, "year:1980…1990");
+    assert_eq!(a["total"], 3, "{a}");
+    assert_eq!(a["allocations"][0][3][0], serde_json::json!(["year", "year:1980…1990", "1980…1990"]));
+    assert_eq!(a["allocations"][0][4], serde_json::json!(["blade-runner", "aliens", "robert"]));
+    // Weight: the sum of the constant weights of the three years found.
+    assert_eq!(a["allocations"][0][1], 1.5);
+    assert!(e.search("year:1…99999999", 20, 0).is_err(), "huge ranges are refused");
+}
+
+#[test]
+fn golden_answers_are_recorded_and_replayed() {
+    let (_f, e) = movies();
+    assert_eq!(e.meta().golden.len(), 1);
+    assert!(e.check_golden().is_empty());
+}
+
+#[test]
+fn csv_with_a_header_row() {
+    let f = Fixture::new(&[
+        (
+            "index.toml",
+            "name = \"people\"\n[source]\npath = \"p.csv\"\nformat = \"csv\"\n[[category]]\nname = \"name\"\n",
+        ),
+        ("p.csv", "name,id\n\"Müller, Hans\",7\nAnna,8\n"),
+    ]);
+    let e = f.build().unwrap();
+    assert_eq!(e.documents(), 2);
+    // Indexing keeps non-ASCII letters when no remove pattern is set.
+    assert_eq!(answer(&e, "müller")["allocations"][0][4], serde_json::json!([7]));
+}
+
+#[test]
+fn bad_data_is_named() {
+    let def = "name = \"x\"\n[source]\npath = \"d.jsonl\"\nformat = \"jsonl\"\n[[category]]\nname = \"t\"\n";
+    let f = Fixture::new(&[("index.toml", def), ("d.jsonl", "{\"id\": 1, \"t\": \"a\"}\n{\"id\": 2, \"t\": \n")]);
+    let err = f.build().unwrap_err();
+    assert!(err.contains("record 2") && err.contains("invalid JSON"), "{err}");
+
+    let f = Fixture::new(&[("index.toml", def), ("d.jsonl", "{\"id\": 1}\n{\"id\": \"1\"}\n")]);
+    let err = f.build().unwrap_err();
+    assert!(err.contains("duplicate id 1") && err.contains("record 1"), "{err}");
+
+    let f = Fixture::new(&[("index.toml", def), ("d.jsonl", "{\"t\": \"a\"}\n")]);
+    let err = f.build().unwrap_err();
+    assert!(err.contains("record 1") && err.contains("\"id\""), "{err}");
+
+    let f = Fixture::new(&[("index.toml", def)]);
+    let err = f.build().unwrap_err();
+    assert!(err.contains("d.jsonl"), "{err}");
+}
+
+#[test]
+fn golden_min_total_is_enforced_at_index_time() {
+    let def = "name = \"x\"\n[source]\npath = \"d.jsonl\"\nformat = \"jsonl\"\n[[category]]\nname = \"t\"\n[[golden]]\nquery = \"zebra\"\nmin_total = 1\n";
+    let f = Fixture::new(&[("index.toml", def), ("d.jsonl", "{\"id\": 1, \"t\": \"a\"}\n")]);
+    let err = f.build().unwrap_err();
+    assert!(err.contains("zebra") && err.contains("min_total"), "{err}");
+}
+
+#[test]
+fn the_same_input_gives_the_same_bytes() {
+    let (f, e) = movies();
+    let first = std::fs::read(f.path("out.idx")).unwrap();
+    let def = IndexDef::load(&f.path("index.toml")).unwrap();
+    let again = f.path("again.idx");
+    searchd::build::build(&def, &again).unwrap();
+    assert_eq!(first, std::fs::read(&again).unwrap());
+    assert_eq!(e.digest().len(), 64);
+}
