@@ -129,14 +129,8 @@ pub fn partials(partial: Partial, nchars: usize, mut f: impl FnMut(usize, usize)
                 prefixes(range_len(to), from, &mut f);
             }
         }
-        Partial::Postfix { from } => {
-            let from = i64::from(from);
-            if from < 0 {
-                prefixes(size, from, &mut f);
-            } else {
-                prefixes(size, from, &mut f);
-            }
-        }
+        // Picky's Postfix is a Substring whose `to` is the whole word.
+        Partial::Postfix { from } => prefixes(size, i64::from(from), &mut f),
         Partial::Infix { min, max } => {
             let (mut min, mut max) = (i64::from(min), i64::from(max));
             if max < 0 {

@@ -323,6 +323,10 @@ impl Engine {
         self.meta.documents
     }
 
+    pub fn category(&self, name: &str) -> Option<&Category> {
+        self.categories.iter().find(|c| c.name == name)
+    }
+
     pub fn meta(&self) -> &Meta {
         &self.meta
     }

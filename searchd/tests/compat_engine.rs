@@ -85,3 +85,23 @@ fn shared_examples_match_picky() {
 fn recorded_answers_match_picky() {
     assert_replay("picky_recorded.jsonl", 700);
 }
+
+/// Picky's title similarity index (dumped from the real server) equals ours,
+/// code by code and word by word, in order.
+#[test]
+fn title_similarity_lists_match_picky() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/picky_title_similarity.json");
+    let picky: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(picky.len() > 1000);
+    let title = engine().category("title").unwrap();
+    let mut differ = Vec::new();
+    for (code, words) in &picky {
+        let expected: Vec<&str> = words.as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+        let ours: Vec<&str> = title.similar(code).collect();
+        if ours != expected {
+            differ.push(format!("{code:?}: picky {expected:?}, searchd {ours:?}"));
+        }
+    }
+    assert!(differ.is_empty(), "{} of {} lists differ:\n{}", differ.len(), picky.len(), differ.join("\n"));
+}
