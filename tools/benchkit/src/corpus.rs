@@ -1,0 +1,618 @@
+//! The synthetic corpus for the scale benchmark: documents shaped like the
+//! books example (id, title, author, year) with a realistic word
+//! distribution, the index definition that indexes them like
+//! `images/books/index.toml`, and a query mix shaped like the books mix.
+//!
+//! Words are generated, pronounceable, lower-case ASCII (so the
+//! double-metaphone similarity has something to work with) and drawn with
+//! Zipf's law; frequent words are short, as in natural language. Everything
+//! is a pure function of the seed.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::rng::{Rng, Zipf};
+
+/// Words Picky-style tokenizers drop (the books definition's stopwords):
+/// never generated as vocabulary.
+const STOPWORDS: &[&str] = &["and", "the", "of", "it", "in", "for"];
+
+const ONSETS: &[&str] = &[
+    "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br",
+    "ch", "cl", "dr", "fl", "gr", "pl", "pr", "sh", "st", "th", "tr", "",
+];
+const VOWELS: &[&str] = &[
+    "a", "e", "i", "o", "u", "a", "e", "o", "ai", "ea", "ou", "io", "y",
+];
+const CODAS: &[&str] = &[
+    "", "", "", "", "n", "r", "s", "l", "m", "t", "nd", "st", "rk", "ng",
+];
+
+/// The shape of the generated corpus.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Title vocabulary size.
+    pub vocabulary: usize,
+    /// Distinct last names.
+    pub surnames: usize,
+    /// Distinct first names.
+    pub first_names: usize,
+    /// Zipf exponent of title words (about 1.0 in natural language).
+    pub zipf: f64,
+    /// Seed of everything.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            vocabulary: 50_000,
+            surnames: 20_000,
+            first_names: 2_000,
+            zipf: 1.0,
+            seed: 1,
+        }
+    }
+}
+
+/// Output format of the documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// CSV with a header row `id,title,author,year`.
+    Csv,
+    /// JSON Lines: `{"id":1,"title":…,"author":…,"year":1999}`.
+    Jsonl,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// One document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doc {
+    pub id: u64,
+    /// Title words, lower case, stopwords included.
+    pub title: Vec<String>,
+    pub last: String,
+    pub first: String,
+    pub year: u16,
+}
+
+impl Doc {
+    /// The title as written in the data: each word capitalised.
+    pub fn title_text(&self) -> String {
+        let mut s = String::new();
+        for (i, w) in self.title.iter().enumerate() {
+            if i > 0 {
+                s.push(' ');
+            }
+            s.push_str(&capitalise(w));
+        }
+        s
+    }
+
+    /// "Last, First".
+    pub fn author_text(&self) -> String {
+        format!("{}, {}", capitalise(&self.last), capitalise(&self.first))
+    }
+}
+
+/// The vocabularies and distributions of a corpus.
+#[derive(Debug, Clone)]
+pub struct Corpus {
+    pub words: Vec<String>,
+    pub surnames: Vec<String>,
+    pub first_names: Vec<String>,
+    word_zipf: Zipf,
+    surname_zipf: Zipf,
+    first_zipf: Zipf,
+    seed: u64,
+}
+
+impl Corpus {
+    pub fn new(cfg: &Config) -> Corpus {
+        let mut rng = Rng::new(cfg.seed ^ 0x5EED_0000_0000_0001);
+        let mut seen: HashSet<String> = STOPWORDS.iter().map(|s| (*s).to_owned()).collect();
+        let words = vocabulary(&mut rng, cfg.vocabulary.max(1), &mut seen);
+        // Names may repeat title words (as "Baker" or "Bell" do): own set.
+        let mut seen_names = seen_stopwords();
+        let surnames = vocabulary(&mut rng, cfg.surnames.max(1), &mut seen_names);
+        let first_names = vocabulary(&mut rng, cfg.first_names.max(1), &mut seen_names);
+        Corpus {
+            word_zipf: Zipf::new(words.len(), cfg.zipf),
+            surname_zipf: Zipf::new(surnames.len(), 0.9),
+            first_zipf: Zipf::new(first_names.len(), 1.0),
+            words,
+            surnames,
+            first_names,
+            seed: cfg.seed,
+        }
+    }
+
+    /// Documents with ids `1..=n`, in order.
+    pub fn documents(&self, n: u64) -> impl Iterator<Item = Doc> + '_ {
+        let mut rng = Rng::new(self.seed ^ 0xD0C5_0000_0000_0002);
+        (1..=n).map(move |id| self.document(&mut rng, id))
+    }
+
+    fn document(&self, rng: &mut Rng, id: u64) -> Doc {
+        // 2..=10 content words, mostly 3 to 6, plus a few stopwords while
+        // the title stays within 10 words.
+        let content = 2 + rng.weighted(&[10, 18, 20, 17, 12, 9, 6, 5, 3]);
+        let mut title = Vec::with_capacity(10);
+        if content < 10 && rng.chance(0.2) {
+            title.push("the".to_owned());
+        }
+        for i in 0..content {
+            let w = &self.words[self.word_zipf.sample(rng)];
+            title.push(w.clone());
+            let remaining = content - i - 1;
+            if remaining > 0 && title.len() + remaining < 10 && rng.chance(0.08) {
+                title.push(if rng.chance(0.6) { "of" } else { "and" }.to_owned());
+            }
+        }
+        let last = self.surnames[self.surname_zipf.sample(rng)].clone();
+        let first = self.first_names[self.first_zipf.sample(rng)].clone();
+        // More recent years are more frequent: density grows linearly.
+        let year = 1900 + (125.0 * rng.unit().sqrt()) as u16;
+        Doc {
+            id,
+            title,
+            last,
+            first,
+            year: year.min(2024),
+        }
+    }
+}
+
+fn seen_stopwords() -> HashSet<String> {
+    STOPWORDS.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// `n` distinct pronounceable words; the first (most frequent) are short.
+fn vocabulary(rng: &mut Rng, n: usize, seen: &mut HashSet<String>) -> Vec<String> {
+    let mut words = Vec::with_capacity(n);
+    let mut attempts = 0usize;
+    while words.len() < n {
+        attempts += 1;
+        let rank = words.len();
+        // Syllables by rank (Zipf's law of abbreviation), growing when short
+        // words run out.
+        let (lo, hi) = match rank {
+            0..100 => (1, 2),
+            100..5_000 => (2, 3),
+            _ => (2, 4),
+        };
+        let extra = attempts / (20 * n.max(1) + 1000);
+        let syllables = rng.range(lo, hi) + extra;
+        let w = word(rng, syllables);
+        if w.len() >= 2 && seen.insert(w.clone()) {
+            words.push(w);
+        }
+    }
+    words
+}
+
+fn word(rng: &mut Rng, syllables: usize) -> String {
+    let mut w = String::new();
+    for i in 0..syllables {
+        let onset = ONSETS[rng.below(ONSETS.len())];
+        // A word starts with a consonant more often than not.
+        if i > 0 || !onset.is_empty() || rng.chance(0.3) {
+            w.push_str(onset);
+        }
+        w.push_str(VOWELS[rng.below(VOWELS.len())]);
+        if i + 1 == syllables || rng.chance(0.25) {
+            w.push_str(CODAS[rng.below(CODAS.len())]);
+        }
+    }
+    w
+}
+
+fn capitalise(w: &str) -> String {
+    let mut c = w.chars();
+    match c.next() {
+        Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// Writes the documents; returns the number of bytes written.
+pub fn write_documents<W: Write>(
+    out: &mut W,
+    format: Format,
+    docs: impl Iterator<Item = Doc>,
+) -> io::Result<u64> {
+    let mut n = 0u64;
+    let mut line = String::with_capacity(256);
+    if format == Format::Csv {
+        line.push_str("id,title,author,year\n");
+        out.write_all(line.as_bytes())?;
+        n += line.len() as u64;
+    }
+    for d in docs {
+        line.clear();
+        match format {
+            // Words are [a-z] only and titles have no comma or quote, so
+            // quoting the two text fields is all CSV needs.
+            Format::Csv => {
+                let _ = writeln!(
+                    line,
+                    "{},\"{}\",\"{}\",{}",
+                    d.id,
+                    d.title_text(),
+                    d.author_text(),
+                    d.year
+                );
+            }
+            Format::Jsonl => {
+                let _ = writeln!(
+                    line,
+                    "{{\"id\":{},\"title\":{},\"author\":{},\"year\":{}}}",
+                    d.id,
+                    serde_json::Value::String(d.title_text()),
+                    serde_json::Value::String(d.author_text()),
+                    d.year
+                );
+            }
+        }
+        out.write_all(line.as_bytes())?;
+        n += line.len() as u64;
+    }
+    Ok(n)
+}
+
+/// The index definition for the corpus: the books example's categories,
+/// tokenizers and boosts (title and author with substring partials, title
+/// with double-metaphone similarity, year exact), reading `data_file`
+/// (relative to the definition).
+pub fn index_definition(name: &str, data_file: &str, format: Format, golden: &[String]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Synthetic corpus for `make bench` (generated by benchkit's `corpus`).\n\
+         # Modelled on images/books/index.toml: same tokenizers, categories and boosts.\n\
+         name = {name:?}\n\n[id]\nfield = \"id\"\nkind = \"integer\"\n\n\
+         [source]\npath = {data_file:?}\nformat = {:?}",
+        format.extension()
+    );
+    if format == Format::Csv {
+        s.push_str("header = true\n");
+    }
+    s.push_str(
+        r#"
+[indexing]
+substitute = "none"
+remove = '[^a-zA-Z0-9 \t\n\x0B\x0C\r/\-_:"&.]'
+stopwords = '(?i)\b(and|the|of|it|in|for)\b'
+split = '[ \t\n\x0B\x0C\r/\-_:"&.]'
+
+[searching]
+substitute = "west_european"
+remove = '[^\p{L}\p{N} \t\n\x0B\x0C\r/\-_&."~*:,|]'
+stopwords = '(?i)\b(and|the|of|it|in|for)\b'
+split = '[ \t\n\x0B\x0C\r/\-&]+'
+
+[[category]]
+name = "title"
+partial = { kind = "substring", from = 1 }
+similarity = { kind = "double_metaphone", amount = 3 }
+
+[[category]]
+name = "author"
+partial = { kind = "substring", from = 1 }
+
+[[category]]
+name = "year"
+partial = { kind = "none" }
+
+[[boost]]
+categories = ["title", "author"]
+value = 3
+
+[[boost]]
+categories = ["title"]
+value = 1
+"#,
+    );
+    for q in golden {
+        let _ = write!(s, "\n[[golden]]\nquery = {q:?}\nmin_total = 1\n");
+    }
+    s
+}
+
+/// Golden queries for the definition: terms that occur in the first
+/// documents, so they have answers at any corpus size.
+pub fn golden_queries(sample: &[Doc]) -> Vec<String> {
+    let mut g = Vec::new();
+    if let Some(d) = sample.first() {
+        if let Some(w) = content_words(d).next() {
+            g.push(w.to_owned());
+            g.push(format!("title:{}", &w[..w.len().min(3)]));
+        }
+        g.push(format!("author:{}", d.last));
+    }
+    g
+}
+
+fn content_words(d: &Doc) -> impl Iterator<Item = &str> {
+    d.title
+        .iter()
+        .map(String::as_str)
+        .filter(|w| !STOPWORDS.contains(w))
+}
+
+/// The query mix for the corpus: 20 request paths shaped like the books mix
+/// in `bench/wrk_queries.lua` (single words of several frequencies,
+/// prefixes, two-word AND, qualifiers, similarity, stopwords, a year, paging,
+/// `ids=0`), drawn from the vocabulary and from `sample` documents so that
+/// multi-word queries have answers.
+pub fn query_paths(index: &str, corpus: &Corpus, sample: &[Doc]) -> Vec<String> {
+    let w = |rank: usize| corpus.words[rank.min(corpus.words.len() - 1)].as_str();
+    let prefix = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    // A sample document with at least two content words.
+    let doc = sample
+        .iter()
+        .find(|d| content_words(d).count() >= 2)
+        .or(sample.first());
+    let (t1, t2, last, year) = match doc {
+        Some(d) => {
+            let mut cw = content_words(d);
+            let a = cw.next().unwrap_or(w(0)).to_owned();
+            let b = cw.next().unwrap_or(w(1)).to_owned();
+            (a, b, d.last.clone(), d.year)
+        }
+        None => (w(0).to_owned(), w(1).to_owned(), w(2).to_owned(), 1999),
+    };
+    let queries: Vec<(String, &str)> = vec![
+        (w(3).to_owned(), ""),
+        (prefix(w(40), 3), ""),
+        (prefix(w(5), 2), ""),
+        (w(300).to_owned(), ""),
+        (prefix(w(300), 4), ""),
+        (format!("{t1} {t2}"), ""),
+        (format!("{t1} {}", prefix(&t2, 1)), ""),
+        // Like "a s": a very frequent short word, then a one-letter prefix.
+        (format!("{} {}", w(0), prefix(w(2), 1)), ""),
+        (format!("{last} {t1}"), ""),
+        (format!("title:{}", w(10)), ""),
+        (
+            format!(
+                "author:{}",
+                corpus.surnames[5.min(corpus.surnames.len() - 1)]
+            ),
+            "",
+        ),
+        (format!("year:{year}"), ""),
+        (
+            format!(
+                "title,author:{}",
+                corpus.surnames[3.min(corpus.surnames.len() - 1)]
+            ),
+            "",
+        ),
+        (format!("{}~", misspell(w(20))), ""),
+        (format!("{}~", misspell(w(150))), ""),
+        (format!("the {} of", w(60)), ""),
+        (format!("{year} {}", prefix(&t1, 1)), ""),
+        (
+            corpus.first_names[2.min(corpus.first_names.len() - 1)].clone(),
+            "",
+        ),
+        (prefix(w(0), 1), "&ids=5&offset=10"),
+        (w(1).to_owned(), "&ids=0"),
+    ];
+    queries
+        .into_iter()
+        .map(|(q, extra)| format!("/{index}?query={}{extra}", url_encode(&q)))
+        .collect()
+}
+
+/// A plausible misspelling: the last vowel replaced by another one that
+/// sounds alike (so double metaphone still finds the word).
+pub fn misspell(word: &str) -> String {
+    let mut chars: Vec<char> = word.chars().collect();
+    if let Some(i) = chars.iter().rposition(|c| "aeiouy".contains(*c)) {
+        chars[i] = match chars[i] {
+            'a' => 'e',
+            'e' => 'i',
+            'i' => 'y',
+            'o' => 'u',
+            'u' => 'o',
+            _ => 'i',
+        };
+    } else {
+        chars.push('e');
+    }
+    chars.into_iter().collect()
+}
+
+/// Percent-encodes everything but unreserved characters (and `~`).
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A wrk script cycling through `paths`, with the same per-thread offsets
+/// and the same `done` report as `bench/wrk_queries.lua`.
+pub fn wrk_script(paths: &[String]) -> String {
+    let mut s = String::from(
+        "-- Generated by benchkit's `corpus`: the synthetic corpus's query mix.\n\
+         -- Usage: wrk -t2 -c8 -d10s -s queries.lua http://127.0.0.1:PORT\nlocal paths = {\n",
+    );
+    for p in paths {
+        let _ = writeln!(s, "  {p:?},");
+    }
+    s.push_str(WRK_TAIL);
+    s
+}
+
+const WRK_TAIL: &str = r#"}
+local counter = 0
+local thread_id = 0
+setup = function(thread)
+  thread:set("tid", thread_id)
+  thread_id = thread_id + 1
+end
+init = function(args)
+  counter = tid or 0
+end
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", paths[(counter % #paths) + 1])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("requests=%d errors_status=%d connect=%d read=%d write=%d timeout=%d\n",
+    summary.requests, summary.errors.status, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.timeout))
+  io.write(string.format("p50_us=%d p90_us=%d p99_us=%d max_us=%d mean_us=%.1f\n",
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Corpus {
+        Corpus::new(&Config {
+            vocabulary: 2_000,
+            surnames: 500,
+            first_names: 100,
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn deterministic_from_the_seed() {
+        let a: Vec<Doc> = small().documents(200).collect();
+        let b: Vec<Doc> = small().documents(200).collect();
+        assert_eq!(a, b);
+        let other = Corpus::new(&Config {
+            vocabulary: 2_000,
+            surnames: 500,
+            first_names: 100,
+            seed: 2,
+            ..Config::default()
+        });
+        let c: Vec<Doc> = other.documents(200).collect();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn documents_have_the_promised_shape() {
+        let c = small();
+        let mut vocab_seen = HashSet::new();
+        for d in c.documents(5_000) {
+            let content = content_words(&d).count();
+            assert!((2..=10).contains(&content), "{:?}", d.title);
+            assert!(d.title.len() <= 10, "{:?}", d.title);
+            assert!((1900..=2024).contains(&d.year));
+            let author = d.author_text();
+            assert!(author.contains(", "), "{author}");
+            assert!(d.title_text().chars().next().unwrap().is_ascii_uppercase());
+            for w in content_words(&d) {
+                assert!(w.bytes().all(|b| b.is_ascii_lowercase()), "{w}");
+                vocab_seen.insert(w.to_owned());
+            }
+        }
+        // Zipf: many distinct words, the head far more frequent than the tail.
+        assert!(vocab_seen.len() > 500, "{}", vocab_seen.len());
+        assert!(c.words.iter().all(|w| !STOPWORDS.contains(&w.as_str())));
+        let uniq: HashSet<&String> = c.words.iter().collect();
+        assert_eq!(uniq.len(), c.words.len());
+        // Frequent words are short.
+        let head: usize = c.words[..100].iter().map(String::len).sum();
+        let tail: usize = c.words[1_900..].iter().map(String::len).sum();
+        assert!(head < tail, "{head} {tail}");
+    }
+
+    #[test]
+    fn csv_and_jsonl_parse_back() {
+        let c = small();
+        let mut csv = Vec::new();
+        let n = write_documents(&mut csv, Format::Csv, c.documents(50)).unwrap();
+        assert_eq!(n as usize, csv.len());
+        let text = String::from_utf8(csv).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("id,title,author,year"));
+        let first = lines.next().unwrap();
+        assert!(first.starts_with("1,\""), "{first}");
+        assert_eq!(text.lines().count(), 51);
+
+        let mut jl = Vec::new();
+        write_documents(&mut jl, Format::Jsonl, c.documents(50)).unwrap();
+        let docs: Vec<Doc> = c.documents(50).collect();
+        for (line, d) in String::from_utf8(jl).unwrap().lines().zip(&docs) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["id"], d.id);
+            assert_eq!(v["title"], d.title_text());
+            assert_eq!(v["author"], d.author_text());
+            assert_eq!(v["year"], d.year);
+        }
+    }
+
+    #[test]
+    fn definition_is_valid_toml_with_the_books_categories() {
+        let c = small();
+        let sample: Vec<Doc> = c.documents(10).collect();
+        let g = golden_queries(&sample);
+        let def = index_definition("corpus", "corpus.csv", Format::Csv, &g);
+        let v: toml::Table = def.parse().expect("valid TOML");
+        assert_eq!(v["name"].as_str(), Some("corpus"));
+        assert_eq!(v["source"]["path"].as_str(), Some("corpus.csv"));
+        assert_eq!(v["source"]["header"].as_bool(), Some(true));
+        let cats = v["category"].as_array().unwrap();
+        assert_eq!(cats.len(), 3);
+        assert_eq!(
+            cats[0]["similarity"]["kind"].as_str(),
+            Some("double_metaphone")
+        );
+        assert_eq!(v["golden"].as_array().unwrap().len(), g.len());
+        let books = include_str!("../../../images/books/index.toml");
+        let books: toml::Table = books.parse().unwrap();
+        assert_eq!(v["indexing"], books["indexing"]);
+        assert_eq!(v["searching"], books["searching"]);
+        assert_eq!(v["category"], books["category"]);
+        assert_eq!(v["boost"], books["boost"]);
+    }
+
+    #[test]
+    fn query_mix_has_twenty_encoded_paths() {
+        let c = small();
+        let sample: Vec<Doc> = c.documents(100).collect();
+        let paths = query_paths("corpus", &c, &sample);
+        assert_eq!(paths.len(), 20);
+        for p in &paths {
+            assert!(p.starts_with("/corpus?query="), "{p}");
+            assert!(!p.contains(' ') && !p.contains('"'), "{p}");
+        }
+        assert!(paths.iter().any(|p| p.contains("%3A")));
+        assert!(paths.iter().any(|p| p.ends_with("&ids=0")));
+        let lua = wrk_script(&paths);
+        assert!(lua.contains("errors_status"));
+        assert_eq!(lua.matches("\"/corpus?query=").count(), 20);
+    }
+
+    #[test]
+    fn misspell_changes_a_vowel() {
+        assert_eq!(misspell("hemingway"), "hemingwai");
+        assert_eq!(misspell("brst"), "brste");
+        assert_ne!(misspell("tola"), "tola");
+        assert_eq!(url_encode("a b:c,d~"), "a%20b%3Ac%2Cd~");
+    }
+}
