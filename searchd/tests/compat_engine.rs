@@ -3,32 +3,12 @@
 //! every 200 answer whose parameters were sent as plain key/value pairs.
 //! (Raw query strings are replayed through the HTTP server in compat_http.rs.)
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod common;
 
-use searchd::def::IndexDef;
-use searchd::index::Engine;
-use searchd::snapshot::Verify;
-
-fn engine() -> &'static Engine {
-    static ENGINE: OnceLock<(tempfile::TempDir, Engine)> = OnceLock::new();
-    &ENGINE
-        .get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let def = IndexDef::load(&root.join("images/books/index.toml")).unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            let out = dir.path().join("books.idx");
-            searchd::build::build(&def, &out).unwrap();
-            let e = Engine::open(&out, Verify::Full).unwrap();
-            (dir, e)
-        })
-        .1
-}
+use common::{books as engine, golden};
 
 fn replay(file: &str) -> (usize, Vec<String>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(file);
+    let path = golden(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let mut compared = 0;
     let mut failures = Vec::new();
@@ -90,18 +70,29 @@ fn recorded_answers_match_picky() {
 /// code by code and word by word, in order.
 #[test]
 fn title_similarity_lists_match_picky() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/picky_title_similarity.json");
+    let path = golden("picky_title_similarity.json");
     let picky: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert!(picky.len() > 1000);
     let title = engine().category("title").unwrap();
     let mut differ = Vec::new();
     for (code, words) in &picky {
-        let expected: Vec<&str> = words.as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+        let expected: Vec<&str> = words
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
         let ours: Vec<&str> = title.similar(code).collect();
         if ours != expected {
             differ.push(format!("{code:?}: picky {expected:?}, searchd {ours:?}"));
         }
     }
-    assert!(differ.is_empty(), "{} of {} lists differ:\n{}", differ.len(), picky.len(), differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "{} of {} lists differ:\n{}",
+        differ.len(),
+        picky.len(),
+        differ.join("\n")
+    );
 }
