@@ -1,0 +1,100 @@
+//! Typed ids and tags. An id is whatever the backend calls the thing
+//! (`ami-0abc…` on aws, `img-3f2a…` locally); the type says which thing it
+//! is, so an instance id can never be passed where an image id is expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn new(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A machine image: an AMI id, or a local image id (`img-<hex>`).
+    ImageId
+);
+id_type!(
+    /// An instance: a builder or a group member (`i-…`).
+    InstanceId
+);
+id_type!(
+    /// One bake (or roll) run. Every resource a run creates carries it in the
+    /// [`tags::RUN`] tag, so cleanup and `gc` can find them.
+    RunId
+);
+id_type!(
+    /// An instance group (aws: an Auto Scaling group; local: a supervised set).
+    GroupName
+);
+id_type!(
+    /// A load balancer's target set (aws: a target group ARN).
+    TargetGroupId
+);
+id_type!(
+    /// A region (aws: `eu-west-1`; local: `local`).
+    Region
+);
+id_type!(
+    /// An account an image is shared with (aws: 12 digits).
+    AccountId
+);
+
+impl RunId {
+    /// A fresh run id: time-ordered and unique enough for one machine's runs.
+    pub fn generate() -> RunId {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        RunId(format!("run-{secs}-{:08x}", fastrand::u32(..)))
+    }
+}
+
+/// Tags as the cloud stores them: sorted, so serialisation is stable.
+pub type Tags = BTreeMap<String, String>;
+
+/// Tag keys kiln writes. Values never contain secrets.
+pub mod tags {
+    /// The input digest of a baked image (the content address).
+    pub const DIGEST: &str = "kiln:digest";
+    /// The run that created a resource.
+    pub const RUN: &str = "kiln:bake";
+    /// The recipe's image name.
+    pub const NAME: &str = "kiln:name";
+    /// The resolved base image id.
+    pub const BASE: &str = "kiln:base";
+    /// The parent image (the previous image with the same name), if any.
+    pub const PARENT: &str = "kiln:parent";
+    /// The searchd version installed in the image.
+    pub const SEARCHD_VERSION: &str = "kiln:searchd-version";
+    /// The sha256 of the installed snapshot (searchd's index digest).
+    pub const INDEX_DIGEST: &str = "kiln:index-digest";
+    /// Creation time, RFC 3339 UTC.
+    pub const CREATED: &str = "kiln:created";
+}

@@ -1,0 +1,46 @@
+//! The janitor: finds and removes what crashed runs left behind (`bake gc`).
+//! Every resource a run creates carries the run id (aws: the `kiln:bake`
+//! tag at creation; local: the run id in its name or a marker file).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::ids::RunId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    Instance,
+    Image,
+    Snapshot,
+    SecurityGroup,
+    KeyPair,
+    Object,
+    /// Local: a builder root, partial image or temp directory.
+    Dir,
+    /// Local: a stale lock or temp file.
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftover {
+    pub kind: ResourceKind,
+    /// Backend-specific id or path.
+    pub id: String,
+    pub run: Option<RunId>,
+    pub age: Duration,
+}
+
+#[async_trait]
+pub trait Janitor: Send + Sync {
+    /// Resources of runs that are no longer alive and older than
+    /// `older_than`. Local knows liveness (a run holds a lock while it
+    /// runs); aws only knows age, so pick `older_than` longer than a bake.
+    async fn leftovers(&self, older_than: Duration) -> Result<Vec<Leftover>>;
+
+    /// Removes one leftover. Idempotent.
+    async fn remove(&self, item: &Leftover) -> Result<()>;
+}
