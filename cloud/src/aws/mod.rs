@@ -1,0 +1,127 @@
+//! The aws backend: EC2 builders and AMIs, payloads and reports in S3, base
+//! images from an AMI filter or an SSM parameter. See README.md beside this
+//! file for the flow, the API calls one bake makes and how that compares
+//! with Packer's amazon-ebs builder.
+//!
+//! What this module owns:
+//! - [`connect`]: the SDK configuration (region, `AWS_ENDPOINT_URL`, retries,
+//!   timeouts) and one client per service, all sharing an [`ApiCalls`]
+//!   counter.
+//! - [`crate::Images`] on AMIs (`images.rs`), [`crate::Builders`] on EC2
+//!   instances (`builders.rs`), [`crate::Janitor`] by the `kiln:bake` tag
+//!   (`janitor.rs`). Groups and load balancers arrive with `roll`.
+//!
+//! Every resource a run creates carries `kiln:bake=<run>` and
+//! `kiln:created=<rfc3339>` from its creation call (TagSpecifications, S3
+//! object tagging), except EBS snapshots made by CreateImage, which are
+//! tagged right after (moto answers 500 to a snapshot TagSpecification on
+//! CreateImage; real EC2 accepts both).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::wait::WaitParams;
+use crate::{Cloud, CloudParts};
+
+mod builders;
+mod calls;
+mod error;
+mod images;
+mod janitor;
+mod sdk;
+mod unsupported;
+mod userdata;
+
+pub use calls::ApiCalls;
+pub use userdata::{EMULATOR_POWEROFF_ENV, EMULATOR_ROOT_ENV};
+
+pub const BACKEND: &str = "aws";
+
+/// Tracing directives that keep the SDK's own logs at WARN; binaries add
+/// them to their default filter.
+pub const QUIET_SDK_LOGS: &str = "aws_config=warn,aws_smithy_runtime=warn,\
+aws_smithy_runtime_api=warn,aws_smithy_http_client=warn,aws_sdk_ec2=warn,aws_sdk_s3=warn,\
+aws_sdk_ssm=warn,aws_sigv4=warn,hyper=warn,hyper_util=warn,rustls=warn";
+
+/// S3 key prefix for everything kiln writes: run scratch objects under
+/// `runs/<run>/`, image manifests under `images/`.
+pub const KEY_PREFIX: &str = "kiln/";
+
+/// How to reach AWS. Everything unset falls back to the SDK's usual
+/// sources (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles, instance roles).
+#[derive(Debug, Clone)]
+pub struct AwsOptions {
+    pub region: Option<String>,
+    /// Overrides `AWS_ENDPOINT_URL` (tests point this at moto). When any
+    /// endpoint override is in force, S3 uses path-style addressing.
+    pub endpoint_url: Option<String>,
+    /// Static keys (access key id, secret) instead of the default chain.
+    pub static_credentials: Option<(String, String)>,
+    /// The bucket for payloads, reports and image manifests.
+    pub bucket: Option<String>,
+    /// Create the bucket if it is missing (off by default: a typo in a
+    /// bucket name should fail, not create a stray bucket).
+    pub create_bucket: bool,
+    /// SDK retries (standard mode). Tests turn them off: a moto 500 means
+    /// "not emulated", and retrying only hides it.
+    pub retries: bool,
+    pub wait: WaitParams,
+    /// Lifetime of the presigned payload and report URLs: long enough for
+    /// a builder to boot and install.
+    pub presign_ttl: Duration,
+}
+
+impl Default for AwsOptions {
+    fn default() -> Self {
+        AwsOptions {
+            region: None,
+            endpoint_url: None,
+            static_credentials: None,
+            bucket: None,
+            create_bucket: false,
+            retries: true,
+            wait: WaitParams::CLOUD,
+            presign_ttl: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+impl AwsOptions {
+    /// Options from the environment: `KILN_AWS_BUCKET`,
+    /// `KILN_AWS_CREATE_BUCKET=1`, and `AWS_MAX_ATTEMPTS=1` (read by the SDK
+    /// itself) to turn retries off. Region and endpoint come from the SDK's
+    /// own variables.
+    pub fn from_env() -> AwsOptions {
+        let flag = |k: &str| {
+            std::env::var(k)
+                .map(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+                .unwrap_or(false)
+        };
+        AwsOptions {
+            bucket: std::env::var("KILN_AWS_BUCKET")
+                .ok()
+                .filter(|b| !b.is_empty()),
+            create_bucket: flag("KILN_AWS_CREATE_BUCKET"),
+            ..AwsOptions::default()
+        }
+    }
+}
+
+/// Connects (loads configuration; no API call yet) and returns the aws
+/// [`Cloud`] plus the counter of API calls its clients make.
+pub async fn connect(opts: AwsOptions) -> Result<(Cloud, ApiCalls)> {
+    let ctx = Arc::new(sdk::Ctx::load(opts).await?);
+    let calls = ctx.calls.clone();
+    let cloud = Cloud::new(CloudParts {
+        backend: BACKEND,
+        region: ctx.region.clone(),
+        images: Arc::new(images::AwsImages::new(ctx.clone())),
+        builders: Arc::new(builders::AwsBuilders::new(ctx.clone())),
+        groups: Arc::new(unsupported::NotYet),
+        lbs: Arc::new(unsupported::NotYet),
+        janitor: Arc::new(janitor::AwsJanitor::new(ctx.clone())),
+        wait: ctx.wait,
+    });
+    Ok((cloud, calls))
+}

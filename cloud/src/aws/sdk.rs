@@ -1,0 +1,295 @@
+//! SDK configuration and the state every aws trait impl shares: one client
+//! per service, the region, the bucket and the API call counter.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use tokio::sync::OnceCell;
+
+use super::calls::ApiCalls;
+use super::error::{code, sdk_error};
+use super::{AwsOptions, KEY_PREFIX};
+use crate::error::{CloudError, Result};
+use crate::ids::{Region, RunId, Tags};
+use crate::wait::WaitParams;
+
+pub(crate) struct Ctx {
+    pub region: Region,
+    pub sdk: SdkConfig,
+    pub ec2: aws_sdk_ec2::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub calls: ApiCalls,
+    pub bucket: Option<String>,
+    pub create_bucket: bool,
+    pub wait: WaitParams,
+    pub presign_ttl: Duration,
+    /// Set once the bucket is known to exist (checked at most once per
+    /// process).
+    bucket_ready: OnceCell<()>,
+}
+
+impl Ctx {
+    pub async fn load(opts: AwsOptions) -> Result<Ctx> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+            // Bounded everything: a hung connection must end in an error
+            // naming the call, never in a bake that waits forever.
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(120))
+                .operation_timeout(Duration::from_secs(300))
+                .build(),
+        );
+        if let Some(r) = &opts.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(url) = &opts.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        if let Some((id, secret)) = &opts.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                id.clone(),
+                secret.clone(),
+                None,
+                None,
+                "kiln-static",
+            ));
+        }
+        if !opts.retries {
+            loader = loader.retry_config(RetryConfig::disabled());
+        }
+        let sdk = loader.load().await;
+        let region = sdk
+            .region()
+            .map(|r| Region::new(r.as_ref()))
+            .ok_or_else(|| {
+                CloudError::invalid(
+                    "aws region",
+                    "none configured: set AWS_REGION or the recipe's aws.region",
+                )
+            })?;
+        let calls = ApiCalls::default();
+        let ec2 = aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        // Emulators (moto) and S3-compatible endpoints are not reachable by
+        // virtual-hosted bucket names.
+        let path_style = sdk.endpoint_url().is_some();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(path_style)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let ssm = aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        Ok(Ctx {
+            region,
+            sdk,
+            ec2,
+            s3,
+            ssm,
+            calls,
+            bucket: opts.bucket,
+            create_bucket: opts.create_bucket,
+            wait: opts.wait,
+            presign_ttl: opts.presign_ttl,
+            bucket_ready: OnceCell::new(),
+        })
+    }
+
+    /// "in us-east-1", for error messages.
+    pub fn place(&self) -> String {
+        format!("in {}", self.region)
+    }
+
+    /// An EC2 client for another region (CopyImage runs in the destination).
+    pub fn ec2_in(&self, region: &Region) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&self.sdk)
+                .region(aws_sdk_ec2::config::Region::new(region.0.clone()))
+                .interceptor(self.calls.clone())
+                .build(),
+        )
+    }
+
+    /// The configured bucket, or a bad-input error saying how to set one.
+    pub fn bucket(&self) -> Result<&str> {
+        self.bucket.as_deref().ok_or_else(|| {
+            CloudError::invalid(
+                "aws bucket",
+                "the aws backend needs an S3 bucket for payloads and manifests \
+                 (recipe aws.bucket, --bucket or KILN_AWS_BUCKET)",
+            )
+        })
+    }
+
+    /// Checks the bucket exists, creating it if configured to.
+    pub async fn ensure_bucket(&self) -> Result<&str> {
+        let bucket = self.bucket()?;
+        self.bucket_ready
+            .get_or_try_init(|| async {
+                // ListObjectsV2 rather than HeadBucket: it needs only
+                // s3:ListBucket, which gc needs anyway.
+                let probe = self
+                    .s3
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(KEY_PREFIX)
+                    .max_keys(1)
+                    .send()
+                    .await;
+                match probe {
+                    Ok(_) => Ok(()),
+                    Err(e) if code(&e) == Some("NoSuchBucket") && self.create_bucket => {
+                        let mut req = self.s3.create_bucket().bucket(bucket);
+                        // us-east-1 refuses an explicit location constraint.
+                        if self.region.as_str() != "us-east-1" {
+                            req = req.create_bucket_configuration(
+                                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                                    .location_constraint(
+                                        aws_sdk_s3::types::BucketLocationConstraint::from(
+                                            self.region.as_str(),
+                                        ),
+                                    )
+                                    .build(),
+                            );
+                        }
+                        req.send().await.map_err(|e| {
+                            sdk_error("CreateBucket", format!("{bucket} {}", self.place()), e)
+                        })?;
+                        Ok(())
+                    }
+                    Err(e) if code(&e) == Some("NoSuchBucket") => Err(CloudError::not_found(
+                        "S3 bucket",
+                        bucket,
+                        format!(
+                            "{} (create it, or allow kiln to with create_bucket)",
+                            self.region
+                        ),
+                    )),
+                    Err(e) => Err(sdk_error(
+                        "ListObjectsV2",
+                        format!("s3://{bucket}/{KEY_PREFIX} {}", self.place()),
+                        e,
+                    )),
+                }
+            })
+            .await?;
+        Ok(bucket)
+    }
+}
+
+/// Key of a run's scratch object (`payload.tar.zst`, `result`).
+pub fn run_key(run: &RunId, name: &str) -> String {
+    format!("{KEY_PREFIX}runs/{run}/{name}")
+}
+
+/// Key of an image's manifest, named by digest so it is known before the
+/// image exists and can be tagged onto it at creation.
+pub fn manifest_key(digest: &str) -> String {
+    format!("{KEY_PREFIX}images/{digest}/manifest.json")
+}
+
+/// The tags every resource of a run gets: the caller's, plus the run id and
+/// creation time (which `gc` uses as the resource's age).
+pub fn run_tags(run: &RunId, extra: &Tags) -> Tags {
+    let mut t = extra.clone();
+    t.insert(crate::tags::RUN.into(), run.to_string());
+    t.entry(crate::tags::CREATED.into())
+        .or_insert_with(|| crate::time::rfc3339(crate::time::now_unix()));
+    t
+}
+
+pub fn ec2_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+pub fn tag_spec(kind: ResourceType, tags: &Tags) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(ec2_tags(tags)))
+        .build()
+}
+
+pub fn tags_from_ec2(tags: &[Tag]) -> Tags {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
+        .collect()
+}
+
+/// S3's `x-amz-tagging` header value: URL-encoded `k=v&k=v`.
+pub fn s3_tagging(tags: &Tags) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time as EC2 prints it
+/// (`2024-05-01T12:00:00.000Z`); `None` if it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from civil (Howard Hinnant), the inverse of time::rfc3339.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for t in [0u64, 951_782_400, 1_714_564_800, 1_795_597_739] {
+            assert_eq!(parse_rfc3339(&crate::time::rfc3339(t)), Some(t));
+        }
+        assert_eq!(
+            parse_rfc3339("2024-05-01T12:00:00.000Z"),
+            Some(1_714_564_800)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn tagging_is_url_encoded() {
+        let mut t = Tags::new();
+        t.insert("kiln:bake".into(), "run-1 x".into());
+        assert_eq!(s3_tagging(&t), "kiln%3Abake=run-1%20x");
+    }
+}

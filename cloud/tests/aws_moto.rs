@@ -1,0 +1,479 @@
+//! The aws backend against a real moto server (one per test, started and
+//! killed by the test): base resolution, lookups, error messages, launch
+//! hygiene, gc. The install-and-snapshot path is in `aws_conformance.rs`.
+#![cfg(feature = "aws")]
+
+use std::time::Duration;
+
+use cloud::aws::{ApiCalls, AwsOptions};
+use cloud::{BaseSelector, BuilderSettings, BuilderSpec, Cloud, Payload, RunId, Tags, WaitParams};
+use motokit::{Census, Emulator, EmulatorOptions, Moto, TEST_KEY};
+
+const BUCKET: &str = "kiln-test";
+const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+
+/// Polls fast: moto answers at once, and the emulator within ~100 ms.
+const FAST: WaitParams = WaitParams {
+    timeout: Duration::from_secs(120),
+    interval: Duration::from_millis(50),
+    backoff: 1.5,
+    max_interval: Duration::from_millis(500),
+};
+
+async fn connect(moto: &Moto, key: &str, secret: &str, create_bucket: bool) -> (Cloud, ApiCalls) {
+    cloud::aws::connect(AwsOptions {
+        region: Some(motokit::REGION.into()),
+        endpoint_url: Some(moto.endpoint()),
+        static_credentials: Some((key.into(), secret.into())),
+        bucket: Some(BUCKET.into()),
+        create_bucket,
+        retries: false,
+        wait: FAST,
+        ..AwsOptions::default()
+    })
+    .await
+    .expect("connect to moto")
+}
+
+async fn census(moto: &Moto) -> Census {
+    Census::take(
+        &moto.ec2(TEST_KEY, TEST_KEY).await,
+        &moto.s3(TEST_KEY, TEST_KEY).await,
+        BUCKET,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn moto_resolves_ssm_and_filters_newest_first() {
+    let moto = Moto::start();
+    let (cloud, calls) = connect(&moto, TEST_KEY, TEST_KEY, true).await;
+    let images = cloud.images();
+
+    let ssm = images
+        .resolve_base(&BaseSelector::SsmParameter {
+            name: AL2023.into(),
+        })
+        .await
+        .expect("SSM parameter resolves");
+    assert!(ssm.id.as_str().starts_with("ami-"), "{ssm:?}");
+    assert!(ssm.name.starts_with("al2023-ami-"), "{ssm:?}");
+    assert_eq!(calls.count("GetParameter"), 1);
+
+    // The same AMI by filter: moto seeds Amazon's AL2023 images.
+    let by_filter = images
+        .resolve_base(&BaseSelector::AmiFilter {
+            owners: vec!["amazon".into()],
+            name: "al2023-ami-2023.*-x86_64".into(),
+            architecture: "x86_64".into(),
+        })
+        .await
+        .expect("filter resolves");
+    assert!(
+        by_filter.name.starts_with("al2023-ami-2023."),
+        "{by_filter:?}"
+    );
+
+    let missing = images
+        .resolve_base(&BaseSelector::SsmParameter {
+            name: "/kiln/no/such/parameter".into(),
+        })
+        .await
+        .expect_err("missing parameter");
+    assert!(missing.is_bad_input(), "{missing}");
+    assert!(
+        missing.to_string().contains("/kiln/no/such/parameter"),
+        "{missing}"
+    );
+
+    let none = images
+        .resolve_base(&BaseSelector::AmiFilter {
+            owners: vec!["self".into()],
+            name: "nothing-like-this-*".into(),
+            architecture: "x86_64".into(),
+        })
+        .await
+        .expect_err("no match");
+    assert!(none.to_string().contains("nothing-like-this-*"), "{none}");
+
+    let local = images
+        .resolve_base(&BaseSelector::Scratch)
+        .await
+        .expect_err("scratch is local only");
+    assert!(local.is_bad_input(), "{local}");
+}
+
+#[tokio::test]
+async fn moto_newer_base_ami_wins() {
+    let moto = Moto::start();
+    let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, true).await;
+    let filter = BaseSelector::AmiFilter {
+        owners: vec![motokit::ACCOUNT.into()],
+        name: "kiln-test-base-*".into(),
+        architecture: "x86_64".into(),
+    };
+    let first = register_base(&moto, "kiln-test-base-1").await;
+    let got = cloud.images().resolve_base(&filter).await.expect("resolve");
+    assert_eq!(got.id.as_str(), first);
+    // CreationDate has one-second resolution.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = register_base(&moto, "kiln-test-base-2").await;
+    let got = cloud.images().resolve_base(&filter).await.expect("resolve");
+    assert_eq!(
+        got.id.as_str(),
+        second,
+        "the newest matching AMI is the base"
+    );
+}
+
+/// A new AMI named `name` owned by the test account (what a patched base
+/// image looks like to kiln).
+pub async fn register_base(moto: &Moto, name: &str) -> String {
+    let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
+    let seed = ec2
+        .describe_images()
+        .owners("amazon")
+        .filters(aws_sdk_ec2_filter("name", "al2023-ami-2023.*-x86_64"))
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()
+        .first()
+        .and_then(|i| i.image_id().map(str::to_owned))
+        .expect("a seeded AL2023 image");
+    let run = ec2
+        .run_instances()
+        .image_id(seed)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("RunInstances");
+    let inst = run.instances()[0].instance_id().expect("id").to_owned();
+    let id = ec2
+        .create_image()
+        .instance_id(&inst)
+        .name(name)
+        .send()
+        .await
+        .expect("CreateImage")
+        .image_id
+        .expect("id");
+    ec2.terminate_instances()
+        .instance_ids(inst)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    id
+}
+
+fn aws_sdk_ec2_filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .values(value)
+        .build()
+}
+
+#[tokio::test]
+async fn moto_lookups_of_unknown_things() {
+    let moto = Moto::start();
+    let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, true).await;
+    let images = cloud.images();
+    let digest = "ab".repeat(32);
+    assert!(
+        images
+            .find_by_digest(&digest)
+            .await
+            .expect("find")
+            .is_none()
+    );
+    let err = images
+        .describe(&cloud::ImageId::from("ami-00000000000000000"))
+        .await
+        .expect_err("no such image");
+    assert!(err.is_not_found(), "{err}");
+    assert!(err.to_string().contains("us-east-1"), "{err}");
+    images
+        .deregister(&cloud::ImageId::from("ami-00000000000000000"))
+        .await
+        .expect("deregistering nothing is Ok");
+    assert!(images.list().await.expect("list").is_empty());
+}
+
+/// Errors name the operation, the resource and the region; a denied call
+/// says which action was denied.
+#[tokio::test]
+async fn moto_errors_name_operation_and_region() {
+    let moto = Moto::start();
+    let nobody = moto.iam_user("nobody", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#);
+    moto.enforce_iam();
+    let (cloud, _) = connect(&moto, &nobody.key, &nobody.secret, false).await;
+    let err = cloud
+        .images()
+        .find_by_digest(&"cd".repeat(32))
+        .await
+        .expect_err("denied");
+    let msg = err.to_string();
+    assert!(msg.contains("DescribeImages"), "{msg}");
+    assert!(msg.contains("us-east-1"), "{msg}");
+    assert!(
+        msg.contains("UnauthorizedOperation") || msg.contains("AccessDenied"),
+        "{msg}"
+    );
+    assert!(
+        !err.is_bad_input(),
+        "an API refusal is not bad input: {msg}"
+    );
+}
+
+/// A bucket that does not exist is an error naming it, unless kiln may
+/// create it.
+#[tokio::test]
+async fn moto_bucket_is_created_only_when_allowed() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = spec_with_dummy_payload(&cloud_base(&moto).await, dir.path());
+    let before = census(&moto).await;
+    let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, false).await;
+    let err = cloud
+        .builders()
+        .launch_builder(&spec)
+        .await
+        .expect_err("no bucket");
+    assert!(err.to_string().contains(BUCKET), "{err}");
+    assert_eq!(census(&moto).await, before, "nothing launched");
+}
+
+async fn cloud_base(moto: &Moto) -> cloud::BaseImage {
+    let (cloud, _) = connect(moto, TEST_KEY, TEST_KEY, true).await;
+    cloud
+        .images()
+        .resolve_base(&BaseSelector::SsmParameter {
+            name: AL2023.into(),
+        })
+        .await
+        .expect("base")
+}
+
+fn spec_with_dummy_payload(base: &cloud::BaseImage, dir: &std::path::Path) -> BuilderSpec {
+    let archive = dir.join("payload.tar.zst");
+    std::fs::write(&archive, b"payload").expect("write payload");
+    let script = dir.join("install.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("write script");
+    BuilderSpec {
+        run: RunId::generate(),
+        base: base.clone(),
+        payload: Payload {
+            archive,
+            sha256: "00".repeat(32),
+            bytes: 7,
+        },
+        install_script: script,
+        settings: BuilderSettings {
+            instance_type: None,
+            subnet: None,
+            volume_gb: 8,
+        },
+        tags: Tags::new(),
+    }
+}
+
+/// The builder as launched: no public IP, IMDSv2 only, encrypted gp3 root,
+/// its own security group with no inbound rules, everything tagged with
+/// the run at creation; terminate removes all of it.
+#[tokio::test]
+async fn moto_builder_is_locked_down_and_cleaned_up() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = cloud_base(&moto).await;
+    let (cloud, calls) = connect(&moto, TEST_KEY, TEST_KEY, true).await;
+    let spec = spec_with_dummy_payload(&base, dir.path());
+    let before = census(&moto).await;
+    let id = cloud
+        .builders()
+        .launch_builder(&spec)
+        .await
+        .expect("launch");
+
+    let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
+    let inst = ec2
+        .describe_instances()
+        .instance_ids(id.as_str())
+        .send()
+        .await
+        .expect("DescribeInstances")
+        .reservations()[0]
+        .instances()[0]
+        .clone();
+    assert!(inst.public_ip_address().is_none(), "no public IP");
+    let md = inst.metadata_options().expect("metadata options");
+    assert_eq!(
+        md.http_tokens(),
+        Some(&aws_sdk_ec2::types::HttpTokensState::Required),
+        "IMDSv2 only"
+    );
+    let tags: Vec<(String, String)> = inst
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or("").into(), t.value().unwrap_or("").into()))
+        .collect();
+    assert!(
+        tags.contains(&("kiln:bake".into(), spec.run.to_string())),
+        "{tags:?}"
+    );
+    assert!(tags.iter().any(|(k, _)| k == "kiln:created"), "{tags:?}");
+
+    // Launched through a network interface spec, so the group is on it.
+    let eni = &inst.network_interfaces()[0];
+    assert!(
+        eni.association().and_then(|a| a.public_ip()).is_none(),
+        "no public IP"
+    );
+    let groups = eni.groups();
+    assert_eq!(groups.len(), 1, "{eni:?}");
+    let sg = ec2
+        .describe_security_groups()
+        .group_ids(groups[0].group_id().expect("sg id"))
+        .send()
+        .await
+        .expect("DescribeSecurityGroups")
+        .security_groups()[0]
+        .clone();
+    assert!(sg.ip_permissions().is_empty(), "no inbound rules: {sg:?}");
+    assert!(sg.tags().iter().any(|t| t.key() == Some("kiln:bake")));
+
+    let vol_id = inst.block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.volume_id())
+        .expect("root volume")
+        .to_owned();
+    let vol = ec2
+        .describe_volumes()
+        .volume_ids(&vol_id)
+        .send()
+        .await
+        .expect("DescribeVolumes")
+        .volumes()[0]
+        .clone();
+    assert_eq!(vol.encrypted(), Some(true), "{vol:?}");
+    assert_eq!(
+        vol.volume_type(),
+        Some(&aws_sdk_ec2::types::VolumeType::Gp3),
+        "{vol:?}"
+    );
+
+    // The payload is in S3, tagged with the run.
+    let s3 = moto.s3(TEST_KEY, TEST_KEY).await;
+    let key = format!("kiln/runs/{}/payload.tar.zst", spec.run);
+    let tagging = s3
+        .get_object_tagging()
+        .bucket(BUCKET)
+        .key(&key)
+        .send()
+        .await
+        .expect("GetObjectTagging");
+    assert!(
+        tagging
+            .tag_set()
+            .iter()
+            .any(|t| t.key() == "kiln:bake" && t.value() == spec.run.as_str())
+    );
+
+    let during = census(&moto).await;
+    assert_eq!(during.instances, before.instances + 1);
+    assert_eq!(during.security_groups, before.security_groups + 1);
+    assert_eq!(during.objects, before.objects + 1);
+
+    cloud.builders().terminate(&id).await.expect("terminate");
+    assert_eq!(census(&moto).await, before, "terminate leaves nothing");
+    cloud
+        .builders()
+        .terminate(&id)
+        .await
+        .expect("terminate is idempotent");
+    assert!(calls.count("RunInstances") == 1, "{:?}", calls.snapshot());
+}
+
+/// A run that dies after launching (kill -9) leaves tagged resources; the
+/// janitor finds every one of them and removes them.
+#[tokio::test]
+async fn moto_janitor_removes_what_a_dead_run_left() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = cloud_base(&moto).await;
+    let before = census(&moto).await;
+    {
+        // This "process" launches and forgets: no terminate.
+        let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, true).await;
+        let spec = spec_with_dummy_payload(&base, dir.path());
+        cloud
+            .builders()
+            .launch_builder(&spec)
+            .await
+            .expect("launch");
+    }
+    let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, false).await;
+    let janitor = cloud.janitor();
+    let young = janitor
+        .leftovers(Duration::from_secs(3600))
+        .await
+        .expect("leftovers");
+    assert!(young.is_empty(), "nothing is an hour old yet: {young:?}");
+    let found = janitor.leftovers(Duration::ZERO).await.expect("leftovers");
+    let kinds: Vec<_> = found.iter().map(|l| l.kind).collect();
+    assert!(kinds.contains(&cloud::ResourceKind::Instance), "{found:?}");
+    assert!(
+        kinds.contains(&cloud::ResourceKind::SecurityGroup),
+        "{found:?}"
+    );
+    assert!(kinds.contains(&cloud::ResourceKind::Object), "{found:?}");
+    for item in &found {
+        janitor.remove(item).await.expect("remove");
+    }
+    assert_eq!(census(&moto).await, before, "gc leaves nothing");
+    assert!(
+        janitor
+            .leftovers(Duration::ZERO)
+            .await
+            .expect("again")
+            .is_empty()
+    );
+}
+
+/// The emulator plays a builder whose install script fails: the report says
+/// which step and why.
+#[tokio::test]
+async fn moto_emulated_builder_reports_failure() {
+    let moto = Moto::start();
+    let emu = Emulator::start(&moto, EmulatorOptions::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = cloud_base(&moto).await;
+    let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, true).await;
+    let mut spec = spec_with_dummy_payload(&base, dir.path());
+    std::fs::write(
+        &spec.install_script,
+        "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in --result) r=$2;; esac; shift; done\nprintf 'failed unit\\nno systemd here\\n' > \"$r\"\n",
+    )
+    .expect("script");
+    spec.payload.bytes = 7;
+    let b = cloud
+        .builders()
+        .launch_builder(&spec)
+        .await
+        .expect("launch");
+    cloud
+        .builders()
+        .wait_stopped(&b, FAST)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; emulator: {:?} {:?}", emu.errors(), emu.handled()));
+    let report = cloud
+        .builders()
+        .result(&b)
+        .await
+        .expect("result")
+        .expect("a report");
+    assert!(!report.ok);
+    assert_eq!(report.step, "unit");
+    assert_eq!(report.output, "no systemd here");
+    cloud.builders().terminate(&b).await.expect("terminate");
+}
