@@ -24,6 +24,8 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod error;
 pub mod groups;
 pub mod ids;
