@@ -65,7 +65,12 @@ pub struct Cloud {
     lbs: Arc<dyn LoadBalancers>,
     janitor: Arc<dyn Janitor>,
     wait: WaitParams,
+    api_calls: Option<ApiCallCounter>,
 }
+
+/// Reads a backend's count of provider API calls so far, by operation
+/// (`EC2.RunInstances` → 1). Set with [`Cloud::with_api_calls`].
+pub type ApiCallCounter = Arc<dyn Fn() -> std::collections::BTreeMap<String, u64> + Send + Sync>;
 
 /// What a backend hands to [`Cloud::new`].
 pub struct CloudParts {
@@ -92,7 +97,21 @@ impl Cloud {
             lbs: parts.lbs,
             janitor: parts.janitor,
             wait: parts.wait,
+            api_calls: None,
         }
+    }
+
+    /// Attaches a counter of the provider API calls this cloud makes (the
+    /// aws backend's SDK interceptor), reported by `bake --json`.
+    pub fn with_api_calls(mut self, counter: ApiCallCounter) -> Cloud {
+        self.api_calls = Some(counter);
+        self
+    }
+
+    /// API calls made so far, by operation; empty for backends that make
+    /// none (local).
+    pub fn api_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.api_calls.as_ref().map(|f| f()).unwrap_or_default()
     }
 
     /// The local backend on `state`.

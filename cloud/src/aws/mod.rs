@@ -123,5 +123,7 @@ pub async fn connect(opts: AwsOptions) -> Result<(Cloud, ApiCalls)> {
         janitor: Arc::new(janitor::AwsJanitor::new(ctx.clone())),
         wait: ctx.wait,
     });
+    let counter = calls.clone();
+    let cloud = cloud.with_api_calls(Arc::new(move || counter.snapshot()));
     Ok((cloud, calls))
 }
