@@ -301,10 +301,10 @@ impl AwsBuilders {
     /// Removes what a failed launch made, best effort: the launch error is
     /// what the user needs to see; leftovers are still tagged for gc.
     async fn undo(&self, partial: Partial) {
-        if let Some(sg) = &partial.group {
-            if let Err(e) = self.delete_group(sg).await {
-                tracing::warn!("cleanup after a failed launch: {e}");
-            }
+        if let Some(sg) = &partial.group
+            && let Err(e) = self.delete_group(sg).await
+        {
+            tracing::warn!("cleanup after a failed launch: {e}");
         }
         if let Err(e) = self.delete_objects(&partial.objects).await {
             tracing::warn!("cleanup after a failed launch: {e}");
