@@ -324,6 +324,16 @@ pub fn build(raw: &Raw) -> Report {
     let mut t = String::new();
     let mut failed = false;
 
+    if let Some(busy) = raw.meta.get("cpu_busy_before_pct").and_then(Value::as_f64)
+        && busy >= 15.0
+    {
+        let _ = writeln!(
+            t,
+            "\nNOTE: the machine was {busy:.0}% busy (other processes) before the runs: \
+             expect noisy numbers, compare ratios only."
+        );
+    }
+
     if !raw.wrk.is_empty() {
         let _ = writeln!(
             t,
@@ -484,7 +494,7 @@ mod tests {
     #[test]
     fn medians_and_ratios() {
         let lines = [
-            r#"{"kind":"meta","nproc":2}"#.to_owned(),
+            r#"{"kind":"meta","nproc":2,"cpu_busy_before_pct":40}"#.to_owned(),
             run("searchd", "c8", 1, 90_000.0, 300.0),
             run("searchd", "c8", 2, 110_000.0, 300.0),
             run("fixed-body", "c8", 1, 120_000.0, 200.0),
@@ -518,6 +528,7 @@ mod tests {
         assert!(rep.table.contains("MISSED"));
         assert!(rep.table.contains("no bake binary"));
         assert!(rep.table.contains("100,000"));
+        assert!(rep.table.contains("40% busy"));
     }
 
     #[test]

@@ -1,0 +1,162 @@
+# Helpers for bench/run.sh (sourced, not run). Everything here is bounded in
+# time, talks to 127.0.0.1 only, and registers each process it starts so the
+# EXIT trap in run.sh stops it whatever happens.
+
+# Processes to stop at exit: "pid name" lines.
+BENCH_PIDS=()
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+# track PID NAME: stop PID at exit.
+track() { BENCH_PIDS+=("$1:$2"); }
+
+# stop_pid PID: SIGTERM, then SIGKILL after 5 s; waits for it to go.
+stop_pid() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# untrack_stop PID: stop one tracked process now.
+untrack_stop() {
+  local pid=$1 kept=() e
+  stop_pid "$pid"
+  for e in "${BENCH_PIDS[@]}"; do
+    [ "${e%%:*}" = "$pid" ] || kept+=("$e")
+  done
+  BENCH_PIDS=("${kept[@]}")
+}
+
+cleanup_all() {
+  local e
+  for e in "${BENCH_PIDS[@]}"; do
+    stop_pid "${e%%:*}"
+  done
+  BENCH_PIDS=()
+}
+
+# record JSON: append one raw measurement line.
+record() { printf '%s\n' "$1" >>"$RAW"; }
+
+# json_str STRING: a JSON string literal (for the few free-text fields).
+json_str() {
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/ }
+  s=${s//$'\t'/ }
+  printf '"%s"' "$s"
+}
+
+skip() {
+  log "skipping $1: $2"
+  record "{\"kind\":\"skip\",\"section\":$(json_str "$1"),\"why\":$(json_str "$2")}"
+}
+
+# ensure_tools: wrk (required), hyperfine (optional), curl; installed with
+# apt-get when root and missing, as the Makefile's deps-apt does.
+ensure_tools() {
+  local missing=() t
+  for t in wrk hyperfine curl; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+  done
+  if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing Debian packages: ${missing[*]}"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") \
+      >/dev/null 2>&1 || log "apt-get install ${missing[*]} failed"
+  fi
+  command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk, or run make bench as root)"
+  command -v curl >/dev/null || die "curl is missing (apt-get install curl)"
+}
+
+# wait_ready ADDR PATH PID [TIMEOUT_MS]: until GET PATH answers 200.
+wait_ready() {
+  "$PROBE" wait --addr "$1" --path "$2" --pid "$3" --timeout-ms "${4:-20000}"
+}
+
+# lua_paths FILE: the request paths of a wrk query-mix script.
+lua_paths() { grep -o '"/[^"]*"' "$1" | tr -d '"'; }
+
+# avg_body_bytes BASE_URL LUA: average body size over the mix (each path
+# once); fails when a path does not answer 200.
+avg_body_bytes() {
+  local base=$1 lua=$2 total=0 n=0 p out code size
+  while read -r p; do
+    out=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code} %{size_download}' "$base$p") \
+      || return 1
+    code=${out% *}
+    size=${out#* }
+    [ "$code" = 200 ] || { log "$p answered $code"; return 1; }
+    total=$((total + size))
+    n=$((n + 1))
+  done < <(lua_paths "$lua")
+  [ "$n" -gt 0 ] || return 1
+  echo $(((total + n / 2) / n))
+}
+
+# run_wrk SERVER LOAD ROUND URL LUA DURATION: one measured wrk run; prints a
+# summary line and sets WRK_RECORD (a `wrk` record, JSON) and WRK_RPS,
+# WRK_P50, WRK_P99, WRK_NON2XX. LOAD is c8 (-t2 -c8) or c1 (-t1 -c1 --latency).
+run_wrk() {
+  local server=$1 load=$2 round=$3 url=$4 lua=$5 dur=$6 args out
+  case "$load" in
+    c8) args=(-t2 -c8) ;;
+    c1) args=(-t1 -c1 --latency) ;;
+    *) die "unknown load $load" ;;
+  esac
+  out="$WORK/wrk-$server-$load-$round.txt"
+  timeout --kill-after=5 $(( ${dur%s} + 30 )) \
+    wrk "${args[@]}" -d"$dur" -s "$lua" "$url" >"$out" 2>&1 \
+    || { cat "$out" >&2; die "wrk against $server failed"; }
+  local rps non2xx_wrk kv
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  non2xx_wrk=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+  # The lua `done` prints: requests=N errors_status=N connect=N read=N
+  # write=N timeout=N, then p50_us=N p90_us=N p99_us=N max_us=N mean_us=X.
+  kv=$(grep -hE '^(requests|p50_us)=' "$out" | tr ' ' '\n' | grep -E '^[a-z0-9_]+=[0-9.]+$' || true)
+  [ -n "$rps" ] && [ -n "$kv" ] || { cat "$out" >&2; die "cannot parse wrk output for $server"; }
+  local requests=0 errors_status=0 connect=0 read=0 write=0 timeout=0
+  local p50_us=0 p90_us=0 p99_us=0 max_us=0 mean_us=0
+  eval "$kv"
+  local non2xx=$(( errors_status > ${non2xx_wrk:-0} ? errors_status : ${non2xx_wrk:-0} ))
+  local sock=$((connect + read + write + timeout))
+  printf '  round %s %-3s %-14s %10.0f req/s  p50 %6s us  p99 %6s us  non-2xx %s  socket errors %s\n' \
+    "$round" "$load" "$server" "$rps" "$p50_us" "$p99_us" "$non2xx" "$sock" >&2
+  WRK_RPS=$rps WRK_P50=$p50_us WRK_P99=$p99_us WRK_NON2XX=$non2xx
+  WRK_RECORD="{\"kind\":\"wrk\",\"server\":\"$server\",\"load\":\"$load\",\"round\":$round,\"rps\":$rps,\"p50_us\":$p50_us,\"p90_us\":$p90_us,\"p99_us\":$p99_us,\"max_us\":$max_us,\"requests\":$requests,\"non2xx\":$non2xx,\"socket_errors\":$sock}"
+}
+
+# warm URL LUA DURATION: an unmeasured wrk run.
+warm() {
+  timeout --kill-after=5 $(( ${3%s} + 30 )) \
+    wrk -t2 -c8 -d"$3" -s "$2" "$1" >"$WORK/warm.txt" 2>&1 \
+    || { cat "$WORK/warm.txt" >&2; die "warm-up against $1 failed"; }
+}
+
+# proc_kib PID FIELD: a /proc/PID/status field in KiB (VmRSS, VmHWM, ...).
+proc_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+
+# now_s: seconds since the epoch, with nanoseconds.
+now_s() { date +%s.%N; }
+
+# secs T0 T1: T1 - T0 in seconds, 3 decimals.
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b - a}'; }
+
+# cpu_busy_pct SECONDS: percentage of CPU time not idle over SECONDS.
+cpu_busy_pct() {
+  local a b
+  a=$(awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat)
+  sleep "$1"
+  b=$(awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    t = y[1] - x[1]; i = y[2] - x[2]; printf "%d", (t > 0 ? 100 * (t - i) / t : 0) }'
+}
