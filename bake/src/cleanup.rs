@@ -1,0 +1,119 @@
+//! What a run must undo, and how it is told to stop.
+//!
+//! Every resource is pushed onto the [`Cleanup`] list right after it is
+//! created; the list runs (newest first) on success, error and Ctrl-C. The
+//! image a successful run produces is [`Cleanup::keep`]-ed, i.e. taken off
+//! the list, as the run's very last step.
+
+use std::sync::Mutex;
+
+use cloud::{Cloud, ImageId, InstanceId};
+use tokio::sync::watch;
+
+use crate::error::BakeError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    TerminateBuilder(InstanceId),
+    DeregisterImage(ImageId),
+}
+
+#[derive(Debug, Default)]
+pub struct Cleanup {
+    actions: Mutex<Vec<Action>>,
+}
+
+impl Cleanup {
+    pub fn push(&self, a: Action) {
+        if let Ok(mut v) = self.actions.lock() {
+            v.push(a);
+        }
+    }
+
+    /// Takes `a` off the list: it is the run's result, not garbage.
+    pub fn keep(&self, a: &Action) {
+        if let Ok(mut v) = self.actions.lock() {
+            v.retain(|x| x != a);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.lock().map(|v| v.is_empty()).unwrap_or(true)
+    }
+
+    /// Runs every action, newest first; keeps going past failures and
+    /// returns them (so one stuck resource does not leak the others).
+    pub async fn run(&self, cloud: &Cloud) -> Vec<String> {
+        let actions: Vec<Action> = self
+            .actions
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        let mut errors = Vec::new();
+        for a in actions.into_iter().rev() {
+            let r = match &a {
+                Action::TerminateBuilder(id) => cloud.builders().terminate(id).await,
+                Action::DeregisterImage(id) => cloud.images().deregister(id).await,
+            };
+            if let Err(e) = r {
+                errors.push(format!("cleanup {a:?}: {e}"));
+            }
+        }
+        errors
+    }
+}
+
+/// A cancellation flag that async steps can wait on.
+#[derive(Debug, Clone)]
+pub struct Cancel {
+    tx: std::sync::Arc<watch::Sender<bool>>,
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel {
+            tx: std::sync::Arc::new(watch::channel(false).0),
+        }
+    }
+}
+
+impl Cancel {
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// `Err(Interrupted)` once cancelled: call between steps.
+    pub fn check(&self) -> Result<(), BakeError> {
+        if self.is_cancelled() {
+            Err(BakeError::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resolves when cancelled.
+    pub async fn cancelled(&self) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// Triggers on SIGINT or SIGTERM (from a background task).
+    pub fn on_signals(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            me.trigger();
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,517 @@
+//! `bake build RECIPE`: resolve base → digest → look up → builder →
+//! report → image → publish → clean up. Stdout: the image id (or one JSON
+//! object with `--json`); progress on stderr.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cloud::{
+    BuilderSpec, Cloud, FileRecord, GoldenRecord, ImageId, ImageManifest, ImageSpec, IndexRecord,
+    MANIFEST_FORMAT, Payload, RunId, StateDir, Tags, tags, time,
+};
+use serde::Serialize;
+
+use super::Global;
+use crate::cleanup::{Action, Cancel, Cleanup};
+use crate::error::BakeError;
+use crate::exit;
+use crate::identity::{self, InputFile};
+use crate::payload;
+use crate::progress::Progress;
+use crate::recipe::{Recipe, SEARCHD_ENV, SnapshotSource};
+
+/// Where the install script puts things (its contract; see images/install.sh).
+pub const BIN_PATH: &str = "/opt/kiln/bin/searchd";
+pub const CONFIG_PATH: &str = "/etc/kiln/searchd.env";
+pub const INDEX_DIR: &str = "/var/lib/kiln";
+
+#[derive(Debug, Default, clap::Args)]
+pub struct Args {
+    /// The image recipe (e.g. images/searchd.toml).
+    #[arg(value_name = "RECIPE")]
+    pub recipe: Option<PathBuf>,
+    /// Bake even if an image with the same input digest exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The validated plan: nothing after [`plan`] looks at flags again.
+#[derive(Debug)]
+pub struct Plan {
+    pub recipe: Recipe,
+    pub force: bool,
+    pub json: bool,
+}
+
+pub fn plan(args: Args) -> Result<Plan, BakeError> {
+    let path = args.recipe.ok_or_else(|| {
+        BakeError::Usage("missing RECIPE (e.g. `bake build images/searchd.toml`)".into())
+    })?;
+    let env = std::env::var(SEARCHD_ENV).ok();
+    let recipe = Recipe::load(&path, env.as_deref())?;
+    Ok(Plan {
+        recipe,
+        force: args.force,
+        json: args.json,
+    })
+}
+
+/// What a bake reports (`--json`).
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub image: ImageId,
+    pub name: String,
+    pub digest: String,
+    /// An image with this digest already existed.
+    pub found: bool,
+    /// Builders this run launched (0 when found).
+    pub launched: u32,
+    pub backend: &'static str,
+    pub run: RunId,
+    pub base: ImageId,
+    pub seconds: f64,
+}
+
+pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
+    let plan = plan(args)?;
+    let (state, cloud) = super::open(global)?;
+    let run = RunId::generate();
+    let guard = state.begin_run(&run)?;
+    let progress = Progress::new();
+    let cancel = Cancel::default();
+    cancel
+        .on_signals()
+        .map_err(|e| BakeError::Failed(format!("cannot watch signals: {e}")))?;
+    let cleanup = Cleanup::default();
+
+    let result = bake(
+        &plan,
+        &cloud,
+        &state,
+        &run,
+        guard.tmp(),
+        &cleanup,
+        &cancel,
+        &progress,
+    )
+    .await;
+
+    // The same cleanup on every path; the kept image is already off the list.
+    if !cleanup.is_empty() {
+        progress.step("cleaning up");
+    }
+    let errors = cleanup.run(&cloud).await;
+    drop(guard);
+    progress.finish();
+    for e in &errors {
+        eprintln!("bake: warning: {e} (run `bake gc` later)");
+    }
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => return Err(e),
+    };
+    if plan.json {
+        super::print_json(&outcome)?;
+    } else {
+        super::write_stdout(&format!("{}\n", outcome.image))?;
+    }
+    Ok(exit::OK)
+}
+
+struct Inputs {
+    files: Vec<InputFile>,
+    snapshot: PathBuf,
+    index_name: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bake(
+    plan: &Plan,
+    cloud: &Cloud,
+    state: &StateDir,
+    run: &RunId,
+    tmp: &Path,
+    cleanup: &Cleanup,
+    cancel: &Cancel,
+    progress: &Progress,
+) -> Result<Outcome, BakeError> {
+    let r = &plan.recipe;
+    let selector = r.base_for(cloud.backend())?;
+
+    progress.step("gathering inputs");
+    let inputs = {
+        let (r, tmp) = (r.clone(), tmp.to_owned());
+        tokio::task::spawn_blocking(move || gather(&r, &tmp))
+            .await
+            .map_err(|e| BakeError::Failed(format!("gathering inputs: {e}")))??
+    };
+    cancel.check()?;
+
+    progress.step("resolving the base image");
+    let base = cloud.images().resolve_base(selector).await?;
+    let canonical = identity::canonical(base.id.as_str(), &inputs.files, r);
+    let digest = identity::digest(&canonical);
+    progress.note(format!("input digest {digest} (base {})", base.id));
+
+    let outcome = |image: ImageId, found: bool, launched: u32| Outcome {
+        image,
+        name: r.name.clone(),
+        digest: digest.clone(),
+        found,
+        launched,
+        backend: cloud.backend(),
+        run: run.clone(),
+        base: base.id.clone(),
+        seconds: progress.elapsed().as_secs_f64(),
+    };
+
+    if !plan.force
+        && let Some(img) = cloud.images().find_by_digest(&digest).await?
+    {
+        progress.note(format!(
+            "found {} with this digest; nothing to bake",
+            img.id
+        ));
+        return Ok(outcome(img.id, true, 0));
+    }
+    cancel.check()?;
+
+    progress.step("packing the payload");
+    let entries = vec![
+        payload::Entry {
+            name: "bin/searchd".into(),
+            source: r.searchd.clone(),
+            executable: true,
+        },
+        payload::Entry {
+            name: format!("index/{}.idx", inputs.index_name),
+            source: inputs.snapshot.clone(),
+            executable: false,
+        },
+        payload::Entry {
+            name: "etc/searchd.env".into(),
+            source: r.config.clone(),
+            executable: false,
+        },
+    ];
+    let archive = tmp.join("payload.tar.zst");
+    let (sha256, bytes) = {
+        let out = archive.clone();
+        tokio::task::spawn_blocking(move || payload::write(&entries, &out))
+            .await
+            .map_err(|e| BakeError::Failed(format!("packing the payload: {e}")))?
+            .map_err(|e| BakeError::io("cannot write the payload", &archive, e))?
+    };
+    let searchd_version = searchd_version(&r.searchd).await;
+    let index = index_record(&inputs);
+    cancel.check()?;
+
+    progress.step("launching the builder");
+    let mut run_tags = Tags::new();
+    run_tags.insert(tags::RUN.into(), run.to_string());
+    let builder = cloud
+        .builders()
+        .launch_builder(&BuilderSpec {
+            run: run.clone(),
+            base: base.clone(),
+            payload: Payload {
+                archive,
+                sha256,
+                bytes,
+            },
+            install_script: r.install_script.clone(),
+            settings: r.builder.clone(),
+            tags: run_tags.clone(),
+        })
+        .await?;
+    cleanup.push(Action::TerminateBuilder(builder.clone()));
+    progress.note(format!("builder {builder} launched (run {run})"));
+
+    progress.step(format!("builder {builder}: installing and checking"));
+    tokio::select! {
+        r = cloud.builders().wait_stopped(&builder, cloud.wait_params()) => r?,
+        _ = cancel.cancelled() => return Err(BakeError::Interrupted),
+    }
+    let report = cloud.builders().result(&builder).await?.ok_or_else(|| {
+        BakeError::Failed(format!(
+            "builder {builder} stopped without reporting a result"
+        ))
+    })?;
+    if !report.ok {
+        return Err(BakeError::BuilderFailed {
+            step: report.step,
+            output: report.output,
+        });
+    }
+    verify_check(&report.output, &index)?;
+    cancel.check()?;
+
+    progress.step("creating the image");
+    let parent = cloud
+        .images()
+        .find_by_tag(tags::NAME, &r.name)
+        .await?
+        .into_iter()
+        .find(|i| i.digest() != Some(digest.as_str()))
+        .map(|i| i.id);
+    let now = time::now_unix();
+    let mut image_tags = run_tags;
+    image_tags.extend(r.tags.clone());
+    image_tags.insert(tags::NAME.into(), r.name.clone());
+    image_tags.insert(tags::DIGEST.into(), digest.clone());
+    image_tags.insert(tags::BASE.into(), base.id.to_string());
+    image_tags.insert(tags::SEARCHD_VERSION.into(), searchd_version.clone());
+    image_tags.insert(tags::INDEX_DIGEST.into(), index.digest.clone());
+    image_tags.insert(tags::CREATED.into(), time::rfc3339(now));
+    if let Some(p) = &parent {
+        image_tags.insert(tags::PARENT.into(), p.to_string());
+    }
+    let manifest = ImageManifest {
+        format: MANIFEST_FORMAT,
+        id: ImageId::from(""),
+        name: r.name.clone(),
+        digest: digest.clone(),
+        base: base.clone(),
+        parents: parent.into_iter().collect(),
+        files: inputs
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with('/'))
+            .map(|f| FileRecord {
+                path: f.path.clone(),
+                sha256: f.sha256.clone(),
+                bytes: file_size(&f.path, r, &inputs),
+            })
+            .collect(),
+        tags: image_tags.clone(),
+        searchd_version,
+        index,
+        created: time::rfc3339(now),
+        created_unix: now,
+        run: run.clone(),
+        rootfs: None,
+    };
+    let image = cloud
+        .images()
+        .create_image(
+            &builder,
+            &ImageSpec {
+                name: r.name.clone(),
+                run: run.clone(),
+                tags: image_tags,
+                manifest,
+            },
+        )
+        .await?;
+    cleanup.push(Action::DeregisterImage(image.clone()));
+    tokio::select! {
+        r = cloud.images().wait_available(&image, cloud.wait_params()) => { r?; }
+        _ = cancel.cancelled() => return Err(BakeError::Interrupted),
+    }
+    cancel.check()?;
+
+    publish(cloud, r, &image, run, progress).await?;
+
+    // The result: off the cleanup list, so only the builder is removed.
+    cleanup.keep(&Action::DeregisterImage(image.clone()));
+    let _ = state;
+    progress.note(format!(
+        "baked {image} in {:.2}s",
+        progress.elapsed().as_secs_f64()
+    ));
+    Ok(outcome(image, false, 1))
+}
+
+/// Copies and shares as the recipe asks; a backend that cannot (local)
+/// says so and the bake goes on, so one recipe serves every backend.
+async fn publish(
+    cloud: &Cloud,
+    r: &Recipe,
+    image: &ImageId,
+    run: &RunId,
+    progress: &Progress,
+) -> Result<(), BakeError> {
+    for region in &r.regions {
+        progress.step(format!("copying to {region}"));
+        let spec = cloud::CopySpec {
+            name: r.name.clone(),
+            run: run.clone(),
+            tags: Tags::new(),
+            encrypted: true,
+        };
+        match cloud
+            .images()
+            .copy_to_region(image, &cloud::Region::new(region.clone()), &spec)
+            .await
+        {
+            Ok(copy) => progress.note(format!("copied to {region}: {copy}")),
+            Err(cloud::CloudError::Unsupported { .. }) => {
+                progress.note(format!(
+                    "{} backend: not copying to {region}",
+                    cloud.backend()
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !r.share_accounts.is_empty() {
+        let accounts: Vec<cloud::AccountId> = r
+            .share_accounts
+            .iter()
+            .map(|a| cloud::AccountId::new(a.clone()))
+            .collect();
+        match cloud.images().share(image, &accounts).await {
+            Ok(()) => progress.note(format!("shared with {} accounts", accounts.len())),
+            Err(cloud::CloudError::Unsupported { .. }) => {
+                progress.note(format!("{} backend: not sharing", cloud.backend()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Builds (or takes) the snapshot and hashes every installed file.
+/// Blocking.
+fn gather(r: &Recipe, tmp: &Path) -> Result<Inputs, BakeError> {
+    let (snapshot, index_name) = match &r.snapshot {
+        SnapshotSource::Index(def_path) => {
+            let def = searchd::def::IndexDef::load(def_path).map_err(|e| BakeError::Snapshot {
+                path: def_path.clone(),
+                message: e.to_string(),
+            })?;
+            let out = tmp.join(format!("{}.idx", def.name));
+            searchd::build::build(&def, &out).map_err(|e| BakeError::Snapshot {
+                path: def_path.clone(),
+                message: e.to_string(),
+            })?;
+            (out, def.name)
+        }
+        SnapshotSource::Prebuilt(p) => {
+            // Only the name is needed here; whether the snapshot is sound is
+            // for the builder's `searchd check` to say.
+            let name = searchd::index::Engine::open(p, searchd::snapshot::Verify::Structure)
+                .map(|e| e.name().to_owned())
+                .unwrap_or_else(|_| {
+                    p.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "index".into())
+                });
+            (p.clone(), name)
+        }
+    };
+    let hash = |p: &Path| {
+        cloud::local::pack::sha256_file(p)
+            .map(|(h, _)| h)
+            .map_err(|e| BakeError::io("cannot read", p, e))
+    };
+    let files = vec![
+        InputFile {
+            path: BIN_PATH.into(),
+            sha256: hash(&r.searchd)?,
+        },
+        InputFile {
+            path: format!("{INDEX_DIR}/{index_name}.idx"),
+            sha256: hash(&snapshot)?,
+        },
+        InputFile {
+            path: CONFIG_PATH.into(),
+            sha256: hash(&r.config)?,
+        },
+        // Not installed, but it decides what is: part of the identity.
+        InputFile {
+            path: "install.sh".into(),
+            sha256: hash(&r.install_script)?,
+        },
+    ];
+    Ok(Inputs {
+        files,
+        snapshot,
+        index_name,
+    })
+}
+
+fn file_size(dest: &str, r: &Recipe, inputs: &Inputs) -> u64 {
+    let src = match dest {
+        BIN_PATH => r.searchd.clone(),
+        CONFIG_PATH => r.config.clone(),
+        _ => inputs.snapshot.clone(),
+    };
+    std::fs::metadata(src).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The snapshot's name, digest and golden answers, for the manifest (so
+/// `roll` can replay them against a new instance). Best effort: a snapshot
+/// that cannot be opened fails the builder's check anyway.
+fn index_record(inputs: &Inputs) -> IndexRecord {
+    let path = format!("{INDEX_DIR}/{}.idx", inputs.index_name);
+    match searchd::index::Engine::open(&inputs.snapshot, searchd::snapshot::Verify::Structure) {
+        Ok(e) => IndexRecord {
+            name: e.name().to_owned(),
+            digest: e.digest().to_owned(),
+            documents: e.documents(),
+            path,
+            golden: e
+                .meta()
+                .golden
+                .iter()
+                .map(|g| GoldenRecord {
+                    query: g.query.query.clone(),
+                    ids: g.query.ids,
+                    offset: g.query.offset,
+                    min_total: g.query.min_total,
+                    total: g.total,
+                    answer: g.answer.clone(),
+                })
+                .collect(),
+        },
+        Err(_) => IndexRecord {
+            name: inputs.index_name.clone(),
+            digest: String::new(),
+            documents: 0,
+            path,
+            golden: Vec::new(),
+        },
+    }
+}
+
+/// The builder's `searchd check --json` must describe the snapshot we sent.
+fn verify_check(output: &str, index: &IndexRecord) -> Result<(), BakeError> {
+    let v: serde_json::Value = serde_json::from_str(output.trim()).map_err(|e| {
+        BakeError::Failed(format!(
+            "the builder's check output is not JSON ({e}): {output}"
+        ))
+    })?;
+    let ok = v.get("ok").and_then(|b| b.as_bool()) == Some(true);
+    let digest = v.get("digest").and_then(|d| d.as_str()).unwrap_or_default();
+    if !ok || digest != index.digest {
+        return Err(BakeError::BuilderFailed {
+            step: "check".into(),
+            output: format!(
+                "searchd check reported digest {digest:?}, expected {:?}: {output}",
+                index.digest
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `searchd --version` of the binary being installed ("searchd 0.1.0").
+async fn searchd_version(bin: &Path) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::process::Command::new(bin).arg("--version").output(),
+    )
+    .await;
+    match out {
+        Ok(Ok(o)) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .last()
+            .unwrap_or("unknown")
+            .to_owned(),
+        _ => "unknown".into(),
+    }
+}

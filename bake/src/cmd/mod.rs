@@ -1,0 +1,202 @@
+//! Subcommands, one module each. Flags are parsed by clap into [`Cli`];
+//! each module resolves its raw flags into a plan (the only place flags are
+//! checked) and runs it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use cloud::{Cloud, StateDir};
+
+use crate::error::BakeError;
+
+pub mod build;
+pub mod gc;
+pub mod list;
+pub mod prune;
+pub mod show;
+
+pub const AFTER_HELP: &str = "\
+Exit codes:
+    0  ok: baked, or found an image with the same input digest
+    1  the builder failed (install or `searchd check`); nothing kept
+    2  bad input: recipe, flags, missing files, unsupported by the backend
+    3  the cloud or the machine failed (API, I/O, timeouts)
+  130  interrupted (SIGINT/SIGTERM); everything the run created was removed
+
+`bake RECIPE` is short for `bake build RECIPE`.";
+
+/// Content-addressed machine images for searchd: recipe -> image id.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bake",
+    version,
+    after_help = AFTER_HELP,
+    subcommand_precedence_over_arg = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `bake RECIPE [--force] [--json]` = `bake build RECIPE …`.
+    #[command(flatten)]
+    pub build: build::Args,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// State directory (local images, builders, locks, scratch files).
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_STATE_DIR",
+        default_value = ".kiln",
+        value_name = "DIR"
+    )]
+    pub state_dir: PathBuf,
+    /// Which cloud to bake in.
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_BACKEND",
+        default_value = "local",
+        value_parser = ["local", "aws"]
+    )]
+    pub backend: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bake the image a recipe describes (or find it by its input digest).
+    #[command(after_help = AFTER_HELP)]
+    Build(build::Args),
+    /// List baked images, newest first.
+    #[command(after_help = AFTER_HELP)]
+    List(list::Args),
+    /// Show one image's manifest.
+    #[command(after_help = AFTER_HELP)]
+    Show(show::Args),
+    /// Delete old images, keeping the newest N per name and anything a group
+    /// uses or may roll back to.
+    #[command(after_help = AFTER_HELP)]
+    Prune(prune::Args),
+    /// Remove what crashed runs left behind (builders, partial images,
+    /// scratch files).
+    #[command(after_help = AFTER_HELP)]
+    Gc(gc::Args),
+}
+
+/// Opens the state dir and the backend.
+pub fn open(global: &Global) -> Result<(StateDir, Cloud), BakeError> {
+    let state = StateDir::open(&global.state_dir)?;
+    match global.backend.as_str() {
+        "local" => {
+            let cloud = Cloud::local(&state);
+            Ok((state, cloud))
+        }
+        other => Err(BakeError::Usage(format!(
+            "the {other} backend is not built into this bake"
+        ))),
+    }
+}
+
+pub fn run(cli: Cli) -> u8 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&BakeError::Failed(format!("cannot start the runtime: {e}"))),
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Some(Command::Build(a)) => build::run(&cli.global, a).await,
+            Some(Command::List(a)) => list::run(&cli.global, a).await,
+            Some(Command::Show(a)) => show::run(&cli.global, a).await,
+            Some(Command::Prune(a)) => prune::run(&cli.global, a).await,
+            Some(Command::Gc(a)) => gc::run(&cli.global, a).await,
+            None => build::run(&cli.global, cli.build).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+/// Prints an error the way every subcommand does and returns its exit code.
+pub fn fail(err: &BakeError) -> u8 {
+    eprintln!("bake: error: {err}");
+    err.exit_code()
+}
+
+/// Prints `value` as one line of JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), BakeError> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| BakeError::Failed(format!("cannot encode JSON: {e}")))?;
+    write_stdout(&format!("{text}\n"))
+}
+
+/// Writes the result to stdout. A closed pipe (`bake list | head`) is not
+/// an error worth a panic: the reader has what it wanted.
+pub fn write_stdout(text: &str) -> Result<(), BakeError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(BakeError::io("cannot write", "stdout", e)),
+    }
+}
+
+/// `30s`, `10m`, `2h`, `7d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("2w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn shorthand_and_subcommands_parse() {
+        let c = Cli::try_parse_from(["bake", "images/searchd.toml", "--force"]).unwrap();
+        assert!(c.command.is_none());
+        assert_eq!(
+            c.build.recipe.as_deref(),
+            Some(std::path::Path::new("images/searchd.toml"))
+        );
+        assert!(c.build.force);
+        let c = Cli::try_parse_from(["bake", "--state-dir", "/x", "list", "--json"]).unwrap();
+        assert!(matches!(c.command, Some(Command::List(_))));
+        assert_eq!(c.global.state_dir, PathBuf::from("/x"));
+        let c = Cli::try_parse_from(["bake", "prune", "--keep", "2", "--state-dir", "/y"]).unwrap();
+        assert_eq!(c.global.state_dir, PathBuf::from("/y"));
+    }
+}

@@ -1,0 +1,139 @@
+//! `bake prune --keep N`: delete all but the newest N images of each name,
+//! never one a group uses or may roll back to ([`cloud::protected_images`]).
+//! The decision is the pure [`plan`]; the command only executes it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cloud::{ImageId, ImageInfo, protected_images, tags};
+use serde::Serialize;
+
+use super::Global;
+use crate::error::BakeError;
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Images to keep per name (newest first).
+    #[arg(long, value_name = "N")]
+    pub keep: usize,
+    /// How many previous launch-template versions of each group stay
+    /// protected (the rollback window).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub rollback_versions: usize,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PrunePlan {
+    pub delete: Vec<ImageId>,
+    pub keep: Vec<ImageId>,
+    /// Older than the newest N, but in use or a rollback target.
+    pub protected: Vec<ImageId>,
+}
+
+/// Pure: which images to delete. `images` in any order.
+pub fn plan(images: &[ImageInfo], protected: &BTreeSet<ImageId>, keep: usize) -> PrunePlan {
+    let mut by_name: BTreeMap<&str, Vec<&ImageInfo>> = BTreeMap::new();
+    for i in images {
+        let name = i
+            .tags
+            .get(tags::NAME)
+            .map_or(i.name.as_str(), String::as_str);
+        by_name.entry(name).or_default().push(i);
+    }
+    let mut p = PrunePlan::default();
+    for (_, mut list) in by_name {
+        list.sort_by(|a, b| {
+            b.created_unix
+                .cmp(&a.created_unix)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        for (n, i) in list.into_iter().enumerate() {
+            if n < keep {
+                p.keep.push(i.id.clone());
+            } else if protected.contains(&i.id) {
+                p.protected.push(i.id.clone());
+            } else {
+                p.delete.push(i.id.clone());
+            }
+        }
+    }
+    p
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    dry_run: bool,
+    #[serde(flatten)]
+    plan: &'a PrunePlan,
+}
+
+pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
+    let (_state, cloud) = super::open(global)?;
+    let images = cloud.images().list().await?;
+    let groups = cloud.groups().list_groups().await?;
+    let protected = protected_images(&groups, args.rollback_versions);
+    let p = plan(&images, &protected, args.keep);
+    for id in &p.protected {
+        eprintln!("bake: keeping {id}: a group uses it or may roll back to it");
+    }
+    if !args.dry_run {
+        for id in &p.delete {
+            cloud.images().deregister(id).await?;
+            eprintln!("bake: deleted {id}");
+        }
+    }
+    if args.json {
+        super::print_json(&Report {
+            dry_run: args.dry_run,
+            plan: &p,
+        })?;
+    } else {
+        let mut out = String::new();
+        for id in &p.delete {
+            outln!(out, "{id}");
+        }
+        super::write_stdout(&out)?;
+    }
+    Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img(id: &str, name: &str, t: u64) -> ImageInfo {
+        let mut tags = cloud::Tags::new();
+        tags.insert(tags::NAME.into(), name.into());
+        ImageInfo {
+            id: ImageId::from(id),
+            name: name.into(),
+            region: cloud::Region::from("local"),
+            state: cloud::ImageState::Available,
+            created_unix: t,
+            tags,
+            size_bytes: None,
+        }
+    }
+
+    #[test]
+    fn keeps_newest_per_name_and_protected() {
+        let images = vec![
+            img("a1", "a", 1),
+            img("a3", "a", 3),
+            img("a2", "a", 2),
+            img("b1", "b", 1),
+        ];
+        let protected: BTreeSet<ImageId> = [ImageId::from("a1")].into();
+        let p = plan(&images, &protected, 1);
+        assert_eq!(p.keep, vec![ImageId::from("a3"), ImageId::from("b1")]);
+        assert_eq!(p.delete, vec![ImageId::from("a2")]);
+        assert_eq!(p.protected, vec![ImageId::from("a1")]);
+        assert_eq!(plan(&images, &protected, 0).keep, vec![]);
+    }
+}
