@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 
 mod census;
 mod emulator;
+mod fixtures;
 mod iam;
 
 pub use census::Census;
 pub use emulator::{Emulator, EmulatorOptions, Handled, Tamper};
+pub use fixtures::{PayloadFile, books_payload, install_script};
 pub use iam::IamUser;
 
 /// moto's fixed account id.
