@@ -1,0 +1,561 @@
+//! The HTTP server of `searchd serve`: routing, Picky's search endpoint, the
+//! health/version/metrics endpoints, limits, authentication and graceful
+//! shutdown. It owns the [`State`] shared by all connections (the engine
+//! once loaded, the readiness latch, the counters) and the accept loop
+//! [`serve`].
+//!
+//! Endpoints:
+//! - `GET /<index>?query=&ids=&offset=`: Picky's search (see PICKY.md);
+//!   parameters are parsed by [`crate::params`] exactly like Rack does.
+//! - `GET /live`: 200 while the process runs.
+//! - `GET /ready`: 200 once the snapshot is loaded and its golden queries
+//!   answered as recorded; 503 before that and again while draining.
+//! - `GET /version`: `{"version","index_digest","image"}`.
+//! - `GET /metrics`: Prometheus text ([`metrics`]).
+//!
+//! Every answer is JSON (`application/json`) except `/metrics`; errors are
+//! `{"error":"<code>","message":"<text>"}` with a 4xx/503 status. No input
+//! produces a 500: the handler has no fallible path that is not mapped to a
+//! status here. Deliberate differences from Picky are listed in PICKY.md
+//! and in [`crate::params`].
+//!
+//! Why it is fast: the handler is synchronous and answers in a ready
+//! future (no boxing, no task per request); the only per-request heap
+//! allocations are the header map, the JSON body and what the engine
+//! needs; counters are relaxed atomics; connections get `TCP_NODELAY`;
+//! static bodies are `Bytes::from_static` and the `/version` body is built
+//! once.
+
+pub mod auth;
+pub mod metrics;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::index::Engine;
+use crate::search::SearchError;
+use crate::snapshot::{SnapshotError, Verify};
+use crate::{params, ruby};
+
+pub use metrics::{Metrics, Route};
+
+/// Stack size for the threads that run [`serve`]'s connections. The
+/// engine walks a query's allocations recursively, one frame per word;
+/// its work limit bounds the depth at [`crate::search::MAX_ALLOCATION_VISITS`]
+/// frames, which needs more than tokio's default 2 MiB (a 10,000-word query
+/// overflows it). Only touched pages cost memory.
+pub const WORKER_STACK_BYTES: usize = 64 << 20;
+
+/// The response body type of every answer.
+pub type Body = Full<Bytes>;
+
+/// Limits and behaviour of one server (resolved from `searchd serve`'s
+/// flags; [`Config::default`] has the flags' defaults).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Longest accepted query string (after `?`), in bytes. Puma's limit.
+    pub max_query_bytes: usize,
+    /// Longest accepted request head (request line and headers), in bytes;
+    /// hyper answers 431 beyond it.
+    pub max_head_bytes: usize,
+    /// Time a client has to send a complete request head; it also bounds
+    /// how long an idle keep-alive connection stays open.
+    pub header_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen
+    /// backlog.
+    pub max_connections: usize,
+    /// After a shutdown signal: how long to keep accepting (with `/ready`
+    /// answering 503) so that load balancers notice before the listener
+    /// closes.
+    pub shutdown_delay: Duration,
+    /// After the listener closes: how long in-flight requests may take.
+    pub drain_timeout: Duration,
+    /// Bearer tokens required on search and `/metrics`, if any.
+    pub tokens: Option<auth::Tokens>,
+    /// The machine image this server runs in, reported by `/version`.
+    pub image: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_query_bytes: 10_240,
+            max_head_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(75),
+            max_connections: 4096,
+            shutdown_delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(10),
+            tokens: None,
+            image: None,
+        }
+    }
+}
+
+/// Where the server is in its life; `/ready` is 200 only in `Ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Snapshot not loaded or not yet self-checked.
+    Starting,
+    Ready,
+    /// A shutdown signal arrived.
+    Draining,
+}
+
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const DRAINING: u8 = 2;
+
+/// Why [`State::load`] or [`State::install`] refused a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("{} golden queries answered differently from the recording:\n{}", .0.len(), .0.join("\n"))]
+    Golden(Vec<String>),
+}
+
+/// Everything the connections share.
+pub struct State {
+    config: Config,
+    engine: OnceLock<Loaded>,
+    phase: AtomicU8,
+    metrics: Metrics,
+}
+
+/// The engine plus what is derived from it once.
+struct Loaded {
+    engine: Engine,
+    /// `/` + the index name: the search route.
+    path: String,
+    version_body: Bytes,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("phase", &self.phase())
+            .field("engine", &self.engine().map(Engine::name))
+            .finish()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct VersionBody<'a> {
+    version: &'a str,
+    index_digest: &'a str,
+    image: Option<&'a str>,
+}
+
+impl State {
+    /// A server without an index yet: `/live` answers, `/ready` is 503
+    /// until [`State::install`] or [`State::load`] succeeds.
+    pub fn new(config: Config) -> State {
+        State {
+            config,
+            engine: OnceLock::new(),
+            phase: AtomicU8::new(STARTING),
+            metrics: Metrics::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.get().map(|l| &l.engine)
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            STARTING => Phase::Starting,
+            READY => Phase::Ready,
+            _ => Phase::Draining,
+        }
+    }
+
+    /// Opens the snapshot and installs it (see [`State::install`]).
+    pub fn load(&self, path: &Path, verify: Verify) -> Result<(), LoadError> {
+        self.install(Engine::open(path, verify)?)
+    }
+
+    /// Replays the engine's golden queries and, if they all answer as
+    /// recorded, starts serving it and flips `/ready` to 200 (unless the
+    /// server is already draining). An engine is installed at most once.
+    pub fn install(&self, engine: Engine) -> Result<(), LoadError> {
+        let failures = engine.check_golden();
+        if !failures.is_empty() {
+            return Err(LoadError::Golden(failures));
+        }
+        let version_body = serde_json::to_vec(&VersionBody {
+            version: env!("CARGO_PKG_VERSION"),
+            index_digest: engine.digest(),
+            image: self.config.image.as_deref(),
+        })
+        .expect("serializing strings cannot fail");
+        let loaded = Loaded {
+            path: format!("/{}", engine.name()),
+            version_body: Bytes::from(version_body),
+            engine,
+        };
+        if self.engine.set(loaded).is_ok() {
+            let _ =
+                self.phase
+                    .compare_exchange(STARTING, READY, Ordering::AcqRel, Ordering::Acquire);
+        }
+        Ok(())
+    }
+
+    /// Flips `/ready` to 503 for good: a shutdown has begun.
+    pub fn begin_drain(&self) {
+        self.phase.store(DRAINING, Ordering::Release);
+    }
+
+    /// Answers one request. Public so that tests and embedders can drive
+    /// the router without a socket; [`serve`] calls it for every request.
+    pub fn handle<B>(&self, req: &Request<B>) -> Response<Body> {
+        let started = Instant::now();
+        let (route, mut response) = self.route(req);
+        if self.phase.load(Ordering::Relaxed) == DRAINING {
+            // Ask keep-alive clients to reconnect (to another instance).
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        self.metrics.record(route, status, elapsed);
+        tracing::debug!(
+            method = %req.method(),
+            target = %req.uri(),
+            status,
+            micros = elapsed.as_micros() as u64,
+            "request"
+        );
+        response
+    }
+
+    fn route<B>(&self, req: &Request<B>) -> (Route, Response<Body>) {
+        let path = req.uri().path();
+        let loaded = self.engine.get();
+        let route = match path {
+            "/live" => Route::Live,
+            "/ready" => Route::Ready,
+            "/version" => Route::Version,
+            "/metrics" => Route::Metrics,
+            p if loaded.is_some_and(|l| l.path == p) => Route::Search,
+            _ => Route::Other,
+        };
+        if route != Route::Other && !matches!(*req.method(), Method::GET | Method::HEAD) {
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "only GET and HEAD are supported",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return (route, r);
+        }
+        let response = match route {
+            Route::Live => json(StatusCode::OK, Bytes::from_static(b"{\"status\":\"live\"}")),
+            Route::Ready => match self.phase() {
+                Phase::Ready => json(
+                    StatusCode::OK,
+                    Bytes::from_static(b"{\"status\":\"ready\"}"),
+                ),
+                Phase::Starting => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Bytes::from_static(b"{\"status\":\"starting\"}"),
+                ),
+                Phase::Draining => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Bytes::from_static(b"{\"status\":\"draining\"}"),
+                ),
+            },
+            Route::Version => match loaded {
+                Some(l) => json(StatusCode::OK, l.version_body.clone()),
+                None => not_ready(),
+            },
+            Route::Metrics if !self.authorized(req) => unauthorized(),
+            Route::Metrics => respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(self.metrics.render(&self.info())),
+            ),
+            Route::Search if !self.authorized(req) => unauthorized(),
+            Route::Search => match loaded {
+                Some(l) => self.search(&l.engine, req.uri().query().unwrap_or("")),
+                None => not_ready(),
+            },
+            Route::Other if loaded.is_none() => not_ready(),
+            Route::Other => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint: search is at /<index>, health at /live and /ready",
+            ),
+        };
+        (route, response)
+    }
+
+    /// Whether the request may use a guarded endpoint.
+    fn authorized<B>(&self, req: &Request<B>) -> bool {
+        let Some(tokens) = &self.config.tokens else {
+            return true;
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        tokens.allows(given)
+    }
+
+    fn search(&self, engine: &Engine, qs: &str) -> Response<Body> {
+        if qs.len() > self.config.max_query_bytes {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "query_too_long",
+                &format!(
+                    "the query string is {} bytes long; at most {} are accepted",
+                    qs.len(),
+                    self.config.max_query_bytes
+                ),
+            );
+        }
+        let p = match params::search_params(qs.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
+        };
+        let started = Instant::now();
+        match engine.search(&p.query, p.ids, p.offset) {
+            Ok(results) => {
+                let mut body = Vec::with_capacity(512);
+                results.write_json(started.elapsed().as_secs_f64(), &mut body);
+                json(StatusCode::OK, Bytes::from(body))
+            }
+            // Exhaustive on purpose: a new engine error must get a 4xx
+            // code here, never fall through to a 500.
+            Err(e) => {
+                let code = match e {
+                    SearchError::TooComplex => "query_too_complex",
+                    SearchError::RangeTooLarge(_) => "range_too_large",
+                };
+                error(StatusCode::BAD_REQUEST, code, &e.to_string())
+            }
+        }
+    }
+
+    fn info(&self) -> metrics::Info<'_> {
+        let phase = self.phase();
+        metrics::Info {
+            version: env!("CARGO_PKG_VERSION"),
+            index: self.engine().map(|e| (e.name(), e.digest(), e.documents())),
+            image: self.config.image.as_deref(),
+            ready: phase == Phase::Ready,
+            draining: phase == Phase::Draining,
+        }
+    }
+}
+
+/// Headers every answer carries besides its content type. Picky's stack
+/// (Rack::Protection) sends the same three; they cost a few nanoseconds and
+/// keep security scanners and browsers that open an API URL quiet.
+fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut headers = HeaderMap::with_capacity(6);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+    headers.insert(
+        header::X_XSS_PROTECTION,
+        HeaderValue::from_static("1; mode=block"),
+    );
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+    respond(status, "application/json", body)
+}
+
+/// `{"error":"<code>","message":"<text>"}`.
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let mut body = Vec::with_capacity(32 + code.len() + message.len());
+    body.extend_from_slice(b"{\"error\":");
+    ruby::write_json_str(code, &mut body);
+    body.extend_from_slice(b",\"message\":");
+    ruby::write_json_str(message, &mut body);
+    body.push(b'}');
+    json(status, Bytes::from(body))
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this endpoint needs an `Authorization: Bearer <token>` header with a valid token",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"searchd\""),
+    );
+    r
+}
+
+fn not_ready() -> Response<Body> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "the index is still loading",
+    )
+}
+
+/// The hyper service of one connection: a handle on the shared state whose
+/// answers are ready immediately.
+#[derive(Clone)]
+struct Service(Arc<State>);
+
+impl hyper::service::Service<Request<hyper::body::Incoming>> for Service {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn call(&self, req: Request<hyper::body::Incoming>) -> Self::Future {
+        std::future::ready(Ok(self.0.handle(&req)))
+    }
+}
+
+/// How [`serve`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Connections still open when the drain timeout ran out (0: every
+    /// in-flight request finished).
+    pub abandoned: usize,
+}
+
+/// Accepts connections on `listener` and serves them until `shutdown`
+/// completes; then flips `/ready` to 503, keeps accepting for the
+/// configured shutdown delay, closes the listener and waits up to the drain
+/// timeout for in-flight requests. Idle keep-alive connections are closed
+/// at once; busy ones after their current response.
+///
+/// Connections still open after the drain timeout are left to the caller's
+/// runtime (dropping it closes them).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) -> Drained {
+    let config = state.config.clone();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(config.max_head_bytes.max(8192))
+        .max_header_size(config.max_head_bytes)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+
+    let stop_accepting = async {
+        shutdown.await;
+        state.begin_drain();
+        tracing::info!(
+            delay_ms = config.shutdown_delay.as_millis() as u64,
+            "shutdown signal: /ready now answers 503"
+        );
+        tokio::time::sleep(config.shutdown_delay).await;
+    };
+    tokio::pin!(stop_accepting);
+
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut stop_accepting => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut stop_accepting => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    state.metrics.accept_error();
+                    tracing::warn!(error = %e, "accept failed");
+                    // Out of descriptors or memory: back off instead of
+                    // spinning; per-connection errors just move on.
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::Interrupted
+                    ) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    continue;
+                }
+            },
+        };
+        // Small responses must not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        state.metrics.connection_accepted();
+        let connection = http.serve_connection(TokioIo::new(stream), Service(state.clone()));
+        let connection = graceful.watch(connection);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let result = connection.await;
+            if let Err(e) = &result {
+                // Client-side trouble (malformed request, timeout, reset):
+                // hyper already answered what could be answered.
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            state.metrics.connection_closed(result.is_err());
+            drop(permit);
+        });
+    }
+    drop(listener);
+
+    let open = graceful.count();
+    tracing::info!(
+        connections = open,
+        timeout_ms = config.drain_timeout.as_millis() as u64,
+        "listener closed; draining"
+    );
+    match tokio::time::timeout(config.drain_timeout, graceful.shutdown()).await {
+        Ok(()) => Drained { abandoned: 0 },
+        Err(_) => {
+            let abandoned = state.metrics.open_connections() as usize;
+            tracing::warn!(
+                connections = abandoned,
+                "drain timeout: closing connections that are still busy"
+            );
+            Drained { abandoned }
+        }
+    }
+}
