@@ -103,20 +103,27 @@ avg_body_bytes() {
   echo $(((total + n / 2) / n))
 }
 
-# run_wrk SERVER LOAD ROUND URL LUA DURATION: one measured wrk run; prints a
-# summary line and sets WRK_RECORD (a `wrk` record, JSON) and WRK_RPS,
-# WRK_P50, WRK_P99, WRK_NON2XX. LOAD is c8 (-t2 -c8) or c1 (-t1 -c1 --latency).
+# run_wrk SERVER LOAD ROUND URL LUA DURATION PID: one measured wrk run
+# against the server process PID (its CPU time, children included, is
+# measured too); prints a summary line and sets WRK_RECORD (a `wrk` record,
+# JSON) and WRK_RPS, WRK_P50, WRK_P99, WRK_NON2XX. LOAD is c8 (-t2 -c8) or c1
+# (-t1 -c1 --latency).
 run_wrk() {
-  local server=$1 load=$2 round=$3 url=$4 lua=$5 dur=$6 args out
+  local server=$1 load=$2 round=$3 url=$4 lua=$5 dur=$6 pid=$7 args out
   case "$load" in
     c8) args=(-t2 -c8) ;;
     c1) args=(-t1 -c1 --latency) ;;
     *) die "unknown load $load" ;;
   esac
   out="$WORK/wrk-$server-$load-$round.txt"
-  timeout --kill-after=5 $(( ${dur%s} + 30 )) \
-    wrk "${args[@]}" -d"$dur" -s "$lua" "$url" >"$out" 2>&1 \
+  local cpu0 cpu1 wrk_cpu TIMEFORMAT='%3U %3S'
+  cpu0=$(tree_cpu_ticks "$pid")
+  # bash's `time` reports wrk's own CPU (user, system) on stderr.
+  { time timeout --kill-after=5 $(( ${dur%s} + 30 )) \
+      wrk "${args[@]}" -d"$dur" -s "$lua" "$url" >"$out" 2>&1; } 2>"$out.time" \
     || { cat "$out" >&2; die "wrk against $server failed"; }
+  cpu1=$(tree_cpu_ticks "$pid")
+  wrk_cpu=$(awk '{print $1 + $2}' "$out.time")
   local rps non2xx_wrk kv
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   non2xx_wrk=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
@@ -129,10 +136,15 @@ run_wrk() {
   eval "$kv"
   local non2xx=$(( errors_status > ${non2xx_wrk:-0} ? errors_status : ${non2xx_wrk:-0} ))
   local sock=$((connect + read + write + timeout))
-  printf '  round %s %-3s %-14s %10.0f req/s  p50 %6s us  p99 %6s us  non-2xx %s  socket errors %s\n' \
-    "$round" "$load" "$server" "$rps" "$p50_us" "$p99_us" "$non2xx" "$sock" >&2
-  WRK_RPS=$rps WRK_P50=$p50_us WRK_P99=$p99_us WRK_NON2XX=$non2xx
-  WRK_RECORD="{\"kind\":\"wrk\",\"server\":\"$server\",\"load\":\"$load\",\"round\":$round,\"rps\":$rps,\"p50_us\":$p50_us,\"p90_us\":$p90_us,\"p99_us\":$p99_us,\"max_us\":$max_us,\"requests\":$requests,\"non2xx\":$non2xx,\"socket_errors\":$sock}"
+  # CPU microseconds per request: the server's (process tree) and wrk's.
+  local hz srv_us wrk_us
+  hz=$(getconf CLK_TCK)
+  srv_us=$(awk -v d=$((cpu1 - cpu0)) -v hz="$hz" -v n="$requests" 'BEGIN{printf "%.2f", (n > 0 ? d / hz * 1e6 / n : 0)}')
+  wrk_us=$(awk -v c="$wrk_cpu" -v n="$requests" 'BEGIN{printf "%.2f", (n > 0 ? c * 1e6 / n : 0)}')
+  printf '  round %s %-3s %-14s %10.0f req/s  p50 %6s us  p99 %6s us  cpu/req server %6s us wrk %5s us  non-2xx %s  socket errors %s\n' \
+    "$round" "$load" "$server" "$rps" "$p50_us" "$p99_us" "$srv_us" "$wrk_us" "$non2xx" "$sock" >&2
+  WRK_RPS=$rps WRK_P50=$p50_us WRK_P99=$p99_us WRK_NON2XX=$non2xx WRK_SRV_US=$srv_us
+  WRK_RECORD="{\"kind\":\"wrk\",\"server\":\"$server\",\"load\":\"$load\",\"round\":$round,\"rps\":$rps,\"p50_us\":$p50_us,\"p90_us\":$p90_us,\"p99_us\":$p99_us,\"max_us\":$max_us,\"requests\":$requests,\"non2xx\":$non2xx,\"socket_errors\":$sock,\"server_cpu_us_per_req\":$srv_us,\"wrk_cpu_us_per_req\":$wrk_us}"
 }
 
 # warm URL LUA DURATION: an unmeasured wrk run.
@@ -159,4 +171,33 @@ cpu_busy_pct() {
   b=$(awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat)
   awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
     t = y[1] - x[1]; i = y[2] - x[2]; printf "%d", (t > 0 ? 100 * (t - i) / t : 0) }'
+}
+
+# tree_cpu_ticks PID: user + system clock ticks of PID and its children
+# (puma workers), summed over the process tree.
+tree_cpu_ticks() {
+  local pids=("$1") all=() p kids
+  while [ ${#pids[@]} -gt 0 ]; do
+    p=${pids[0]}
+    pids=("${pids[@]:1}")
+    all+=("$p")
+    kids=$(child_pids "$p")
+    for k in $kids; do pids+=("$k"); done
+  done
+  local total=0 t
+  for p in "${all[@]}"; do
+    # Fields 14 and 15 after the ")" that ends the command name.
+    t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
+# child_pids PID: direct children of PID (from /proc/*/stat's ppid field;
+# the command name may hold spaces and parentheses, so split after the last ")").
+child_pids() {
+  awk -v p="$1" '{
+    i = match($0, /\) [^)]*$/); split(substr($0, i + 2), a, " ")
+    if (a[2] == p) { f = FILENAME; sub("/proc/", "", f); sub("/stat", "", f); print f }
+  }' /proc/[0-9]*/stat 2>/dev/null || true
 }

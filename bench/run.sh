@@ -95,7 +95,7 @@ start_searchd() {
 
 # 2. Throughput: searchd vs fixed-body vs Picky on the books mix ------------
 throughput() {
-  local lua="$HERE/wrk_queries.lua" servers=() urls=()
+  local lua="$HERE/wrk_queries.lua" servers=() urls=() pids=()
   log "throughput: starting searchd on the books snapshot"
   if ! start_searchd "$WORK/books.idx" "$WORK/searchd-books.log"; then
     skip throughput "searchd serve did not become ready (is it built yet? see above)"
@@ -105,7 +105,7 @@ throughput() {
   body=$(avg_body_bytes "http://$SD_ADDR" "$lua") || die "searchd did not answer the query mix with 200s"
   log "searchd's average answer over the 20-query mix: $body bytes"
   record "{\"kind\":\"meta\",\"books_avg_body_bytes\":$body}"
-  servers+=(searchd); urls+=("http://$SD_ADDR")
+  servers+=(searchd); urls+=("http://$SD_ADDR"); pids+=("$SD_PID")
 
   local fport fpid
   fport=$("$PROBE" free-port)
@@ -113,7 +113,7 @@ throughput() {
   fpid=$!
   track "$fpid" fixed-body
   wait_ready "127.0.0.1:$fport" /ready "$fpid" 20000 || die "fixed-body did not start"
-  servers+=(fixed-body); urls+=("http://127.0.0.1:$fport")
+  servers+=(fixed-body); urls+=("http://127.0.0.1:$fport"); pids+=("$fpid")
 
   local ppid=""
   if [ -n "${PICKY_SRC:-}" ]; then
@@ -124,7 +124,7 @@ throughput() {
     ppid=$(PICKY_APP_DIR="$WORK/picky" timeout 180 bash "$HERE/picky/start.sh" "$PICKY_SRC" "$pport" 2 1) \
       || die "the Picky server did not start (see $WORK/picky/log)"
     track "$ppid" picky
-    servers+=(picky); urls+=("http://127.0.0.1:$pport")
+    servers+=(picky); urls+=("http://127.0.0.1:$pport"); pids+=("$ppid")
   else
     skip picky "PICKY_SRC is not set (an extracted floere/picky tree): no searchd/Picky ratio"
   fi
@@ -138,7 +138,7 @@ throughput() {
   for round in $(seq 1 "$ROUNDS"); do
     for load in c8 c1; do
       for i in "${!servers[@]}"; do
-        run_wrk "${servers[$i]}" "$load" "$round" "${urls[$i]}" "$lua" "${DUR}s"
+        run_wrk "${servers[$i]}" "$load" "$round" "${urls[$i]}" "$lua" "${DUR}s" "${pids[$i]}"
         record "$WRK_RECORD"
       done
     done
@@ -203,10 +203,11 @@ scale() {
     v=$(proc_kib "$SD_PID" "$k")
     [ -z "$v" ] || record "{\"kind\":\"scale\",\"name\":\"$(scale_key "$k")\",\"value\":$v}"
   done
-  run_wrk corpus c8 1 "http://$SD_ADDR" "$dir/queries.lua" "${DUR}s"
+  run_wrk corpus c8 1 "http://$SD_ADDR" "$dir/queries.lua" "${DUR}s" "$SD_PID"
   record "{\"kind\":\"scale\",\"name\":\"rps\",\"value\":$WRK_RPS}"
   record "{\"kind\":\"scale\",\"name\":\"p50_us\",\"value\":$WRK_P50}"
   record "{\"kind\":\"scale\",\"name\":\"p99_us\",\"value\":$WRK_P99}"
+  record "{\"kind\":\"scale\",\"name\":\"cpu_us_per_req\",\"value\":$WRK_SRV_US}"
   record "{\"kind\":\"scale\",\"name\":\"non2xx\",\"value\":$WRK_NON2XX}"
   untrack_stop "$SD_PID"
 }

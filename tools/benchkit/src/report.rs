@@ -42,6 +42,12 @@ pub struct WrkRun {
     pub non2xx: u64,
     #[serde(default)]
     pub socket_errors: u64,
+    /// CPU time of the server (its process tree) per request, microseconds.
+    #[serde(default)]
+    pub server_cpu_us_per_req: Option<f64>,
+    /// CPU time of wrk per request, microseconds.
+    #[serde(default)]
+    pub wrk_cpu_us_per_req: Option<f64>,
 }
 
 /// Medians of one server under one load.
@@ -55,6 +61,10 @@ pub struct Summary {
     pub rps_max: f64,
     pub non2xx: u64,
     pub socket_errors: u64,
+    /// Median server CPU per request (µs), when measured.
+    pub server_cpu_us: f64,
+    /// Median wrk CPU per request (µs), when measured.
+    pub wrk_cpu_us: f64,
 }
 
 /// A ratio against a target.
@@ -159,6 +169,16 @@ pub fn summarise(runs: &[WrkRun]) -> BTreeMap<String, BTreeMap<String, Summary>>
             rps_max: rps.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             non2xx: rs.iter().map(|r| r.non2xx).sum(),
             socket_errors: rs.iter().map(|r| r.socket_errors).sum(),
+            server_cpu_us: median(
+                &rs.iter()
+                    .filter_map(|r| r.server_cpu_us_per_req)
+                    .collect::<Vec<f64>>(),
+            ),
+            wrk_cpu_us: median(
+                &rs.iter()
+                    .filter_map(|r| r.wrk_cpu_us_per_req)
+                    .collect::<Vec<f64>>(),
+            ),
         };
         out.entry(server).or_default().insert(load, s);
     }
@@ -257,6 +277,7 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("rps", "req/s, corpus query mix, wrk -t2 -c8", "req/s"),
     ("p50_us", "p50 latency at c8", "us"),
     ("p99_us", "p99 latency at c8", "us"),
+    ("cpu_us_per_req", "server CPU per request at c8", "us"),
     ("non2xx", "non-2xx responses", ""),
     ("cold_ms", "cold local bake (empty state dir)", "ms"),
     ("unchanged_ms", "unchanged rebake (digest hit)", "ms"),
@@ -295,6 +316,8 @@ fn fmt_num(x: f64) -> String {
             s.push(c);
         }
         if n < 0 { format!("-{s}") } else { s }
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}")
     } else if x.abs() >= 10.0 {
         format!("{x:.1}")
     } else {
@@ -341,7 +364,7 @@ pub fn build(raw: &Raw) -> Report {
         );
         let _ = writeln!(
             t,
-            "{:<11} {:<5} {:>6} {:>10} {:>17} {:>9} {:>9} {:>8} {:>8}",
+            "{:<11} {:<5} {:>6} {:>10} {:>17} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
             "server",
             "load",
             "rounds",
@@ -349,6 +372,8 @@ pub fn build(raw: &Raw) -> Report {
             "req/s min..max",
             "p50 us",
             "p99 us",
+            "cpu/req",
+            "wrk/req",
             "non-2xx",
             "sock err"
         );
@@ -360,7 +385,7 @@ pub fn build(raw: &Raw) -> Report {
                 failed |= s.non2xx > 0;
                 let _ = writeln!(
                     t,
-                    "{:<11} {:<5} {:>6} {:>10} {:>17} {:>9} {:>9} {:>8} {:>8}",
+                    "{:<11} {:<5} {:>6} {:>10} {:>17} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
                     server,
                     load,
                     s.rounds,
@@ -368,6 +393,8 @@ pub fn build(raw: &Raw) -> Report {
                     format!("{}..{}", fmt_num(s.rps_min), fmt_num(s.rps_max)),
                     fmt_num(s.p50_us),
                     fmt_num(s.p99_us),
+                    fmt_num(s.server_cpu_us),
+                    fmt_num(s.wrk_cpu_us),
                     s.non2xx,
                     s.socket_errors
                 );
@@ -381,7 +408,11 @@ pub fn build(raw: &Raw) -> Report {
                 }
             }
         }
-        let _ = writeln!(t, "  (c8 = wrk -t2 -c8, c1 = wrk -t1 -c1 --latency)");
+        let _ = writeln!(
+            t,
+            "  (c8 = wrk -t2 -c8, c1 = wrk -t1 -c1 --latency; cpu/req, wrk/req = CPU microseconds \
+             per request of the server's processes and of wrk)"
+        );
     }
 
     if !ratios.is_empty() {
