@@ -44,7 +44,18 @@ pub struct Plan {
     pub recipe: Recipe,
     pub force: bool,
     pub json: bool,
+    /// Fault injection for tests (`KILN_TEST_FAULT`), never set in use.
+    pub fault: Option<Fault>,
 }
+
+/// Faults the integration tests inject to exercise failure paths end to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Announce a wrong payload sha256 to the builder (`payload-sha256`).
+    PayloadSha256,
+}
+
+pub const FAULT_ENV: &str = "KILN_TEST_FAULT";
 
 pub fn plan(args: Args) -> Result<Plan, BakeError> {
     let path = args.recipe.ok_or_else(|| {
@@ -52,10 +63,20 @@ pub fn plan(args: Args) -> Result<Plan, BakeError> {
     })?;
     let env = std::env::var(SEARCHD_ENV).ok();
     let recipe = Recipe::load(&path, env.as_deref())?;
+    let fault = match std::env::var(FAULT_ENV).as_deref() {
+        Err(_) | Ok("") => None,
+        Ok("payload-sha256") => Some(Fault::PayloadSha256),
+        Ok(other) => {
+            return Err(BakeError::Usage(format!(
+                "{FAULT_ENV}={other:?}: unknown fault"
+            )));
+        }
+    };
     Ok(Plan {
         recipe,
         force: args.force,
         json: args.json,
+        fault,
     })
 }
 
@@ -73,11 +94,13 @@ pub struct Outcome {
     pub run: RunId,
     pub base: ImageId,
     pub seconds: f64,
+    /// Provider API calls this run made, by operation (aws; empty locally).
+    pub api_calls: std::collections::BTreeMap<String, u64>,
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     let plan = plan(args)?;
-    let (state, cloud) = super::open(global)?;
+    let (state, cloud) = super::open(global).await?;
     let run = RunId::generate();
     let guard = state.begin_run(&run)?;
     let progress = Progress::new();
@@ -109,10 +132,12 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     for e in &errors {
         eprintln!("bake: warning: {e} (run `bake gc` later)");
     }
-    let outcome = match result {
+    let mut outcome = match result {
         Ok(o) => o,
         Err(e) => return Err(e),
     };
+    // Counted after cleanup, so the total is what the whole run cost.
+    outcome.api_calls = cloud.api_calls();
     if plan.json {
         super::print_json(&outcome)?;
     } else {
@@ -166,6 +191,7 @@ async fn bake(
         run: run.clone(),
         base: base.id.clone(),
         seconds: progress.elapsed().as_secs_f64(),
+        api_calls: Default::default(),
     };
 
     if !plan.force
@@ -204,6 +230,10 @@ async fn bake(
             .await
             .map_err(|e| BakeError::Failed(format!("packing the payload: {e}")))?
             .map_err(|e| BakeError::io("cannot write the payload", &archive, e))?
+    };
+    let sha256 = match plan.fault {
+        Some(Fault::PayloadSha256) => "0".repeat(64),
+        None => sha256,
     };
     let searchd_version = searchd_version(&r.searchd).await;
     let index = index_record(&inputs);

@@ -34,7 +34,7 @@ struct Report {
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
-    let (_state, cloud) = super::open(global)?;
+    let (_state, cloud) = super::open(global).await?;
     let older_than = args.older_than.unwrap_or(match cloud.backend() {
         "local" => Duration::ZERO,
         _ => Duration::from_secs(3600),

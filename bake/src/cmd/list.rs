@@ -12,7 +12,7 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
-    let (_state, cloud) = super::open(global)?;
+    let (_state, cloud) = super::open(global).await?;
     let images = cloud.images().list().await?;
     if args.json {
         super::print_json(&images)?;

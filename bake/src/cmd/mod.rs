@@ -87,11 +87,19 @@ pub enum Command {
 }
 
 /// Opens the state dir and the backend.
-pub fn open(global: &Global) -> Result<(StateDir, Cloud), BakeError> {
+pub async fn open(global: &Global) -> Result<(StateDir, Cloud), BakeError> {
     let state = StateDir::open(&global.state_dir)?;
     match global.backend.as_str() {
         "local" => {
             let cloud = Cloud::local(&state);
+            Ok((state, cloud))
+        }
+        // Region, endpoint and credentials from the SDK's usual sources
+        // (AWS_REGION, AWS_ENDPOINT_URL, profiles, roles); the bucket from
+        // KILN_AWS_BUCKET (see cloud::aws::AwsOptions::from_env).
+        #[cfg(feature = "aws")]
+        "aws" => {
+            let (cloud, _calls) = cloud::aws::connect(cloud::aws::AwsOptions::from_env()).await?;
             Ok((state, cloud))
         }
         other => Err(BakeError::Usage(format!(

@@ -74,7 +74,7 @@ struct Report<'a> {
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
-    let (_state, cloud) = super::open(global)?;
+    let (_state, cloud) = super::open(global).await?;
     let images = cloud.images().list().await?;
     let groups = cloud.groups().list_groups().await?;
     let protected = protected_images(&groups, args.rollback_versions);

@@ -17,8 +17,13 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
-    let (_state, cloud) = super::open(global)?;
-    let m = cloud.images().manifest(&ImageId::new(args.id)).await?;
+    let (_state, cloud) = super::open(global).await?;
+    let m = match cloud.images().manifest(&ImageId::new(args.id)).await {
+        Ok(m) => m,
+        // A wrong id is the caller's input, not a failing cloud.
+        Err(e @ cloud::CloudError::NotFound { .. }) => return Err(BakeError::Usage(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     if args.json {
         super::print_json(&m)?;
         return Ok(exit::OK);

@@ -1,0 +1,420 @@
+//! `bake` end to end on the local backend: the real binary, a private copy
+//! of `images/`, a temp state dir.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+
+#[test]
+fn same_inputs_same_id_and_the_second_bake_launches_nothing() {
+    let fx = Fx::new();
+    let first = fx.build_json();
+    assert_eq!(first["found"], false);
+    assert_eq!(first["launched"], 1);
+    assert_eq!(fx.launches(), 1);
+
+    // The shorthand `bake RECIPE`, plain output: the id alone on stdout.
+    let out = fx.bake(&[fx.recipe().to_str().unwrap()]);
+    assert_ok(&out);
+    let id = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(id.trim(), first["image"].as_str().unwrap());
+    assert_eq!(fx.launches(), 1, "the second bake launched a builder");
+
+    let second = fx.build_json();
+    assert_eq!(second["image"], first["image"]);
+    assert_eq!(second["digest"], first["digest"]);
+    assert_eq!(second["found"], true);
+    assert_eq!(second["launched"], 0);
+    assert_eq!(fx.launches(), 1);
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+    assert_eq!(fx.images().len(), 1);
+}
+
+#[test]
+fn a_moved_images_dir_bakes_the_same_digest() {
+    let a = Fx::new();
+    let b = Fx::new();
+    assert_eq!(a.build_json()["digest"], b.build_json()["digest"]);
+}
+
+#[test]
+fn force_rebakes_the_same_content_to_the_same_image() {
+    let fx = Fx::new();
+    let first = fx.build_json();
+    let out = fx.bake(&["build", "--force", "--json", fx.recipe().to_str().unwrap()]);
+    assert_ok(&out);
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["launched"], 1);
+    assert_eq!(fx.launches(), 2);
+    // Deterministic rootfs: the same content is the same image.
+    assert_eq!(again["image"], first["image"]);
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn one_changed_data_row_gives_a_new_image() {
+    let fx = Fx::new();
+    let first = fx.build_json();
+    let csv = fx.path("images/books/books.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    std::fs::write(&csv, text.replacen("Basic Books", "Basic Books Ltd", 1)).unwrap();
+    let second = fx.build_json();
+    assert_ne!(second["image"], first["image"]);
+    assert_ne!(second["digest"], first["digest"]);
+    assert_eq!(fx.images().len(), 2);
+
+    // The new image names the old one as its parent.
+    let out = fx.bake(&["show", "--json", second["image"].as_str().unwrap()]);
+    assert_ok(&out);
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["parents"][0], first["image"]);
+}
+
+#[test]
+fn a_changed_base_tarball_gives_a_new_image() {
+    let fx = Fx::new();
+    let base = fx.path("base");
+    std::fs::create_dir_all(base.join("etc")).unwrap();
+    std::fs::write(base.join("etc/os-release"), "ID=kiln\nVERSION_ID=1\n").unwrap();
+    let tar = |name: &str| {
+        let st = std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(fx.path(&format!("images/{name}")))
+            .arg("-C")
+            .arg(&base)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    tar("base.tar");
+    fx.edit_recipe(|t| t.replace("local = \"scratch\"", "local = \"base.tar\""));
+    let first = fx.build_json();
+    assert!(first["base"].as_str().unwrap().starts_with("sha256:"));
+
+    // The image's root holds the base's files as well as the install.
+    let rootfs = fx
+        .state()
+        .join("images")
+        .join(first["image"].as_str().unwrap())
+        .join("rootfs.tar.zst");
+    let listing = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | tar -t", rootfs.display()))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("etc/os-release"), "{listing}");
+    assert!(listing.contains("opt/kiln/bin/searchd"), "{listing}");
+    assert!(
+        listing.contains("etc/systemd/system/searchd.service"),
+        "{listing}"
+    );
+
+    // A security fix in the base: same recipe, same files, new image.
+    std::fs::write(base.join("etc/os-release"), "ID=kiln\nVERSION_ID=2\n").unwrap();
+    tar("base.tar");
+    let second = fx.build_json();
+    assert_ne!(second["base"], first["base"]);
+    assert_ne!(second["image"], first["image"]);
+    assert_ne!(second["digest"], first["digest"]);
+}
+
+#[test]
+fn a_wrong_payload_sha256_fails_with_the_builders_reason_and_leaves_nothing() {
+    let fx = Fx::new();
+    let out = fx
+        .cmd(&["build", fx.recipe().to_str().unwrap()])
+        .env("KILN_TEST_FAULT", "payload-sha256")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("verify-payload"), "{err}");
+    assert!(err.contains("sha256 mismatch"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+    assert_eq!(fx.images(), Vec::<String>::new());
+    assert_eq!(fx.launches(), 1);
+}
+
+#[test]
+fn a_snapshot_failing_searchd_check_exits_1_with_the_step_and_leaves_nothing() {
+    let fx = Fx::new();
+    let idx = fx.path("images/books.idx");
+    build_snapshot(&fx, &idx);
+    // Flip one byte in the middle: the structure is intact, the checksum
+    // is not, so only the builder's `searchd check` can catch it.
+    let mut bytes = std::fs::read(&idx).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&idx, bytes).unwrap();
+    fx.edit_recipe(|t| t.replace("index = \"books/index.toml\"", "snapshot = \"books.idx\""));
+
+    let out = fx.bake(&["build", fx.recipe().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("step `check`"), "{err}");
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+    assert_eq!(fx.images(), Vec::<String>::new());
+}
+
+#[test]
+fn a_good_prebuilt_snapshot_bakes() {
+    let fx = Fx::new();
+    let built = fx.build_json();
+    let idx = fx.path("images/books.idx");
+    build_snapshot(&fx, &idx);
+    fx.edit_recipe(|t| t.replace("index = \"books/index.toml\"", "snapshot = \"books.idx\""));
+    // searchd index is deterministic: the prebuilt file has the same bytes
+    // as the one bake built, so this is the same image.
+    let pre = fx.build_json();
+    assert_eq!(pre["digest"], built["digest"]);
+    assert_eq!(pre["found"], true);
+}
+
+/// Starts a bake whose builder holds for a while, waits until the builder
+/// is running and returns the child and the builder's process group.
+fn start_slow_bake(fx: &Fx) -> (std::process::Child, u32) {
+    let child = fx
+        .cmd(&["build", fx.recipe().to_str().unwrap()])
+        .env("KILN_LOCAL_BUILDER_HOLD", "60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pgid = None;
+    let ok = eventually(60, || {
+        let Ok(rd) = std::fs::read_dir(fx.state().join("builders")) else {
+            return false;
+        };
+        for e in rd.flatten() {
+            if let Ok(s) = std::fs::read_to_string(e.path().join("pgid")) {
+                pgid = s.trim().parse().ok();
+            }
+        }
+        pgid.is_some()
+    });
+    assert!(ok, "the builder never started");
+    (child, pgid.unwrap_or_default())
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn sigint_mid_bake_cleans_up_everything() {
+    let fx = Fx::new();
+    let (child, pgid) = start_slow_bake(&fx);
+    assert!(alive(pgid));
+    signal(child.id(), "-INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+    assert_eq!(fx.images(), Vec::<String>::new());
+    assert!(eventually(10, || !alive(pgid)), "the builder still runs");
+}
+
+#[test]
+fn kill_9_mid_bake_then_gc_leaves_nothing() {
+    let fx = Fx::new();
+    let (mut child, pgid) = start_slow_bake(&fx);
+    signal(child.id(), "-KILL");
+    let _ = child.wait();
+    // The crash left the run's lock, scratch dir and builder (still
+    // running as an orphan).
+    let left = fx.leftovers();
+    assert!(left.iter().any(|l| l.starts_with("builders/")), "{left:?}");
+    assert!(left.iter().any(|l| l.starts_with("runs/")), "{left:?}");
+    assert!(left.iter().any(|l| l.starts_with("tmp/")), "{left:?}");
+    assert!(alive(pgid));
+
+    let dry = fx.bake(&["gc", "--dry-run", "--json"]);
+    assert_ok(&dry);
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), left.len());
+    assert_eq!(fx.leftovers(), left, "--dry-run removed something");
+
+    let out = fx.bake(&["gc"]);
+    assert_ok(&out);
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+    assert!(
+        eventually(10, || !alive(pgid)),
+        "the orphaned builder still runs"
+    );
+    // And gc on a clean state dir has nothing to do.
+    let again = fx.bake(&["gc"]);
+    assert_ok(&again);
+    assert!(again.stdout.is_empty());
+}
+
+#[test]
+fn gc_leaves_a_live_run_alone() {
+    let fx = Fx::new();
+    let (child, _pgid) = start_slow_bake(&fx);
+    let out = fx.bake(&["gc", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), 0, "{report}");
+    assert!(!fx.leftovers().is_empty());
+    signal(child.id(), "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn malformed_recipes_name_the_field_and_exit_2() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "name = \"searchd\"",
+            "name = \"searchd\"\ncolour = \"blue\"",
+            "unknown field `colour`",
+        ),
+        ("volume_gb = 8", "volume_gb = -1", "builder.volume_gb"),
+        ("volume_gb = 8", "volume_gb = \"big\"", "volume_gb"),
+        (
+            "instance_type = \"t3.small\"",
+            "instance_type = \"huge\"",
+            "builder.instance_type",
+        ),
+        (
+            "config = \"searchd.env\"",
+            "config = \"missing.env\"",
+            "install.config",
+        ),
+        (
+            "team = \"search\"",
+            "\"kiln:digest\" = \"x\"",
+            "tags.kiln:digest",
+        ),
+        ("regions = []", "regions = [\"mars\"]", "publish.regions"),
+        ("local = \"scratch\"", "local = \"nope.tar\"", "base.local"),
+        (
+            "index = \"books/index.toml\"",
+            "index = \"books/index.toml\"\nsnapshot = \"x.idx\"",
+            "install",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let fx = Fx::new();
+        fx.edit_recipe(|t| {
+            assert!(t.contains(from), "fixture lacks {from:?}");
+            t.replacen(from, to, 1)
+        });
+        let out = fx.bake(&["build", fx.recipe().to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{to}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(want),
+            "{to}: want {want:?} in {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty());
+        assert_eq!(fx.launches(), 0);
+        assert_eq!(fx.leftovers(), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    let fx = Fx::new();
+    assert_eq!(fx.bake(&["build"]).status.code(), Some(2));
+    assert_eq!(fx.bake(&["prune"]).status.code(), Some(2));
+    assert_eq!(
+        fx.bake(&["gc", "--older-than", "soon"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(fx.bake(&["show", "img-0000"]).status.code(), Some(2));
+    let missing = fx.bake(&["build", "/nonexistent/recipe.toml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("/nonexistent/recipe.toml"));
+    let help = fx.bake(&["--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("130"));
+}
+
+#[test]
+fn list_show_and_prune_keep_what_groups_use() {
+    let fx = Fx::new();
+    let csv = fx.path("images/books/books.csv");
+    let original = std::fs::read_to_string(&csv).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        std::fs::write(
+            &csv,
+            original.replacen("Basic Books", &format!("Basic Books {n}"), 1),
+        )
+        .unwrap();
+        ids.push(fx.build_json()["image"].as_str().unwrap().to_owned());
+        // Distinct creation seconds keep "newest" unambiguous.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+
+    let out = fx.bake(&["list", "--json"]);
+    assert_ok(&out);
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<&str> = list.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        listed,
+        vec![ids[2].as_str(), ids[1].as_str(), ids[0].as_str()]
+    );
+    let table = fx.bake(&["list"]);
+    assert_eq!(String::from_utf8_lossy(&table.stdout).lines().count(), 3);
+
+    let out = fx.bake(&["show", "--json", &ids[0]]);
+    assert_ok(&out);
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["index"]["name"], "books");
+    assert_eq!(m["index"]["golden"].as_array().unwrap().len(), 5);
+    assert!(
+        m["index"]["golden"][0]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("allocations")
+    );
+    assert_eq!(m["tags"]["kiln:index-digest"], m["index"]["digest"]);
+    assert!(fx.bake(&["show", &ids[0]]).status.success());
+
+    // A group runs the oldest image: prune must keep it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let state = cloud::StateDir::open(fx.state()).unwrap();
+        let c = cloud::Cloud::local(&state);
+        c.groups()
+            .create_group(&cloud::GroupSpec {
+                name: cloud::GroupName::from("web"),
+                image: cloud::ImageId::new(ids[0].clone()),
+                desired: 1,
+                target_group: None,
+            })
+            .await
+            .unwrap();
+    });
+
+    let dry = fx.bake(&["prune", "--keep", "1", "--dry-run"]);
+    assert_ok(&dry);
+    assert_eq!(String::from_utf8_lossy(&dry.stdout).trim(), ids[1]);
+    assert_eq!(fx.images().len(), 3, "--dry-run deleted something");
+
+    let out = fx.bake(&["prune", "--keep", "1", "--json"]);
+    assert_ok(&out);
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["delete"], serde_json::json!([ids[1]]));
+    assert_eq!(p["protected"], serde_json::json!([ids[0]]));
+    let mut left = fx.images();
+    left.sort();
+    let mut want = vec![ids[0].clone(), ids[2].clone()];
+    want.sort();
+    assert_eq!(left, want);
+    assert_eq!(fx.bake(&["show", &ids[1]]).status.code(), Some(2));
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+}

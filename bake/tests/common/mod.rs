@@ -1,0 +1,190 @@
+//! Fixture helpers for bake's integration tests: a private copy of
+//! `images/` and a temp state dir per test, and the real `bake` binary.
+//!
+//! searchd binary: `$KILN_STATIC_SEARCHD` when it exists (`make test` builds
+//! and exports the static one), else the debug `searchd` next to this test
+//! binary (`cargo test --workspace` builds it). The local builder runs it
+//! without a chroot, so a dynamically linked debug binary works too.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Fx {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn searchd_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("KILN_STATIC_SEARCHD") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return p;
+        }
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/searchd
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("searchd"))
+        .expect("target dir");
+    assert!(
+        p.is_file(),
+        "no searchd binary: run `make static` (KILN_STATIC_SEARCHD) or `cargo build -p searchd` ({})",
+        p.display()
+    );
+    p
+}
+
+fn images_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../images")
+}
+
+impl Fx {
+    pub fn new() -> Fx {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = dir.path().join("images");
+        std::fs::create_dir_all(img.join("books")).unwrap();
+        let src = images_dir();
+        for f in [
+            "searchd.toml",
+            "searchd.env",
+            "install.sh",
+            "books/index.toml",
+            "books/books.csv",
+        ] {
+            std::fs::copy(src.join(f), img.join(f)).unwrap();
+        }
+        Fx { dir }
+    }
+
+    pub fn recipe(&self) -> PathBuf {
+        self.dir.path().join("images/searchd.toml")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Rewrites the recipe with `f`.
+    pub fn edit_recipe(&self, f: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(self.recipe()).unwrap();
+        std::fs::write(self.recipe(), f(text)).unwrap();
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bake"));
+        c.arg("--state-dir")
+            .arg(self.state())
+            .args(args)
+            .env("KILN_STATIC_SEARCHD", searchd_bin())
+            .env_remove("KILN_TEST_FAULT")
+            .env_remove("KILN_LOCAL_BUILDER_HOLD")
+            .env_remove("KILN_BACKEND");
+        c
+    }
+
+    pub fn bake(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run bake")
+    }
+
+    /// `bake build --json RECIPE`, asserting success; the parsed result.
+    pub fn build_json(&self) -> serde_json::Value {
+        let recipe = self.recipe();
+        let out = self.bake(&["build", "--json", recipe.to_str().unwrap()]);
+        assert_ok(&out);
+        serde_json::from_slice(&out.stdout).expect("json on stdout")
+    }
+
+    pub fn launches(&self) -> u64 {
+        std::fs::read_to_string(self.state().join("stats/launches"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Everything a run may leave behind; empty when clean.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for sub in ["builders", "tmp", "runs"] {
+            if let Ok(rd) = std::fs::read_dir(self.state().join(sub)) {
+                for e in rd.flatten() {
+                    v.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.state().join("images")) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with('.') {
+                    v.push(format!("images/{n}"));
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+
+    pub fn images(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.state().join("images"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "bake failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Builds a snapshot of the fixture's books with the searchd binary.
+pub fn build_snapshot(fx: &Fx, out: &Path) {
+    let status = Command::new(searchd_bin())
+        .args(["index", "--def"])
+        .arg(fx.path("images/books/index.toml"))
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Whether a process (group leader) still exists.
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Polls `f` every 20 ms for up to `secs`.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    f()
+}
