@@ -147,7 +147,9 @@ impl AwsBuilders {
             .ec2
             .create_security_group()
             .group_name(&name)
-            .description(format!("kiln bake builder {run}: no inbound rules"))
+            // No spaces: moto's SigV4 check (IAM enforcement) recomputes
+            // the signature over a re-encoded body and gets `%20` wrong.
+            .description(format!("kiln-bake-builder-{run}-no-inbound-rules"))
             .vpc_id(&vpc)
             .tag_specifications(tag_spec(ResourceType::SecurityGroup, &tags))
             .send()

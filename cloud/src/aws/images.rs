@@ -324,10 +324,11 @@ impl Images for AwsImages {
             .create_image()
             .instance_id(builder.as_str())
             .name(&name)
-            .description(format!(
-                "kiln image {} digest {}",
-                spec.name, spec.manifest.digest
-            ))
+            // Dashes, not spaces: see the security group's description.
+            .description(
+                format!("kiln-image-{}-digest-{}", spec.name, spec.manifest.digest)
+                    .replace(' ', "-"),
+            )
             .tag_specifications(tag_spec(ResourceType::Image, &tags))
             .send()
             .await

@@ -1,0 +1,594 @@
+//! `bake` end to end on the aws backend: the real binary against a real moto
+//! server (one per test, started and killed by the test), with the instance
+//! emulator (tools/motokit) playing each builder: it runs the user-data kiln
+//! rendered, which runs images/install.sh on the real payload and reports
+//! through moto's S3. So these bakes really install, check and snapshot.
+//!
+//! Leaks are counted with [`Census`] (instances not terminated, security
+//! groups, key pairs, S3 objects, snapshots, images) before and after.
+#![cfg(feature = "aws")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use motokit::{Census, Emulator, EmulatorOptions, IamUser, Moto, TEST_KEY, Tamper};
+
+const BUCKET: &str = "kiln-bake-test";
+
+/// A copy of `images/` in a temp dir (so tests may edit data and recipe),
+/// a state dir, and the keys bake runs with.
+struct Fixture {
+    dir: tempfile::TempDir,
+    key: String,
+    secret: String,
+}
+
+impl Fixture {
+    fn new(moto: &Moto) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(
+            &motokit::workspace_root().join("images"),
+            &dir.path().join("images"),
+        );
+        let f = Fixture {
+            dir,
+            key: TEST_KEY.into(),
+            secret: TEST_KEY.into(),
+        };
+        f.base(r#"ssm_parameter = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64""#);
+        let _ = moto;
+        f
+    }
+
+    fn images(&self) -> PathBuf {
+        self.dir.path().join("images")
+    }
+
+    fn recipe(&self) -> PathBuf {
+        self.images().join("searchd.toml")
+    }
+
+    /// Replaces the recipe's `[base.aws]` body.
+    fn base(&self, body: &str) {
+        let text = std::fs::read_to_string(self.recipe()).expect("recipe");
+        let start = text.find("[base.aws]").expect("[base.aws] in the recipe");
+        let end = text[start..]
+            .find("\n[install]")
+            .map(|i| start + i)
+            .expect("[install] after [base.aws]");
+        let new = format!("{}[base.aws]\n{body}\n{}", &text[..start], &text[end..]);
+        std::fs::write(self.recipe(), new).expect("write recipe");
+    }
+
+    fn bake(&self, moto: &Moto, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bake"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KILN_BACKEND", "aws")
+            .env("KILN_STATE_DIR", self.dir.path().join(".kiln"))
+            .env("KILN_AWS_BUCKET", BUCKET)
+            .env("KILN_STATIC_SEARCHD", motokit::static_searchd())
+            .stdin(Stdio::null());
+        for (k, v) in moto.env(&self.key, &self.secret) {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn build(&self, moto: &Moto, extra: &[&str]) -> Output {
+        let recipe = self.recipe();
+        let mut args = vec!["build", recipe.to_str().expect("utf-8 path"), "--json"];
+        args.extend_from_slice(extra);
+        self.bake(moto, &args).output().expect("run bake")
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// The bucket must exist: `policies/bake.json` does not allow creating it.
+async fn make_bucket(moto: &Moto) {
+    moto.s3(TEST_KEY, TEST_KEY)
+        .await
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("CreateBucket");
+}
+
+async fn census(moto: &Moto) -> Census {
+    Census::take(
+        &moto.ec2(TEST_KEY, TEST_KEY).await,
+        &moto.s3(TEST_KEY, TEST_KEY).await,
+        BUCKET,
+    )
+    .await
+}
+
+fn ok_json(out: &Output) -> serde_json::Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bake failed ({:?}):\n{stderr}",
+        out.status
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}\n{stderr}", out.stdout))
+}
+
+fn image(v: &serde_json::Value) -> String {
+    v["image"].as_str().expect("image id").to_owned()
+}
+
+fn calls(v: &serde_json::Value) -> u64 {
+    v["api_calls"]
+        .as_object()
+        .map(|m| m.values().filter_map(|n| n.as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// Bake twice: the same image id, and the second run launches nothing. The
+/// API calls of both runs are printed (the README's table comes from here).
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_bake_twice_same_id_second_launches_nothing() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let emu = Emulator::start(&moto, EmulatorOptions::default());
+    let fx = Fixture::new(&moto);
+
+    let first = ok_json(&fx.build(&moto, &[]));
+    let id = image(&first);
+    assert!(id.starts_with("ami-"), "{first}");
+    assert_eq!(first["found"], false);
+    assert_eq!(first["launched"], 1);
+    let handled = emu.handled();
+    assert_eq!(handled.len(), 1, "{handled:?}");
+    assert_eq!(handled[0].status, Some(0), "{}", handled[0].output);
+
+    // The image carries its identity and lineage as tags.
+    let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
+    let img = ec2
+        .describe_images()
+        .image_ids(&id)
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()[0]
+        .clone();
+    let tag = |k: &str| {
+        img.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_owned)
+    };
+    assert_eq!(tag("kiln:digest").as_deref(), first["digest"].as_str());
+    for k in [
+        "kiln:name",
+        "kiln:base",
+        "kiln:searchd-version",
+        "kiln:index-digest",
+        "kiln:created",
+        "kiln:bake",
+    ] {
+        assert!(tag(k).is_some(), "image tag {k} missing: {:?}", img.tags());
+    }
+    // Its snapshot is tagged with the run too (CreateTags after CreateImage).
+    let snap = img.block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.snapshot_id())
+        .expect("snapshot")
+        .to_owned();
+    let snaps = ec2
+        .describe_snapshots()
+        .snapshot_ids(&snap)
+        .send()
+        .await
+        .expect("DescribeSnapshots");
+    assert!(
+        snaps.snapshots()[0]
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("kiln:bake")),
+        "{snaps:?}"
+    );
+    // The builder, its group and the run's objects are gone; the manifest
+    // stays with the image.
+    let after_first = census(&moto).await;
+    assert_eq!(after_first.instances, 0, "{after_first:?}");
+    assert_eq!(after_first.security_groups, 0, "{after_first:?}");
+    assert_eq!(after_first.objects, 1, "only the manifest: {after_first:?}");
+
+    let second = ok_json(&fx.build(&moto, &[]));
+    assert_eq!(image(&second), id);
+    assert_eq!(second["found"], true);
+    assert_eq!(second["launched"], 0);
+    assert_eq!(emu.handled().len(), 1, "the second bake launched nothing");
+    assert_eq!(
+        second["api_calls"]["EC2.RunInstances"],
+        serde_json::Value::Null
+    );
+
+    eprintln!(
+        "API calls, first bake ({} total): {}",
+        calls(&first),
+        first["api_calls"]
+    );
+    eprintln!(
+        "API calls, unchanged bake ({} total): {}",
+        calls(&second),
+        second["api_calls"]
+    );
+    assert!(
+        calls(&second) <= 3,
+        "an unchanged bake is a lookup: {}",
+        second["api_calls"]
+    );
+
+    // `bake show` and `bake list` read it back (manifest from S3).
+    let out = fx.bake(&moto, &["show", &id]).output().expect("bake show");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fx.bake(&moto, &["list"]).output().expect("bake list");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+}
+
+/// One changed data row → a new input digest → a new image.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_changed_data_row_gives_a_new_image() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let _emu = Emulator::start(&moto, EmulatorOptions::default());
+    let fx = Fixture::new(&moto);
+    let first = image(&ok_json(&fx.build(&moto, &[])));
+
+    let csv = fx.images().join("books/books.csv");
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // Change a word in the last data row.
+    let last = lines.len() - 1;
+    lines[last] = lines[last].replacen(|c: char| c.is_ascii_lowercase(), "q", 1);
+    std::fs::write(&csv, lines.join("\n") + "\n").expect("write csv");
+
+    let second = ok_json(&fx.build(&moto, &[]));
+    assert_ne!(image(&second), first);
+    assert_eq!(second["launched"], 1);
+}
+
+/// A newer base AMI matching the recipe's filter → a new image.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_new_base_ami_gives_a_new_image() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let _emu = Emulator::start(&moto, EmulatorOptions::default());
+    let fx = Fixture::new(&moto);
+    fx.base(&format!(
+        "owners = [\"{}\"]\nname = \"kiln-test-base-*\"\narchitecture = \"x86_64\"",
+        motokit::ACCOUNT
+    ));
+    let base1 = register_base(&moto, "kiln-test-base-1").await;
+    let first = ok_json(&fx.build(&moto, &[]));
+    assert_eq!(first["base"], base1.as_str());
+    // CreationDate has one-second resolution.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let base2 = register_base(&moto, "kiln-test-base-2").await;
+    let second = ok_json(&fx.build(&moto, &[]));
+    assert_eq!(second["base"], base2.as_str());
+    assert_ne!(image(&second), image(&first));
+    assert_ne!(second["digest"], first["digest"]);
+}
+
+async fn register_base(moto: &Moto, name: &str) -> String {
+    let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
+    let seed = ec2
+        .describe_images()
+        .owners("amazon")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("name")
+                .values("al2023-ami-2023.*-x86_64")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()[0]
+        .image_id()
+        .expect("id")
+        .to_owned();
+    let inst = ec2
+        .run_instances()
+        .image_id(seed)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("RunInstances")
+        .instances()[0]
+        .instance_id()
+        .expect("id")
+        .to_owned();
+    let id = ec2
+        .create_image()
+        .instance_id(&inst)
+        .name(name)
+        .send()
+        .await
+        .expect("CreateImage")
+        .image_id
+        .expect("id");
+    ec2.terminate_instances()
+        .instance_ids(inst)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    id
+}
+
+/// The builder refuses a payload whose sha256 does not match (moto cannot
+/// corrupt a download, so the emulator overwrites the S3 object first):
+/// bake exits 1 with the builder's reason and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_wrong_payload_sha256_fails_and_leaves_nothing() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let _emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            tamper: Tamper::CorruptPayload,
+            ..EmulatorOptions::default()
+        },
+    );
+    let fx = Fixture::new(&moto);
+    let before = census(&moto).await;
+    let out = fx.build(&moto, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("verify-payload"), "{stderr}");
+    assert!(stderr.contains("sha256 mismatch"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no image id on failure");
+    assert_eq!(census(&moto).await, before, "nothing left behind");
+}
+
+/// A snapshot that fails `searchd check` inside the builder: bake exits 1
+/// naming step `check`, and leaves nothing behind. (The emulator damages
+/// the snapshot inside the payload; see motokit::Tamper::BreakFile.)
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_failing_searchd_check_fails_and_leaves_nothing() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let _emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            tamper: Tamper::BreakFile(".idx".into()),
+            ..EmulatorOptions::default()
+        },
+    );
+    let fx = Fixture::new(&moto);
+    let before = census(&moto).await;
+    let out = fx.build(&moto, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`check`"), "{stderr}");
+    assert_eq!(census(&moto).await, before, "nothing left behind");
+}
+
+/// Waits for a builder to exist, with the bake still running.
+fn launched(emu: &Emulator, child: &mut std::process::Child) {
+    let end = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < end {
+        if !emu.handled().is_empty() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("bake ended before launching a builder: {status:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no builder launched within 120 s");
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// Ctrl-C while bake waits for its builder: it cleans up everything and
+/// exits 130.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_sigint_mid_bake_leaves_nothing() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            hold: true,
+            ..EmulatorOptions::default()
+        },
+    );
+    let fx = Fixture::new(&moto);
+    let before = census(&moto).await;
+    let recipe = fx.recipe();
+    let mut child = fx
+        .bake(&moto, &["build", recipe.to_str().expect("path")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bake");
+    launched(&emu, &mut child);
+    let during = census(&moto).await;
+    assert_eq!(during.instances, before.instances + 1, "{during:?}");
+    signal(&child, "-INT");
+    let out = child.wait_with_output().expect("wait bake");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(
+        census(&moto).await,
+        before,
+        "nothing left behind:\n{stderr}"
+    );
+}
+
+/// kill -9 while bake waits for its builder leaves tagged resources;
+/// `bake gc --older-than 0` removes every one of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_kill9_then_gc_leaves_nothing() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            hold: true,
+            ..EmulatorOptions::default()
+        },
+    );
+    let fx = Fixture::new(&moto);
+    let before = census(&moto).await;
+    let recipe = fx.recipe();
+    let mut child = fx
+        .bake(&moto, &["build", recipe.to_str().expect("path")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn bake");
+    launched(&emu, &mut child);
+    signal(&child, "-KILL");
+    let _ = child.wait();
+    let leaked = census(&moto).await;
+    assert!(leaked.instances > before.instances, "{leaked:?}");
+    assert!(
+        leaked.security_groups > before.security_groups,
+        "{leaked:?}"
+    );
+    assert!(leaked.objects > before.objects, "{leaked:?}");
+
+    // Young leftovers are not touched by default (a bake may be running).
+    let out = fx.bake(&moto, &["gc"]).output().expect("bake gc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(census(&moto).await, leaked);
+
+    let out = fx
+        .bake(&moto, &["gc", "--older-than", "0"])
+        .output()
+        .expect("bake gc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(census(&moto).await, before, "gc leaves nothing");
+}
+
+/// A malformed recipe is bad input (exit 2) naming the field, before any
+/// call to AWS.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_malformed_recipe_names_the_field() {
+    let moto = Moto::start();
+    let fx = Fixture::new(&moto);
+    fx.base("owners = [\"amazon\"]");
+    let out = fx.build(&moto, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("base.aws"), "{stderr}");
+}
+
+/// With moto's IAM enforcement on, bake succeeds with exactly
+/// `policies/bake.json`, and fails with a clear message (exit 3, naming the
+/// call) when one action is removed from it.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_iam_bake_policy_is_sufficient_and_each_action_matters() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let policy = std::fs::read_to_string(motokit::workspace_root().join("policies/bake.json"))
+        .expect("policies/bake.json");
+    let admin = moto.iam_user(
+        "admin",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+    );
+    let baker = moto.iam_user("baker", &policy);
+    let without = policy.replace("\"ec2:CreateImage\",", "");
+    assert_ne!(without, policy, "the policy grants ec2:CreateImage");
+    let crippled = moto.iam_user("crippled", &without);
+    moto.enforce_iam();
+
+    let emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            key: admin.key.clone(),
+            secret: admin.secret.clone(),
+            presign_signer: Some((baker.key.clone(), baker.secret.clone())),
+            ..EmulatorOptions::default()
+        },
+    );
+    let mut fx = Fixture::new(&moto);
+    as_user(&mut fx, &baker);
+    let out = ok_json(&fx.build(&moto, &[]));
+    assert_eq!(out["launched"], 1, "{out}");
+    assert!(emu.errors().is_empty(), "{:?}", emu.errors());
+
+    drop(emu);
+    let _emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            key: admin.key.clone(),
+            secret: admin.secret.clone(),
+            presign_signer: Some((crippled.key.clone(), crippled.secret.clone())),
+            ..EmulatorOptions::default()
+        },
+    );
+    as_user(&mut fx, &crippled);
+    let before = admin_census(&moto, &admin).await;
+    let out = fx.build(&moto, &["--force"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("CreateImage"), "{stderr}");
+    assert!(stderr.contains("us-east-1"), "{stderr}");
+    assert!(
+        stderr.contains("AccessDenied") || stderr.contains("UnauthorizedOperation"),
+        "{stderr}"
+    );
+    assert_eq!(
+        admin_census(&moto, &admin).await,
+        before,
+        "nothing left behind"
+    );
+}
+
+fn as_user(fx: &mut Fixture, user: &IamUser) {
+    fx.key = user.key.clone();
+    fx.secret = user.secret.clone();
+}
+
+async fn admin_census(moto: &Moto, admin: &IamUser) -> Census {
+    Census::take(
+        &moto.ec2(&admin.key, &admin.secret).await,
+        &moto.s3(&admin.key, &admin.secret).await,
+        BUCKET,
+    )
+    .await
+}
