@@ -78,19 +78,28 @@ impl StateDir {
     /// Registers a live run. Fails if the run id is somehow taken.
     pub fn begin_run(&self, run: &RunId) -> Result<RunGuard> {
         let lock_path = self.run_lock_path(run);
-        let file = open_lock_file(&lock_path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(CloudError::Locked {
-                    what: "run",
-                    path: lock_path,
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(CloudError::io("lock", &lock_path, e));
-            }
+        if lock_path.exists() {
+            return Err(CloudError::Locked {
+                what: "run",
+                path: lock_path,
+            });
         }
+        // Locked under a private name, then renamed into place (the lock
+        // follows the inode): `gc` never sees the run's lock file unlocked
+        // while the run is alive.
+        let staging = self
+            .root
+            .join("runs")
+            .join(format!(".{run}.{}.new", std::process::id()));
+        let file = open_lock_file(&staging)?;
+        if let Err(e) = file.lock() {
+            let _ = std::fs::remove_file(&staging);
+            return Err(CloudError::io("lock", &staging, e));
+        }
+        std::fs::rename(&staging, &lock_path).map_err(|e| {
+            let _ = std::fs::remove_file(&staging);
+            CloudError::io("rename", &lock_path, e)
+        })?;
         let tmp = self.run_tmp(run);
         std::fs::create_dir_all(&tmp).map_err(|e| CloudError::io("create", &tmp, e))?;
         Ok(RunGuard {
