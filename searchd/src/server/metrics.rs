@@ -2,8 +2,10 @@
 //!
 //! Recording is lock-free: fixed arrays of relaxed atomics indexed by route,
 //! status and latency bucket, so the request path never allocates or takes a
-//! lock for metrics. Counts only go up; a scrape reads each atomic once, so
-//! a scrape racing with requests can be off by the requests in flight, which
+//! lock for metrics. The arrays are sharded by thread (each shard on its own
+//! cache lines), so worker threads do not bounce one cache line between
+//! cores on every request; a scrape sums the shards. Counts only go up; a
+//! scrape racing with requests can be off by the requests in flight, which
 //! Prometheus tolerates.
 
 use std::fmt::Write as _;
@@ -71,15 +73,41 @@ struct Histogram {
     sum_ns: AtomicU64,
 }
 
-/// All counters of one server.
+/// Request counters of one thread group; aligned so that two shards never
+/// share a cache line (128 bytes covers adjacent-line prefetching).
 #[derive(Default)]
-pub struct Metrics {
+#[repr(align(128))]
+struct Shard {
     requests: [[AtomicU64; STATUSES.len()]; ROUTES],
     latency: [Histogram; ROUTES],
+}
+
+/// Shards per server (a power of two). Two threads landing on one shard
+/// only share cache lines again; counts stay exact.
+const SHARDS: usize = 16;
+
+/// A small number that differs between threads: the address of a
+/// thread-local, which lives in each thread's own TLS block.
+fn shard_index() -> usize {
+    thread_local! {
+        static MARK: u8 = const { 0 };
+    }
+    MARK.with(|m| {
+        // Fibonacci hashing: the top bits of the product depend on every
+        // bit of the address.
+        let a = std::ptr::from_ref(m) as u64;
+        (a.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
+    })
+}
+
+/// All counters of one server.
+pub struct Metrics {
+    shards: Box<[Shard]>,
     connections_accepted: AtomicU64,
     connections_closed: AtomicU64,
     connection_errors: AtomicU64,
     accept_errors: AtomicU64,
+    header_timeouts: AtomicU64,
 }
 
 /// What the server knows about itself, for the gauges of a scrape.
@@ -92,22 +120,43 @@ pub struct Info<'a> {
     pub draining: bool,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            connections_accepted: AtomicU64::new(0),
+            connections_closed: AtomicU64::new(0),
+            connection_errors: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+            header_timeouts: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         Metrics::default()
+    }
+
+    fn request_count(&self, route: usize, status: usize) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.requests[route][status].load(Relaxed))
+            .sum()
     }
 
     /// Counts one answered request.
     #[inline]
     pub fn record(&self, route: Route, status: u16, elapsed: Duration) {
         let r = route as usize;
-        self.requests[r][status_index(status)].fetch_add(1, Relaxed);
+        let shard = &self.shards[shard_index()];
+        shard.requests[r][status_index(status)].fetch_add(1, Relaxed);
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let b = BUCKETS_US
             .iter()
             .position(|&le| ns <= le * 1_000)
             .unwrap_or(BUCKETS_US.len());
-        let h = &self.latency[r];
+        let h = &shard.latency[r];
         h.buckets[b].fetch_add(1, Relaxed);
         h.sum_ns.fetch_add(ns, Relaxed);
     }
@@ -123,13 +172,23 @@ impl Metrics {
         }
     }
 
+    /// A connection closed for not sending a request head in time.
+    pub fn header_timeout(&self) {
+        self.header_timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// Connections closed by the header timeout so far.
+    pub fn header_timeouts(&self) -> u64 {
+        self.header_timeouts.load(Relaxed)
+    }
+
     pub fn accept_error(&self) {
         self.accept_errors.fetch_add(1, Relaxed);
     }
 
     /// Requests answered on `route` with `status` so far.
     pub fn requests(&self, route: Route, status: u16) -> u64 {
-        self.requests[route as usize][status_index(status)].load(Relaxed)
+        self.request_count(route as usize, status_index(status))
     }
 
     /// Connections currently open.
@@ -154,7 +213,7 @@ impl Metrics {
         writeln!(o, "# TYPE searchd_requests_total counter")?;
         for route in Route::ALL {
             for (i, &status) in STATUSES.iter().enumerate() {
-                let n = self.requests[route as usize][i].load(Relaxed);
+                let n = self.request_count(route as usize, i);
                 // Every route shows its 200 line, so rates exist from the
                 // first scrape; other statuses appear once they happen.
                 if n > 0 || status == 200 {
@@ -178,8 +237,16 @@ impl Metrics {
         )?;
         writeln!(o, "# TYPE searchd_request_duration_seconds histogram")?;
         for route in Route::ALL {
-            let h = &self.latency[route as usize];
-            let counts: Vec<u64> = h.buckets.iter().map(|b| b.load(Relaxed)).collect();
+            let r = route as usize;
+            let mut counts = [0u64; BUCKETS_US.len() + 1];
+            let mut sum_ns = 0u64;
+            for shard in &self.shards {
+                let h = &shard.latency[r];
+                for (c, b) in counts.iter_mut().zip(&h.buckets) {
+                    *c += b.load(Relaxed);
+                }
+                sum_ns = sum_ns.wrapping_add(h.sum_ns.load(Relaxed));
+            }
             let total: u64 = counts.iter().sum();
             if total == 0 && route != Route::Search {
                 continue;
@@ -201,7 +268,7 @@ impl Metrics {
             writeln!(
                 o,
                 "searchd_request_duration_seconds_sum{{route=\"{label}\"}} {}",
-                h.sum_ns.load(Relaxed) as f64 / 1e9
+                sum_ns as f64 / 1e9
             )?;
             writeln!(
                 o,
@@ -229,6 +296,12 @@ impl Metrics {
                 "counter",
                 "Connections closed on an HTTP error (malformed request, header timeout, reset).",
                 self.connection_errors.load(Relaxed),
+            ),
+            (
+                "searchd_header_timeouts_total",
+                "counter",
+                "Connections closed for not sending a complete request head within --header-timeout.",
+                self.header_timeouts.load(Relaxed),
             ),
             (
                 "searchd_accept_errors_total",
