@@ -592,3 +592,60 @@ async fn admin_census(moto: &Moto, admin: &IamUser) -> Census {
     )
     .await
 }
+
+/// `[publish]`: an encrypted, tagged copy in each extra region and launch
+/// permission for each account.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_publish_copies_encrypted_and_shares() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let _emu = Emulator::start(&moto, EmulatorOptions::default());
+    let fx = Fixture::new(&moto);
+    let text = std::fs::read_to_string(fx.recipe()).expect("recipe");
+    let text = text
+        .replace("regions = []", "regions = [\"us-west-2\"]")
+        .replace("share_accounts = []", "share_accounts = [\"111122223333\"]");
+    std::fs::write(fx.recipe(), text).expect("recipe");
+    let out = ok_json(&fx.build(&moto, &[]));
+    let id = image(&out);
+    eprintln!(
+        "API calls, bake with one copy and one share: {}",
+        out["api_calls"]
+    );
+
+    let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
+    let perms = ec2
+        .describe_image_attribute()
+        .image_id(&id)
+        .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .expect("DescribeImageAttribute");
+    assert!(
+        perms
+            .launch_permissions()
+            .iter()
+            .any(|p| p.user_id() == Some("111122223333")),
+        "{perms:?}"
+    );
+
+    let conf = moto.sdk_config(TEST_KEY, TEST_KEY).await;
+    let west = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&conf)
+            .region(aws_sdk_ec2::config::Region::new("us-west-2"))
+            .build(),
+    );
+    let copies = west
+        .describe_images()
+        .owners("self")
+        .send()
+        .await
+        .expect("DescribeImages us-west-2");
+    let copy = copies.images().first().expect("a copy in us-west-2");
+    assert!(
+        copy.tags()
+            .iter()
+            .any(|t| t.key() == Some("kiln:digest") && t.value() == out["digest"].as_str()),
+        "the copy carries the digest: {copy:?}"
+    );
+}

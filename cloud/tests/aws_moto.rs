@@ -477,3 +477,77 @@ async fn moto_emulated_builder_reports_failure() {
     assert_eq!(report.output, "no systemd here");
     cloud.builders().terminate(&b).await.expect("terminate");
 }
+
+/// A run killed after CreateImage (its builder and security group still
+/// exist) left an image that must not count as baked: the janitor removes
+/// it with its snapshots, its manifest and the builder's resources.
+#[tokio::test]
+async fn moto_janitor_removes_an_image_of_an_unfinished_run() {
+    let moto = Moto::start();
+    let _emu = Emulator::start(&moto, EmulatorOptions::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = cloud_base(&moto).await;
+    let before = census(&moto).await;
+    {
+        let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, true).await;
+        let mut spec = spec_with_dummy_payload(&base, dir.path());
+        std::fs::write(
+            &spec.install_script,
+            "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in --result) r=$2;; esac; shift; done\nprintf 'ok\\n{}\\n' > \"$r\"\n",
+        )
+        .expect("script");
+        spec.tags.insert("kiln:name".into(), "crashy".into());
+        let b = cloud
+            .builders()
+            .launch_builder(&spec)
+            .await
+            .expect("launch");
+        cloud
+            .builders()
+            .wait_stopped(&b, FAST)
+            .await
+            .expect("stopped");
+        let digest = "ef".repeat(32);
+        let mut tags = spec.tags.clone();
+        tags.insert("kiln:digest".into(), digest.clone());
+        let manifest = serde_json::from_value::<cloud::ImageManifest>(serde_json::json!({
+            "format": 1, "id": "", "name": "crashy", "digest": digest,
+            "base": {"id": base.id, "name": base.name, "tarball": null},
+            "parents": [], "files": [], "tags": {}, "searchd_version": "test",
+            "index": {"name": "t", "digest": "0", "documents": 0, "path": "/x", "golden": []},
+            "created": "2026-01-01T00:00:00Z", "created_unix": 0, "run": spec.run, "rootfs": null
+        }))
+        .expect("manifest");
+        let id = cloud
+            .images()
+            .create_image(
+                &b,
+                &cloud::ImageSpec {
+                    name: "crashy".into(),
+                    run: spec.run.clone(),
+                    tags,
+                    manifest,
+                },
+            )
+            .await
+            .expect("create image");
+        cloud
+            .images()
+            .wait_available(&id, FAST)
+            .await
+            .expect("available");
+        // ...and the process dies here: no terminate, no deregister.
+    }
+    let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, false).await;
+    let found = cloud
+        .janitor()
+        .leftovers(Duration::ZERO)
+        .await
+        .expect("leftovers");
+    let kinds: Vec<_> = found.iter().map(|l| l.kind).collect();
+    assert!(kinds.contains(&cloud::ResourceKind::Image), "{found:?}");
+    for item in &found {
+        cloud.janitor().remove(item).await.expect("remove");
+    }
+    assert_eq!(census(&moto).await, before, "gc leaves nothing");
+}

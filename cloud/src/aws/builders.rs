@@ -160,24 +160,27 @@ impl AwsBuilders {
         partial.group = Some(sg.clone());
 
         // 4. The root volume: the base's device, at least its snapshot size.
-        let base = ctx
-            .ec2
-            .describe_images()
-            .image_ids(spec.base.id.as_str())
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    "DescribeImages",
-                    format!("{} {}", spec.base.id, ctx.place()),
-                    e,
-                )
-            })?
-            .images
-            .unwrap_or_default()
-            .into_iter()
-            .next()
-            .ok_or_else(|| CloudError::not_found("base image", &spec.base.id, &ctx.region))?;
+        let base = match ctx.known_base(spec.base.id.as_str()) {
+            Some(b) => b,
+            None => ctx
+                .ec2
+                .describe_images()
+                .image_ids(spec.base.id.as_str())
+                .send()
+                .await
+                .map_err(|e| {
+                    sdk_error(
+                        "DescribeImages",
+                        format!("{} {}", spec.base.id, ctx.place()),
+                        e,
+                    )
+                })?
+                .images
+                .unwrap_or_default()
+                .into_iter()
+                .next()
+                .ok_or_else(|| CloudError::not_found("base image", &spec.base.id, &ctx.region))?,
+        };
         let root_device = base.root_device_name().unwrap_or("/dev/xvda").to_owned();
         let base_gb = base
             .block_device_mappings()

@@ -1,13 +1,14 @@
 //! Counting API calls: an SDK interceptor shared by every client of one
 //! [`super::connect`], so `bake --json` can report what a bake cost and the
 //! README can compare it with Packer. Presigned URLs are not calls (they are
-//! signed locally); retries would count once per attempt, which is what the
-//! bill and the rate limits see.
+//! signed locally); retries count once per attempt, which is what the bill
+//! and the rate limits see; a request that never got an answer (connection
+//! refused) is not counted.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_ec2::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -50,9 +51,11 @@ impl Intercept for ApiCalls {
         "kiln-api-calls"
     }
 
-    fn read_before_transmit(
+    // After transmit, not before: presigning runs the pipeline up to just
+    // before transmit (and its interceptors) without sending anything.
+    fn read_after_transmit(
         &self,
-        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _ctx: &BeforeDeserializationInterceptorContextRef<'_>,
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {

@@ -157,26 +157,26 @@ impl AwsImages {
             .images
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|i| {
-                let when = i.creation_date().and_then(parse_rfc3339).unwrap_or(0);
-                Some((
-                    when,
-                    i.image_id()?.to_owned(),
-                    i.name().unwrap_or("").to_owned(),
-                ))
+            .filter(|i| i.image_id().is_some())
+            .max_by_key(|i| {
+                (
+                    i.creation_date().and_then(parse_rfc3339).unwrap_or(0),
+                    i.image_id().unwrap_or_default().to_owned(),
+                )
             })
-            .max();
-        let (_, id, name) = best.ok_or_else(|| {
-            CloudError::invalid(
-                "base image",
-                format!("no available AMI matches {what} in {}", ctx.region),
-            )
-        })?;
-        Ok(BaseImage {
-            id: ImageId::from(id.as_str()),
-            name,
+            .ok_or_else(|| {
+                CloudError::invalid(
+                    "base image",
+                    format!("no available AMI matches {what} in {}", ctx.region),
+                )
+            })?;
+        let base = BaseImage {
+            id: ImageId::from(best.image_id().unwrap_or_default()),
+            name: best.name().unwrap_or_default().to_owned(),
             tarball: None,
-        })
+        };
+        ctx.remember_base(best);
+        Ok(base)
     }
 
     async fn resolve_ssm(&self, parameter: &str) -> Result<BaseImage> {
@@ -212,11 +212,13 @@ impl AwsImages {
                 ),
             )
         })?;
-        Ok(BaseImage {
+        let base = BaseImage {
             name: image.name().unwrap_or_default().to_owned(),
             id,
             tarball: None,
-        })
+        };
+        ctx.remember_base(image);
+        Ok(base)
     }
 }
 
@@ -366,11 +368,9 @@ impl Images for AwsImages {
             }
             return Err(err);
         }
-        // Tag snapshots now if EC2 already lists them (moto does at once);
-        // otherwise wait_available does.
-        if let Some(image) = self.describe_raw(&id).await? {
-            self.tag_snapshots(&image).await?;
-        }
+        // wait_available tags the snapshots on its first poll. Until then a
+        // crash leaves them untagged, but gc deletes them with the image
+        // (found through its block device mappings).
         Ok(id)
     }
 
@@ -425,13 +425,25 @@ impl Images for AwsImages {
         spec: &CopySpec,
     ) -> Result<ImageId> {
         let ctx = &self.ctx;
+        // The copy is the same image elsewhere: it gets the source's tags
+        // (digest, name, lineage…) and its AMI name, which is unique per
+        // region (it holds the digest and the run), plus the spec's tags.
+        let source = self
+            .describe_raw(id)
+            .await?
+            .ok_or_else(|| CloudError::not_found("image", id, &ctx.region))?;
+        let mut tags: Tags = tags_from_ec2(source.tags())
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("aws:"))
+            .collect();
+        tags.extend(run_tags(&spec.run, &spec.tags));
+        let name = source.name().unwrap_or(&spec.name).to_owned();
         let dest = ctx.ec2_in(region);
-        let tags = run_tags(&spec.run, &spec.tags);
         let out = dest
             .copy_image()
             .source_image_id(id.as_str())
             .source_region(ctx.region.as_str())
-            .name(&spec.name)
+            .name(&name)
             .encrypted(spec.encrypted)
             // Idempotent: a retried copy of the same image by the same run
             // returns the first copy.
@@ -451,13 +463,23 @@ impl Images for AwsImages {
                     e,
                 )
             })?;
-        out.image_id
+        let copy = out
+            .image_id
             .map(|s| ImageId::from(s.as_str()))
             .ok_or_else(|| CloudError::Api {
                 op: format!("CopyImage {id} to {region}"),
                 message: "the answer had no image id".into(),
                 source: None,
-            })
+            })?;
+        // moto ignores CopyImage's TagSpecifications (real EC2 applies
+        // them); tagging again is idempotent and makes both agree.
+        dest.create_tags()
+            .resources(copy.as_str())
+            .set_tags(Some(ec2_tags(&tags)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("CreateTags", format!("{copy} in {region}"), e))?;
+        Ok(copy)
     }
 
     async fn share(&self, id: &ImageId, accounts: &[AccountId]) -> Result<()> {

@@ -1,12 +1,14 @@
 //! SDK configuration and the state every aws trait impl shares: one client
 //! per service, the region, the bucket and the API call counter.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Image, ResourceType, Tag, TagSpecification};
 use tokio::sync::OnceCell;
 
 use super::calls::ApiCalls;
@@ -30,6 +32,9 @@ pub(crate) struct Ctx {
     /// Set once the bucket is known to exist (checked at most once per
     /// process).
     bucket_ready: OnceCell<()>,
+    /// Base images as resolve_base saw them, so launching a builder on one
+    /// needs no second DescribeImages for its root device.
+    bases: Mutex<HashMap<String, Image>>,
 }
 
 impl Ctx {
@@ -103,7 +108,18 @@ impl Ctx {
             wait: opts.wait,
             presign_ttl: opts.presign_ttl,
             bucket_ready: OnceCell::new(),
+            bases: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn remember_base(&self, image: Image) {
+        if let (Some(id), Ok(mut m)) = (image.image_id().map(str::to_owned), self.bases.lock()) {
+            m.insert(id, image);
+        }
+    }
+
+    pub fn known_base(&self, id: &str) -> Option<Image> {
+        self.bases.lock().ok()?.get(id).cloned()
     }
 
     /// "in us-east-1", for error messages.
