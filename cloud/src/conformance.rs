@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use crate::{
     BaseSelector, BuilderSettings, BuilderSpec, Cloud, CloudError, ImageId, ImageManifest,
-    ImageSpec, ImageState, IndexRecord, InstanceState, MANIFEST_FORMAT, Payload, RunId, Tags,
-    tags, time,
+    ImageSpec, ImageState, IndexRecord, InstanceState, MANIFEST_FORMAT, Payload, RunId, Tags, tags,
+    time,
 };
 
 /// What a backend's test harness provides.
@@ -30,7 +30,11 @@ pub async fn missing_things(cloud: &Cloud) {
     let images = cloud.images();
     let nobody = format!("{:064x}", fastrand::u128(..));
     assert!(
-        images.find_by_digest(&nobody).await.expect("find").is_none(),
+        images
+            .find_by_digest(&nobody)
+            .await
+            .expect("find")
+            .is_none(),
         "{}",
         fail("find_by_digest of an unknown digest must be None")
     );
@@ -73,8 +77,15 @@ pub async fn bake_round_trip(cloud: &Cloud, fx: &Fixture) {
         .wait_stopped(&b, cloud.wait_params())
         .await
         .expect("builder stops");
-    assert_eq!(builders.state(&b).await.expect("state"), InstanceState::Stopped);
-    let report = builders.result(&b).await.expect("result").expect("a report");
+    assert_eq!(
+        builders.state(&b).await.expect("state"),
+        InstanceState::Stopped
+    );
+    let report = builders
+        .result(&b)
+        .await
+        .expect("result")
+        .expect("a report");
     assert!(report.ok, "{}: {report:?}", fail("good payload installs"));
 
     let digest = format!("{:064x}", fastrand::u128(..));
@@ -121,11 +132,28 @@ pub async fn bake_round_trip(cloud: &Cloud, fx: &Fixture) {
         .await
         .expect("available");
     assert_eq!(info.state, ImageState::Available);
-    assert_eq!(info.digest(), Some(digest.as_str()), "{}", fail("tags at creation"));
+    assert_eq!(
+        info.digest(),
+        Some(digest.as_str()),
+        "{}",
+        fail("tags at creation")
+    );
     assert_eq!(info.tags.get(tags::RUN), Some(&run.to_string()));
     let found = images.find_by_digest(&digest).await.expect("find");
-    assert_eq!(found.map(|i| i.id), Some(id.clone()), "{}", fail("found by digest"));
-    assert!(images.list().await.expect("list").iter().any(|i| i.id == id));
+    assert_eq!(
+        found.map(|i| i.id),
+        Some(id.clone()),
+        "{}",
+        fail("found by digest")
+    );
+    assert!(
+        images
+            .list()
+            .await
+            .expect("list")
+            .iter()
+            .any(|i| i.id == id)
+    );
     assert_eq!(images.manifest(&id).await.expect("manifest").digest, digest);
 
     let mut extra = Tags::new();
@@ -133,7 +161,12 @@ pub async fn bake_round_trip(cloud: &Cloud, fx: &Fixture) {
     images.tag(&id, &extra).await.expect("tag");
     let info = images.describe(&id).await.expect("describe");
     assert_eq!(info.tags.get("kiln:test").map(String::as_str), Some("yes"));
-    assert_eq!(info.digest(), Some(digest.as_str()), "{}", fail("tag keeps tags"));
+    assert_eq!(
+        info.digest(),
+        Some(digest.as_str()),
+        "{}",
+        fail("tag keeps tags")
+    );
 
     builders.terminate(&b).await.expect("terminate");
     builders.terminate(&b).await.expect("terminate twice");
@@ -141,7 +174,13 @@ pub async fn bake_round_trip(cloud: &Cloud, fx: &Fixture) {
     images.deregister(&id).await.expect("deregister twice");
     let err = images.describe(&id).await.expect_err("gone");
     assert!(matches!(err, CloudError::NotFound { .. }));
-    assert!(images.find_by_digest(&digest).await.expect("find").is_none());
+    assert!(
+        images
+            .find_by_digest(&digest)
+            .await
+            .expect("find")
+            .is_none()
+    );
 }
 
 /// A payload whose sha256 does not match: the builder refuses it at step
@@ -149,7 +188,11 @@ pub async fn bake_round_trip(cloud: &Cloud, fx: &Fixture) {
 pub async fn bad_payload_is_refused(cloud: &Cloud, fx: &Fixture) {
     let builders = cloud.builders();
     let run = RunId::generate();
-    let base = cloud.images().resolve_base(&fx.base).await.expect("resolve base");
+    let base = cloud
+        .images()
+        .resolve_base(&fx.base)
+        .await
+        .expect("resolve base");
     let mut payload = fx.payload.clone();
     payload.sha256 = "0".repeat(64);
     let b = builders
@@ -167,7 +210,11 @@ pub async fn bad_payload_is_refused(cloud: &Cloud, fx: &Fixture) {
         .wait_stopped(&b, cloud.wait_params())
         .await
         .expect("builder stops");
-    let report = builders.result(&b).await.expect("result").expect("a report");
+    let report = builders
+        .result(&b)
+        .await
+        .expect("result")
+        .expect("a report");
     assert!(!report.ok, "{}", fail("a wrong sha256 must fail"));
     assert_eq!(report.step, "verify-payload", "{report:?}");
     builders.terminate(&b).await.expect("terminate");

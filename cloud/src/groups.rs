@@ -123,10 +123,7 @@ mod tests {
             }],
             target_group: None,
         };
-        let keep: Vec<String> = protected_images(&[g], 2)
-            .into_iter()
-            .map(|i| i.0)
-            .collect();
+        let keep: Vec<String> = protected_images(&[g], 2).into_iter().map(|i| i.0).collect();
         assert_eq!(keep, vec!["b", "c", "d", "x"]);
     }
 }

@@ -205,18 +205,22 @@ pub trait Images: Send + Sync {
     async fn create_image(&self, builder: &InstanceId, spec: &ImageSpec) -> Result<ImageId>;
 
     async fn wait_available(&self, id: &ImageId, params: WaitParams) -> Result<ImageInfo> {
-        wait_until(params, &format!("image {id} to become available"), || async {
-            let info = self.describe(id).await?;
-            match info.state {
-                ImageState::Available => Ok(Some(info)),
-                ImageState::Pending => Ok(None),
-                ImageState::Failed => Err(crate::CloudError::Api {
-                    op: format!("create image {id}"),
-                    message: "the image failed".into(),
-                    source: None,
-                }),
-            }
-        })
+        wait_until(
+            params,
+            &format!("image {id} to become available"),
+            || async {
+                let info = self.describe(id).await?;
+                match info.state {
+                    ImageState::Available => Ok(Some(info)),
+                    ImageState::Pending => Ok(None),
+                    ImageState::Failed => Err(crate::CloudError::Api {
+                        op: format!("create image {id}"),
+                        message: "the image failed".into(),
+                        source: None,
+                    }),
+                }
+            },
+        )
         .await
     }
 
@@ -225,8 +229,12 @@ pub trait Images: Send + Sync {
 
     /// Copies the image (aws: encrypted CopyImage) into `region`; returns
     /// the new id there.
-    async fn copy_to_region(&self, id: &ImageId, region: &Region, spec: &CopySpec)
-    -> Result<ImageId>;
+    async fn copy_to_region(
+        &self,
+        id: &ImageId,
+        region: &Region,
+        spec: &CopySpec,
+    ) -> Result<ImageId>;
 
     /// Grants launch permission to these accounts.
     async fn share(&self, id: &ImageId, accounts: &[AccountId]) -> Result<()>;

@@ -21,7 +21,9 @@ pub enum TargetHealth {
     /// Registered, health checks not yet passed.
     Initial,
     Healthy,
-    Unhealthy { reason: String },
+    Unhealthy {
+        reason: String,
+    },
     /// Deregistered, in-flight requests finishing.
     Draining,
     /// Not registered / not in use.

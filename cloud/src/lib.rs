@@ -43,7 +43,9 @@ pub mod conformance;
 
 pub use error::{CloudError, Result};
 pub use groups::{GroupInfo, GroupInstance, GroupSpec, Groups, TemplateVersion, protected_images};
-pub use ids::{AccountId, GroupName, ImageId, InstanceId, Region, RunId, TargetGroupId, Tags, tags};
+pub use ids::{
+    AccountId, GroupName, ImageId, InstanceId, Region, RunId, Tags, TargetGroupId, tags,
+};
 pub use images::{
     BaseImage, BaseSelector, CopySpec, FileRecord, GoldenRecord, ImageInfo, ImageManifest,
     ImageSpec, ImageState, Images, IndexRecord, MANIFEST_FORMAT, RootfsRecord,

@@ -55,36 +55,36 @@ impl LocalCloud {
             self.state.root().display(),
         ))
     }
-
 }
 
 /// Everything a launch does on disk before the machine boots. Blocking.
 fn prepare(dir: &Path, spec: &BuilderSpec) -> Result<std::fs::File> {
-        let lock_path = dir.join("instance.lock");
-        let lock = std::fs::File::create(&lock_path)
-            .map_err(|e| CloudError::io("create", &lock_path, e))?;
-        lock.lock().map_err(|e| CloudError::io("lock", &lock_path, e))?;
-        let script = dir.join("install.sh");
-        std::fs::copy(&spec.install_script, &script)
-            .map_err(|e| CloudError::io("copy install script", &spec.install_script, e))?;
-        let payload = dir.join("payload.tar.zst");
-        // Delivering the payload: a hard link when possible (same file
-        // system), else a copy. Either way the builder verifies its sha256.
-        if std::fs::hard_link(&spec.payload.archive, &payload).is_err() {
-            std::fs::copy(&spec.payload.archive, &payload)
-                .map_err(|e| CloudError::io("deliver payload", &spec.payload.archive, e))?;
-        }
-        let root = dir.join("root");
-        std::fs::create_dir(&root).map_err(|e| CloudError::io("create", &root, e))?;
-        if let Some(tarball) = &spec.base.tarball {
-            pack::unpack(tarball, &root).map_err(|e| {
-                CloudError::invalid(
-                    "base tarball",
-                    format!("cannot unpack {}: {e}", tarball.display()),
-                )
-            })?;
-        }
-        Ok(lock)
+    let lock_path = dir.join("instance.lock");
+    let lock =
+        std::fs::File::create(&lock_path).map_err(|e| CloudError::io("create", &lock_path, e))?;
+    lock.lock()
+        .map_err(|e| CloudError::io("lock", &lock_path, e))?;
+    let script = dir.join("install.sh");
+    std::fs::copy(&spec.install_script, &script)
+        .map_err(|e| CloudError::io("copy install script", &spec.install_script, e))?;
+    let payload = dir.join("payload.tar.zst");
+    // Delivering the payload: a hard link when possible (same file
+    // system), else a copy. Either way the builder verifies its sha256.
+    if std::fs::hard_link(&spec.payload.archive, &payload).is_err() {
+        std::fs::copy(&spec.payload.archive, &payload)
+            .map_err(|e| CloudError::io("deliver payload", &spec.payload.archive, e))?;
+    }
+    let root = dir.join("root");
+    std::fs::create_dir(&root).map_err(|e| CloudError::io("create", &root, e))?;
+    if let Some(tarball) = &spec.base.tarball {
+        pack::unpack(tarball, &root).map_err(|e| {
+            CloudError::invalid(
+                "base tarball",
+                format!("cannot unpack {}: {e}", tarball.display()),
+            )
+        })?;
+    }
+    Ok(lock)
 }
 
 impl LocalCloud {
@@ -95,11 +95,15 @@ impl LocalCloud {
                 .await
                 .map_err(|e| CloudError::io("prepare builder", "", std::io::Error::other(e)))??
         };
-        let stdin = lock.try_clone().map_err(|e| CloudError::io("dup", dir, e))?;
+        let stdin = lock
+            .try_clone()
+            .map_err(|e| CloudError::io("dup", dir, e))?;
         let console = dir.join("console.log");
-        let out = std::fs::File::create(&console)
-            .map_err(|e| CloudError::io("create", &console, e))?;
-        let err = out.try_clone().map_err(|e| CloudError::io("dup", &console, e))?;
+        let out =
+            std::fs::File::create(&console).map_err(|e| CloudError::io("create", &console, e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| CloudError::io("dup", &console, e))?;
         let process = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(BOOT)
@@ -154,9 +158,11 @@ pub(super) async fn stop_orphan(dir: &Path) -> Result<()> {
         kill_group(pgid).await;
     }
     let params = WaitParams::LOCAL.with_timeout(Duration::from_secs(10));
-    wait_until(params, &format!("builder {} to exit", dir.display()), || async {
-        Ok((!lock_held(dir)).then_some(()))
-    })
+    wait_until(
+        params,
+        &format!("builder {} to exit", dir.display()),
+        || async { Ok((!lock_held(dir)).then_some(())) },
+    )
     .await
 }
 

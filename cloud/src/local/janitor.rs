@@ -75,7 +75,12 @@ impl Janitor for LocalCloud {
             if let Some(rest) = name.strip_prefix(".tmp-") {
                 let run = RunId::new(rest.rsplit_once('-').map_or(rest, |(r, _)| r));
                 if self.dead(&run) {
-                    push(ResourceKind::Dir, format!("images/{name}"), Some(run), &path);
+                    push(
+                        ResourceKind::Dir,
+                        format!("images/{name}"),
+                        Some(run),
+                        &path,
+                    );
                 }
             } else if name.starts_with(".trash-") {
                 push(ResourceKind::Dir, format!("images/{name}"), None, &path);
