@@ -193,8 +193,13 @@ scale() {
     skip "scale --verify" "searchd serve has no --verify flag: measured with its default only"
   fi
 
-  log "scale: serving the corpus, warm-up then wrk -t2 -c8 (${DUR}s)"
-  start_searchd "$dir/corpus.idx" "$WORK/searchd-corpus.log" || die "searchd did not serve the corpus"
+  # Served with --verify structure when available: a full verify reads the
+  # whole file through the mapping, so RSS would count every page of it
+  # rather than what the queries touch.
+  local verify=()
+  grep -q -- '--verify' <<<"$serve_help" && verify=(--verify structure)
+  log "scale: serving the corpus ${verify[*]}, warm-up then wrk -t2 -c8 (${DUR}s)"
+  start_searchd "$dir/corpus.idx" "$WORK/searchd-corpus.log" "${verify[@]}" || die "searchd did not serve the corpus"
   avg_body_bytes "http://$SD_ADDR" "$dir/queries.lua" >/dev/null || die "the corpus query mix did not answer 200s"
   warm "http://$SD_ADDR" "$dir/queries.lua" "${WARM}s"
   local k
@@ -209,6 +214,16 @@ scale() {
   record "{\"kind\":\"scale\",\"name\":\"p99_us\",\"value\":$WRK_P99}"
   record "{\"kind\":\"scale\",\"name\":\"cpu_us_per_req\",\"value\":$WRK_SRV_US}"
   record "{\"kind\":\"scale\",\"name\":\"non2xx\",\"value\":$WRK_NON2XX}"
+
+  # Cost of each query of the mix alone: 1 s of wrk -t1 -c1 per path.
+  log "scale: each query of the corpus mix alone (wrk -t1 -c1, 1 s each)"
+  local p one="$WORK/one.lua" total
+  while read -r p; do
+    printf 'request = function() return wrk.format("GET", "%s") end\n' "$p" >"$one"
+    timeout 30 wrk -t1 -c1 -d1s -s "$one" "http://$SD_ADDR" >"$WORK/one.txt" 2>&1 || die "wrk failed on $p"
+    total=$(curl -sS --max-time 10 "http://$SD_ADDR$p" | grep -oE '"total":[0-9]+' | cut -d: -f2)
+    record "{\"kind\":\"query\",\"set\":\"corpus\",\"path\":$(json_str "$p"),\"rps\":$(awk '/^Requests\/sec:/ {print $2}' "$WORK/one.txt"),\"total\":${total:-0}}"
+  done < <(lua_paths "$dir/queries.lua")
   untrack_stop "$SD_PID"
 }
 

@@ -7,6 +7,8 @@
 //!   `p50_us`, `p90_us`, `p99_us`, `max_us`, `requests`, `non2xx`,
 //!   `socket_errors`.
 //! - `scale` / `bake`: one named number: `name`, `value`.
+//! - `query`: one query of a mix measured alone: `set`, `path`, `rps`
+//!   (wrk -t1 -c1), `total` (its number of matches).
 //! - `skip`: `section`, `why`: a part that did not run.
 //!
 //! Throughput per server and load is the median over rounds; ratios compare
@@ -78,11 +80,33 @@ pub struct Ratio {
     pub met: Option<bool>,
 }
 
+/// One query of a mix measured alone.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct QueryCost {
+    pub set: String,
+    pub path: String,
+    pub rps: f64,
+    #[serde(default)]
+    pub total: u64,
+}
+
+impl QueryCost {
+    /// Microseconds per request at one connection.
+    pub fn us(&self) -> f64 {
+        if self.rps > 0.0 {
+            1e6 / self.rps
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
 /// Everything parsed from the raw file.
 #[derive(Debug, Default)]
 pub struct Raw {
     pub meta: Map<String, Value>,
     pub wrk: Vec<WrkRun>,
+    pub queries: Vec<QueryCost>,
     pub scale: Vec<(String, f64)>,
     pub bake: Vec<(String, f64)>,
     pub skips: Vec<(String, String)>,
@@ -118,6 +142,9 @@ impl Raw {
                 }
                 "wrk" => raw
                     .wrk
+                    .push(serde_json::from_value(v).map_err(|e| format!("line {}: {e}", i + 1))?),
+                "query" => raw
+                    .queries
                     .push(serde_json::from_value(v).map_err(|e| format!("line {}: {e}", i + 1))?),
                 "scale" => raw.scale.push(named(&v)?),
                 "bake" => raw.bake.push(named(&v)?),
@@ -475,6 +502,26 @@ pub fn build(raw: &Raw) -> Report {
             .unwrap_or_else(|| "?".to_owned())
     );
     let scale = named_json(&scale_title, &raw.scale, &mut t);
+    if !raw.queries.is_empty() {
+        let mut qs: Vec<&QueryCost> = raw.queries.iter().collect();
+        qs.sort_by(|a, b| b.us().total_cmp(&a.us()));
+        let sum: f64 = qs.iter().map(|q| q.us()).sum();
+        let _ = writeln!(
+            t,
+            "\n  Slowest queries of the mix, each alone (wrk -t1 -c1, 1 s): us per request, \
+             share of the mix's time, matches"
+        );
+        for q in qs.iter().take(8) {
+            let _ = writeln!(
+                t,
+                "    {:>10} us {:>5.1}% {:>9}  {}",
+                fmt_num(q.us()),
+                100.0 * q.us() / sum,
+                q.total,
+                q.path
+            );
+        }
+    }
     let bake = named_json(
         "Bake timing: local backend, books image (issue 4)",
         &raw.bake,
@@ -502,6 +549,7 @@ pub fn build(raw: &Raw) -> Report {
         "bake": bake,
         "skipped": raw.skips.iter().map(|(s, w)| json!({"section": s, "why": w})).collect::<Vec<_>>(),
         "runs": raw.wrk,
+        "queries": raw.queries,
         "valid": !failed,
     });
     Report {
@@ -536,6 +584,10 @@ mod tests {
             r#"{"kind":"scale","name":"ready_ms_structure","value":12.5}"#.to_owned(),
             r#"{"kind":"bake","name":"unchanged_ms","value":250}"#.to_owned(),
             r#"{"kind":"skip","section":"bake","why":"no bake binary"}"#.to_owned(),
+            r#"{"kind":"query","set":"corpus","path":"/c?query=a","rps":1000,"total":5}"#
+                .to_owned(),
+            r#"{"kind":"query","set":"corpus","path":"/c?query=b","rps":4000,"total":7}"#
+                .to_owned(),
         ];
         let raw = Raw::parse(&lines.join("\n")).unwrap();
         let rep = build(&raw);
@@ -560,6 +612,12 @@ mod tests {
         assert!(rep.table.contains("no bake binary"));
         assert!(rep.table.contains("100,000"));
         assert!(rep.table.contains("40% busy"));
+        // The slowest query first, with its share of the mix's time.
+        let a = rep.table.find("/c?query=a").unwrap();
+        let b = rep.table.find("/c?query=b").unwrap();
+        assert!(a < b);
+        assert!(rep.table.contains("80.0%"), "{}", rep.table);
+        assert_eq!(rep.json["queries"].as_array().unwrap().len(), 2);
     }
 
     #[test]
