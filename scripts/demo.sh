@@ -10,8 +10,8 @@ STATE="${KILN_STATE_DIR:-$PWD/build/demo-state}"
 export KILN_STATIC_SEARCHD="$SEARCHD"
 [ -x "$SEARCHD" ] || { echo "demo: no searchd at $SEARCHD (run make static)" >&2; exit 1; }
 
-echo "== building bake" >&2
-cargo build --release -q -p bake
+echo "== building bake (local backend only: the AWS SDK is not needed here)" >&2
+cargo build --release -q -p bake --no-default-features
 BAKE="$PWD/target/release/bake"
 
 WORK="$(mktemp -d)"
