@@ -432,3 +432,29 @@ fn slow_clients_are_cut_off_by_the_header_timeout() {
     assert!(busy.is_closed(Duration::from_secs(2)));
     timeouts(2);
 }
+
+#[test]
+fn connections_beyond_the_limit_wait_in_the_backlog() {
+    let server = Server::start(Config {
+        max_connections: 1,
+        ..Config::default()
+    });
+    let mut first = Conn::open(server.addr);
+    assert_eq!(first.get("/live").status, 200);
+    // The second client connects (the kernel completes the handshake) but
+    // is not served while the first connection is open.
+    let second = std::thread::spawn({
+        let addr = server.addr;
+        move || {
+            let started = std::time::Instant::now();
+            let r = serve_support::get(addr, "/live");
+            (r.status, started.elapsed())
+        }
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(!second.is_finished(), "served beyond --max-connections");
+    drop(first);
+    let (status, waited) = second.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(waited >= Duration::from_millis(350), "{waited:?}");
+}
