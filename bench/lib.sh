@@ -5,8 +5,11 @@
 # Processes to stop at exit: "pid name" lines.
 BENCH_PIDS=()
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+# Messages go to fd 3, a copy of the script's stderr, so that they are seen
+# even from inside a redirected block (a signal trap can run there).
+exec 3>&2
+log() { printf '[bench] %s\n' "$*" >&3; }
+die() { printf '[bench] error: %s\n' "$*" >&3; exit 1; }
 
 # track PID NAME: stop PID at exit.
 track() { BENCH_PIDS+=("$1:$2"); }
@@ -42,6 +45,16 @@ cleanup_all() {
     stop_pid "${e%%:*}"
   done
   BENCH_PIDS=()
+  # Anything still running inside the bench's own work directory (puma's
+  # workers run there; so would a puma whose start script was cut short
+  # before it printed the PID).
+  [ -n "${WORK:-}" ] || return 0
+  local d pid cwd
+  for d in /proc/[0-9]*; do
+    pid=${d#/proc/}
+    cwd=$(readlink "$d/cwd" 2>/dev/null) || continue
+    case "$cwd" in "$WORK"/*) stop_pid "$pid" ;; esac
+  done
 }
 
 # record JSON: append one raw measurement line.
