@@ -10,8 +10,12 @@
 //! - `GET /live`: 200 while the process runs.
 //! - `GET /ready`: 200 once the snapshot is loaded and its golden queries
 //!   answered as recorded; 503 before that and again while draining.
-//! - `GET /version`: `{"version","index_digest","image"}`.
+//! - `GET /version`: `{"version","index_digest","image"}` (503 until the
+//!   snapshot is loaded).
 //! - `GET /metrics`: Prometheus text ([`metrics`]).
+//!
+//! With a tokens file, search and `/metrics` need a bearer token ([`auth`]);
+//! the health endpoints stay open for load balancers.
 //!
 //! Every answer is JSON (`application/json`) except `/metrics`; errors are
 //! `{"error":"<code>","message":"<text>"}` with a 4xx/503 status. No input
