@@ -63,6 +63,13 @@ pub struct Global {
         value_parser = ["local", "aws"]
     )]
     pub backend: String,
+    /// aws: the S3 bucket for payloads, builder reports and image manifests.
+    #[arg(long, global = true, env = "KILN_AWS_BUCKET", value_name = "BUCKET")]
+    pub aws_bucket: Option<String>,
+    /// aws: create the bucket if it does not exist (needs s3:CreateBucket,
+    /// which policies/bake.json does not grant).
+    #[arg(long, global = true, env = "KILN_AWS_CREATE_BUCKET")]
+    pub aws_create_bucket: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,11 +102,15 @@ pub async fn open(global: &Global) -> Result<(StateDir, Cloud), BakeError> {
             Ok((state, cloud))
         }
         // Region, endpoint and credentials from the SDK's usual sources
-        // (AWS_REGION, AWS_ENDPOINT_URL, profiles, roles); the bucket from
-        // KILN_AWS_BUCKET (see cloud::aws::AwsOptions::from_env).
+        // (AWS_REGION, AWS_ENDPOINT_URL, profiles, roles).
         #[cfg(feature = "aws")]
         "aws" => {
-            let (cloud, _calls) = cloud::aws::connect(cloud::aws::AwsOptions::from_env()).await?;
+            let opts = cloud::aws::AwsOptions {
+                bucket: global.aws_bucket.clone().filter(|b| !b.is_empty()),
+                create_bucket: global.aws_create_bucket,
+                ..cloud::aws::AwsOptions::default()
+            };
+            let (cloud, _calls) = cloud::aws::connect(opts).await?;
             Ok((state, cloud))
         }
         other => Err(BakeError::Usage(format!(

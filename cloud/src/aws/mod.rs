@@ -87,27 +87,6 @@ impl Default for AwsOptions {
     }
 }
 
-impl AwsOptions {
-    /// Options from the environment: `KILN_AWS_BUCKET`,
-    /// `KILN_AWS_CREATE_BUCKET=1`, and `AWS_MAX_ATTEMPTS=1` (read by the SDK
-    /// itself) to turn retries off. Region and endpoint come from the SDK's
-    /// own variables.
-    pub fn from_env() -> AwsOptions {
-        let flag = |k: &str| {
-            std::env::var(k)
-                .map(|v| matches!(v.as_str(), "1" | "true" | "yes"))
-                .unwrap_or(false)
-        };
-        AwsOptions {
-            bucket: std::env::var("KILN_AWS_BUCKET")
-                .ok()
-                .filter(|b| !b.is_empty()),
-            create_bucket: flag("KILN_AWS_CREATE_BUCKET"),
-            ..AwsOptions::default()
-        }
-    }
-}
-
 /// Connects (loads configuration; no API call yet) and returns the aws
 /// [`Cloud`] plus the counter of API calls its clients make.
 pub async fn connect(opts: AwsOptions) -> Result<(Cloud, ApiCalls)> {

@@ -73,7 +73,7 @@ impl Ctx {
             .ok_or_else(|| {
                 CloudError::invalid(
                     "aws region",
-                    "none configured: set AWS_REGION or the recipe's aws.region",
+                    "none configured: set AWS_REGION (or a profile with a region)",
                 )
             })?;
         let calls = ApiCalls::default();
@@ -143,7 +143,7 @@ impl Ctx {
             CloudError::invalid(
                 "aws bucket",
                 "the aws backend needs an S3 bucket for payloads and manifests \
-                 (recipe aws.bucket, --bucket or KILN_AWS_BUCKET)",
+                 (--aws-bucket or KILN_AWS_BUCKET)",
             )
         })
     }
@@ -187,10 +187,7 @@ impl Ctx {
                     Err(e) if code(&e) == Some("NoSuchBucket") => Err(CloudError::not_found(
                         "S3 bucket",
                         bucket,
-                        format!(
-                            "{} (create it, or allow kiln to with create_bucket)",
-                            self.region
-                        ),
+                        format!("{} (create it, or pass --aws-create-bucket)", self.region),
                     )),
                     Err(e) => Err(sdk_error(
                         "ListObjectsV2",
