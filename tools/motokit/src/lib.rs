@@ -8,6 +8,8 @@
 //!   script against a temp root, fetching and reporting through moto's S3
 //!   presigned URLs), then stops the instance like a powered-off machine.
 //! - [`Census`]: counts of everything a bake can leave behind.
+//! - [`Scripted`]: a fake endpoint with scripted answers, for the paths
+//!   moto cannot emulate (pending images, groups still in use).
 //!
 //! The server binary comes from `KILN_MOTO_SERVER` (the Makefile exports
 //! it), else `build/moto-venv/bin/moto_server` under the workspace root.
@@ -24,11 +26,13 @@ mod census;
 mod emulator;
 mod fixtures;
 mod iam;
+mod scripted;
 
 pub use census::Census;
 pub use emulator::{Emulator, EmulatorOptions, Handled, Tamper};
 pub use fixtures::{PayloadFile, books_payload, install_script};
 pub use iam::IamUser;
+pub use scripted::{Reply, Scripted};
 
 /// moto's fixed account id.
 pub const ACCOUNT: &str = "123456789012";
