@@ -21,14 +21,17 @@ pub const RANGE_CHARACTER: char = '…';
 /// Most texts one range may expand to.
 pub const MAX_RANGE_TEXTS: usize = 10_000;
 
-/// Work limit for one query: allocations visited in the product walk.
-/// Picky has none and can be made to run for hours (`a a a a ...`); past this
-/// searchd answers 400 instead.
-pub const MAX_ALLOCATION_VISITS: usize = 100_000;
+/// Work limit for one query's product walk: one unit per allocation
+/// visited, plus the number of tokens per allocation found. Picky has none
+/// and can be made to run for hours (`a a a a ...`); past this searchd
+/// answers 400 instead, after a few milliseconds at most.
+pub const MAX_QUERY_WORK: usize = 200_000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SearchError {
-    #[error("query is too complex: it expands to more than {MAX_ALLOCATION_VISITS} allocations")]
+    #[error(
+        "query is too complex: its allocations need more than {MAX_QUERY_WORK} steps to compute"
+    )]
     TooComplex,
     #[error("range {0:?} expands to more than {MAX_RANGE_TEXTS} values")]
     RangeTooLarge(String),
@@ -180,7 +183,11 @@ struct Combination<'a> {
 }
 
 impl Engine {
-    fn part_combinations<'a>(&'a self, part: &'a Part, out: &mut Vec<Combination<'a>>) -> Result<(), SearchError> {
+    fn part_combinations<'a>(
+        &'a self,
+        part: &'a Part,
+        out: &mut Vec<Combination<'a>>,
+    ) -> Result<(), SearchError> {
         if part.similar {
             // Picky ignores qualifiers for similar tokens and returns the
             // listed similar words, not the typed one.
@@ -224,7 +231,9 @@ impl Engine {
                 _ => &cat.exact,
             };
             let ids = match &texts {
-                None => table.get(&part.text).map(|list| (cat.weight_of(list), Ids::Index(list))),
+                None => table
+                    .get(&part.text)
+                    .map(|list| (cat.weight_of(list), Ids::Index(list))),
                 // Picky sums the weights of the texts found and concatenates
                 // their lists (duplicates kept).
                 Some(texts) => {
@@ -261,7 +270,10 @@ impl Engine {
         Ok(())
     }
 
-    fn token_combinations<'a>(&'a self, token: &'a Token) -> Result<Vec<Combination<'a>>, SearchError> {
+    fn token_combinations<'a>(
+        &'a self,
+        token: &'a Token,
+    ) -> Result<Vec<Combination<'a>>, SearchError> {
         let mut out = Vec::new();
         match token {
             Token::One(p) => self.part_combinations(p, &mut out)?,
@@ -521,28 +533,18 @@ impl Engine {
 
         // Depth-first walk of the product, first token slowest.
         let mut found: Vec<Found<'_>> = Vec::new();
-        let mut visits = 0usize;
-        let mut picks = Vec::with_capacity(combos.len());
-        let mut stack: Vec<Set<'_>> = Vec::with_capacity(combos.len());
-        walk(
-            &combos,
-            0,
-            &mut picks,
-            &mut stack,
-            &mut visits,
-            &mut |picks, set| {
-                let mut score = 0.0;
-                for (t, &k) in picks.iter().enumerate() {
-                    score += combos[t][k].weight;
-                }
-                score += self.boost(picks.iter().enumerate().map(|(t, &k)| &combos[t][k].label));
-                found.push(Found {
-                    picks: picks.to_vec(),
-                    score,
-                    set: set.clone(),
-                });
-            },
-        )?;
+        walk(&combos, &mut |picks, set| {
+            let mut score = 0.0;
+            for (t, &k) in picks.iter().enumerate() {
+                score += combos[t][k].weight;
+            }
+            score += self.boost(picks.iter().enumerate().map(|(t, &k)| &combos[t][k].label));
+            found.push(Found {
+                picks: picks.to_vec(),
+                score,
+                set: set.clone(),
+            });
+        })?;
         // Stable: equal scores keep the product order.
         found.sort_by(|a, b| {
             b.score
@@ -636,25 +638,51 @@ fn ordered_ids(combos: &[Vec<Combination<'_>>], f: &Found<'_>) -> Option<Vec<u32
     }
     match longest {
         Some(Ids::Merged { ordered, .. }) if f.picks.len() == 1 => Some(ordered.clone()),
-        Some(Ids::Merged { ordered, .. }) => Some(ordered.iter().copied().filter(|&x| f.set.contains(x)).collect()),
+        Some(Ids::Merged { ordered, .. }) => Some(
+            ordered
+                .iter()
+                .copied()
+                .filter(|&x| f.set.contains(x))
+                .collect(),
+        ),
         _ => None,
     }
 }
 
+/// Walks the product depth-first, first token slowest, without recursion
+/// (a query may have thousands of words). Each allocation visited costs one
+/// unit of work and each one found as many units as the query has tokens
+/// (its picks are copied and its score summed), so both wide and deep
+/// queries stop at the same bound.
 fn walk<'a>(
     combos: &'a [Vec<Combination<'a>>],
-    depth: usize,
-    picks: &mut Vec<usize>,
-    stack: &mut Vec<Set<'a>>,
-    visits: &mut usize,
     emit: &mut dyn FnMut(&[usize], &Set<'a>),
 ) -> Result<(), SearchError> {
-    for (k, c) in combos[depth].iter().enumerate() {
-        *visits += 1;
-        if *visits > MAX_ALLOCATION_VISITS {
+    let n = combos.len();
+    let mut work = 0usize;
+    let mut picks: Vec<usize> = Vec::with_capacity(n);
+    let mut sets: Vec<Set<'a>> = Vec::with_capacity(n);
+    let mut next = vec![0usize; n];
+    let mut depth = 0usize;
+    loop {
+        if next[depth] >= combos[depth].len() {
+            next[depth] = 0;
+            if depth == 0 {
+                return Ok(());
+            }
+            depth -= 1;
+            picks.pop();
+            sets.pop();
+            continue;
+        }
+        let k = next[depth];
+        next[depth] += 1;
+        work += 1;
+        if work > MAX_QUERY_WORK {
             return Err(SearchError::TooComplex);
         }
-        let set = match stack.last() {
+        let c = &combos[depth][k];
+        let set = match sets.last() {
             None => match &c.ids {
                 Ids::Index(l) => Set::Index(*l),
                 Ids::Merged { sorted, .. } => Set::Owned(sorted.clone()),
@@ -665,16 +693,18 @@ fn walk<'a>(
             continue;
         }
         picks.push(k);
-        if depth + 1 == combos.len() {
-            emit(picks, &set);
+        if depth + 1 == n {
+            work += n;
+            if work > MAX_QUERY_WORK {
+                return Err(SearchError::TooComplex);
+            }
+            emit(&picks, &set);
+            picks.pop();
         } else {
-            stack.push(set);
-            walk(combos, depth + 1, picks, stack, visits, emit)?;
-            stack.pop();
+            sets.push(set);
+            depth += 1;
         }
-        picks.pop();
     }
-    Ok(())
 }
 
 /// Ruby's `String#upto(end)` (what `Range#each` on strings does): calls
@@ -693,7 +723,9 @@ fn ruby_upto(a: &str, b: &str, f: &mut dyn FnMut(String) -> bool) {
     if digits(a) && digits(b) {
         // Numeric, zero-padded to the width of `a` (Ruby's "%.*ld").
         let width = a.len();
-        let (Ok(x), Ok(y)) = (a.parse::<u64>(), b.parse::<u64>()) else { return };
+        let (Ok(x), Ok(y)) = (a.parse::<u64>(), b.parse::<u64>()) else {
+            return;
+        };
         for n in x..=y {
             if !f(format!("{n:0width$}")) {
                 return;

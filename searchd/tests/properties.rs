@@ -115,3 +115,22 @@ proptest! {
         prop_assert!(Snapshot::from_bytes(Path::new("c.idx"), good[..n].to_vec(), Verify::Full).is_err());
     }
 }
+
+/// `a a a …` makes every word match two categories: 2^n allocations. The
+/// work limit refuses it quickly, however long the query, and deep queries
+/// need no deep stack (the walk is iterative).
+#[test]
+fn hostile_products_are_refused_fast() {
+    for n in [20usize, 5_120, 20_000] {
+        let query = vec!["a"; n].join(" ");
+        let r = books().search(&query, 20, 0);
+        assert_eq!(
+            r.err(),
+            Some(searchd::search::SearchError::TooComplex),
+            "{n} words"
+        );
+    }
+    // Many words of which one matches nothing: no product at all.
+    let query = format!("{} zzzzqqq", vec!["a"; 5_000].join(" "));
+    assert_eq!(books().search(&query, 20, 0).unwrap().total, 0);
+}
