@@ -77,6 +77,13 @@ pub struct Args {
     /// requests; then exit 0 regardless.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Memory for the search answer cache, in MiB (keys + bodies; 0 turns
+    /// the cache off). Safe to leave on: the snapshot is immutable, so an
+    /// answer never goes stale; only the `duration` of a cached answer is
+    /// recomputed (it reports the lookup's time). A full cache shard is
+    /// cleared; watch searchd_cache_hits_total / searchd_cache_misses_total.
+    #[arg(long, value_name = "MB", default_value_t = 64)]
+    pub cache_mb: usize,
     /// Worker threads (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -167,6 +174,10 @@ pub fn plan(args: Args) -> Result<Plan, String> {
             drain_timeout: args.drain_timeout,
             tokens,
             image,
+            cache_bytes: args
+                .cache_mb
+                .checked_mul(1 << 20)
+                .ok_or("--cache-mb is too large")?,
         },
         log_format: args.log_format,
         log: args.log,

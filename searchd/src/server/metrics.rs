@@ -80,6 +80,8 @@ struct Histogram {
 struct Shard {
     requests: [[AtomicU64; STATUSES.len()]; ROUTES],
     latency: [Histogram; ROUTES],
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
 }
 
 /// Shards per server (a power of two). Two threads landing on one shard
@@ -118,6 +120,8 @@ pub struct Info<'a> {
     pub image: Option<&'a str>,
     pub ready: bool,
     pub draining: bool,
+    /// Bytes held by the answer cache; `None` when it is off.
+    pub cache_bytes: Option<u64>,
 }
 
 impl Default for Metrics {
@@ -159,6 +163,33 @@ impl Metrics {
         let h = &shard.latency[r];
         h.buckets[b].fetch_add(1, Relaxed);
         h.sum_ns.fetch_add(ns, Relaxed);
+    }
+
+    /// A search answered from the answer cache.
+    #[inline]
+    pub fn cache_hit(&self) {
+        self.shards[shard_index()].cache_hits.fetch_add(1, Relaxed);
+    }
+
+    /// A search the answer cache did not hold (the engine answered it).
+    #[inline]
+    pub fn cache_miss(&self) {
+        self.shards[shard_index()]
+            .cache_misses
+            .fetch_add(1, Relaxed);
+    }
+
+    /// Searches answered from the answer cache so far.
+    pub fn cache_hits(&self) -> u64 {
+        self.shards.iter().map(|s| s.cache_hits.load(Relaxed)).sum()
+    }
+
+    /// Searches the answer cache missed so far.
+    pub fn cache_misses(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.cache_misses.load(Relaxed))
+            .sum()
     }
 
     pub fn connection_accepted(&self) {
@@ -310,6 +341,24 @@ impl Metrics {
                 self.accept_errors.load(Relaxed),
             ),
             (
+                "searchd_cache_hits_total",
+                "counter",
+                "Searches answered from the answer cache (--cache-mb).",
+                self.cache_hits(),
+            ),
+            (
+                "searchd_cache_misses_total",
+                "counter",
+                "Searches with valid parameters that the answer cache did not hold (0 while it is off).",
+                self.cache_misses(),
+            ),
+            (
+                "searchd_cache_bytes",
+                "gauge",
+                "Bytes (keys + bodies) held by the answer cache.",
+                info.cache_bytes.unwrap_or(0),
+            ),
+            (
                 "searchd_ready",
                 "gauge",
                 "1 while /ready answers 200.",
@@ -386,6 +435,7 @@ mod tests {
             image: None,
             ready: true,
             draining: false,
+            cache_bytes: Some(7),
         }
     }
 
@@ -428,5 +478,12 @@ mod tests {
         assert!(text.contains("searchd_snapshot_info{index=\"books\",digest=\"ab\\\"c\"} 1\n"));
         assert!(text.contains("searchd_index_documents{index=\"books\"} 540\n"));
         assert!(text.contains("searchd_ready 1\n"));
+        m.cache_hit();
+        m.cache_miss();
+        m.cache_miss();
+        let text = m.render(&info());
+        assert!(text.contains("searchd_cache_hits_total 1\n"));
+        assert!(text.contains("searchd_cache_misses_total 2\n"));
+        assert!(text.contains("searchd_cache_bytes 7\n"));
     }
 }

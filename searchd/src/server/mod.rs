@@ -33,6 +33,7 @@
 //! once.
 
 pub mod auth;
+pub mod cache;
 pub mod metrics;
 
 use std::convert::Infallible;
@@ -59,12 +60,11 @@ use crate::{params, ruby};
 
 pub use metrics::{Metrics, Route};
 
-/// Stack size for the threads that run [`serve`]'s connections. The
-/// engine walks a query's allocations recursively, one frame per word;
-/// its work limit bounds the depth at [`crate::search::MAX_ALLOCATION_VISITS`]
-/// frames, which needs more than tokio's default 2 MiB (a 10,000-word query
-/// overflows it). Only touched pages cost memory.
-pub const WORKER_STACK_BYTES: usize = 64 << 20;
+/// Stack size for the threads that run [`serve`]'s connections: tokio's
+/// default 2 MiB plus headroom. The engine's walk over a query's
+/// allocations is iterative (a 10,000-word query needs no deep stack), and
+/// its work is bounded by [`crate::search::MAX_QUERY_WORK`].
+pub const WORKER_STACK_BYTES: usize = 4 << 20;
 
 /// The response body type of every answer.
 pub type Body = Full<Bytes>;
@@ -95,6 +95,8 @@ pub struct Config {
     pub tokens: Option<auth::Tokens>,
     /// The machine image this server runs in, reported by `/version`.
     pub image: Option<String>,
+    /// Bytes of search answers to cache (0: no cache); see [`cache`].
+    pub cache_bytes: usize,
 }
 
 impl Default for Config {
@@ -108,6 +110,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             tokens: None,
             image: None,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -143,6 +146,7 @@ pub struct State {
     engine: OnceLock<Loaded>,
     phase: AtomicU8,
     metrics: Metrics,
+    cache: Option<cache::Cache>,
 }
 
 /// The engine plus what is derived from it once.
@@ -174,6 +178,7 @@ impl State {
     /// until [`State::install`] or [`State::load`] succeeds.
     pub fn new(config: Config) -> State {
         State {
+            cache: cache::Cache::new(config.cache_bytes),
             config,
             epoch: Instant::now(),
             engine: OnceLock::new(),
@@ -364,11 +369,27 @@ impl State {
             Ok(p) => p,
             Err(e) => return error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
         };
+        let key = match &self.cache {
+            Some(c) => {
+                let key = cache::key(&p.query, p.ids, p.offset);
+                if let Some(body) = c.get(&key, || started.elapsed().as_secs_f64()) {
+                    self.metrics.cache_hit();
+                    return json(StatusCode::OK, body);
+                }
+                self.metrics.cache_miss();
+                Some(key)
+            }
+            None => None,
+        };
         match engine.search(&p.query, p.ids, p.offset) {
             Ok(results) => {
                 let mut body = Vec::with_capacity(512);
                 results.write_json(started.elapsed().as_secs_f64(), &mut body);
-                json(StatusCode::OK, Bytes::from(body))
+                let body = Bytes::from(body);
+                if let (Some(c), Some(key)) = (&self.cache, key) {
+                    c.insert(key, body.clone());
+                }
+                json(StatusCode::OK, body)
             }
             // Exhaustive on purpose: a new engine error must get a 4xx
             // code here, never fall through to a 500.
@@ -390,6 +411,7 @@ impl State {
             image: self.config.image.as_deref(),
             ready: phase == Phase::Ready,
             draining: phase == Phase::Draining,
+            cache_bytes: self.cache.as_ref().map(cache::Cache::bytes),
         }
     }
 }
