@@ -257,24 +257,30 @@ pub fn workspace_root() -> PathBuf {
 /// `KILN_MOTO_SERVER`, else the Makefile's venv; panics saying how to get
 /// one.
 pub fn server_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("KILN_MOTO_SERVER").filter(|p| !p.is_empty()) {
+    find_server(std::env::var_os("KILN_MOTO_SERVER"), &workspace_root())
+        .unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// The lookup behind [`server_binary`], apart from the process environment
+/// so it can be tested.
+fn find_server(env: Option<std::ffi::OsString>, root: &Path) -> Result<PathBuf, String> {
+    if let Some(p) = env.filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         if p.is_file() {
-            return p;
+            return Ok(p);
         }
-        panic!(
+        return Err(format!(
             "KILN_MOTO_SERVER={} does not exist: run `make deps-moto` (installs moto 5.2.5 into build/moto-venv)",
             p.display()
-        );
+        ));
     }
-    let p = workspace_root().join("build/moto-venv/bin/moto_server");
+    let p = root.join("build/moto-venv/bin/moto_server");
     if p.is_file() {
-        return p;
+        return Ok(p);
     }
-    panic!(
-        "moto is not installed: run `make deps-moto` (installs moto[server] 5.2.5 into build/moto-venv), \
+    Err("moto is not installed: run `make deps-moto` (installs moto[server] 5.2.5 into build/moto-venv), \
          or set KILN_MOTO_SERVER to a moto_server binary. The aws tests need a real moto and never skip."
-    );
+        .to_owned())
 }
 
 /// The static searchd the payloads carry: `KILN_STATIC_SEARCHD`, else
@@ -331,4 +337,41 @@ pub fn unbase64(s: &str) -> Option<Vec<u8>> {
         out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8][..3 - pad]);
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_moto_is_an_error_saying_how_to_install_it() {
+        let empty = tempfile::tempdir().expect("tempdir");
+        let err = find_server(None, empty.path()).expect_err("no moto");
+        assert!(err.contains("make deps-moto"), "{err}");
+        let err = find_server(Some("/nonexistent/moto_server".into()), empty.path())
+            .expect_err("bad env");
+        assert!(
+            err.contains("KILN_MOTO_SERVER=/nonexistent/moto_server"),
+            "{err}"
+        );
+        assert!(err.contains("make deps-moto"), "{err}");
+        let venv = empty.path().join("build/moto-venv/bin");
+        std::fs::create_dir_all(&venv).expect("mkdir");
+        std::fs::write(venv.join("moto_server"), "").expect("write");
+        assert_eq!(
+            find_server(None, empty.path()),
+            Ok(venv.join("moto_server"))
+        );
+    }
+
+    #[test]
+    fn base64_decodes() {
+        assert_eq!(
+            unbase64("IyEvYmluL3NoCmVjaG8gaGkK").as_deref(),
+            Some(&b"#!/bin/sh\necho hi\n"[..])
+        );
+        assert_eq!(unbase64("Zm8=").as_deref(), Some(&b"fo"[..]));
+        assert_eq!(unbase64("Zg==").as_deref(), Some(&b"f"[..]));
+        assert!(unbase64("Zm8").is_none());
+    }
 }
