@@ -183,12 +183,40 @@ impl Category {
     }
 }
 
+static NEXT_ENGINE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's copy of the last engine's searching tokenizer. A cloned
+    /// `Regex` has its own match-state pool, so server threads do not
+    /// contend on the shared one.
+    static TOKENIZER: std::cell::RefCell<Option<(u64, Tokenizer)>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Engine {
+    /// Runs `f` with a tokenizer owned by this thread.
+    pub(crate) fn with_tokenizer<R>(&self, f: impl FnOnce(&Tokenizer) -> R) -> R {
+        TOKENIZER.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            match &*slot {
+                Some((id, _)) if *id == self.id => {}
+                _ => *slot = Some((self.id, self.tokenizer.clone())),
+            }
+            match &*slot {
+                Some((_, t)) => f(t),
+                None => f(&self.tokenizer),
+            }
+        })
+    }
+}
+
 /// An opened index, ready to answer queries. Shared by all request tasks.
 pub struct Engine {
     snapshot: Snapshot,
     meta: Meta,
     digest: String,
     pub(crate) tokenizer: Tokenizer,
+    /// Unique per opened engine: keys the per-thread tokenizer copies.
+    pub(crate) id: u64,
     pub(crate) categories: Vec<Category>,
     pub(crate) qualifiers: HashMap<String, usize>,
     /// Boosts as category-number sequences.
@@ -302,6 +330,7 @@ impl Engine {
             meta,
             digest,
             tokenizer,
+            id: NEXT_ENGINE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             categories,
             qualifiers,
             boosts,

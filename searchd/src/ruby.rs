@@ -63,11 +63,32 @@ pub fn write_float(x: f64, out: &mut Vec<u8>) {
         });
         return;
     }
-    // Rust's `{:e}` gives the shortest round-trip digits: "d.ddde±x".
-    let sci = format!("{:e}", x.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    // ryu gives the shortest round-trip digits ("7.260999999999999",
+    // "9.1e-5", "1e16"); take them apart into digits and exponent.
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(x.abs());
+    let (mantissa, exp) = match text.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits_buf = [0u8; 40];
+    let mut nd = 0;
+    for &c in int_part.as_bytes().iter().chain(frac_part.as_bytes()) {
+        if nd < digits_buf.len() {
+            digits_buf[nd] = c;
+            nd += 1;
+        }
+    }
+    // Strip leading zeros ("0.0001" -> "1") and trailing zeros ("1.0" -> "1"),
+    // keeping track of where the decimal point falls.
+    let lead = digits_buf[..nd].iter().take_while(|&&c| c == b'0').count();
+    let mut end = nd;
+    while end > lead + 1 && digits_buf[end - 1] == b'0' {
+        end -= 1;
+    }
+    let digits = std::str::from_utf8(&digits_buf[lead..end]).unwrap_or("0");
+    let exp = exp + int_part.len() as i32 - 1 - lead as i32;
     // Ruby's decpt: value = 0.DIGITS * 10^decpt.
     let decpt = exp + 1;
     if x < 0.0 {

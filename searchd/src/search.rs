@@ -113,10 +113,12 @@ impl Engine {
     /// Parses the query into tokens; `None` where Picky fails (a word that
     /// is only `|`), which searchd answers with an empty result.
     fn parse(&self, query: &str) -> Option<Vec<Token>> {
-        let pre = self.tokenizer.preprocess(query);
-        let mut words = Vec::new();
-        self.tokenizer
-            .each_word(&pre, |w| words.push(w.into_owned()));
+        let words = self.with_tokenizer(|t| {
+            let pre = t.preprocess(query);
+            let mut words = Vec::new();
+            t.each_word(&pre, |w| words.push(w.into_owned()));
+            words
+        });
         let mut tokens = Vec::with_capacity(words.len());
         for word in &words {
             if !word.contains('|') {
@@ -806,7 +808,7 @@ impl Results<'_> {
             out.push(b',');
             ruby::write_float(a.score, out);
             out.push(b',');
-            out.extend_from_slice(a.count.to_string().as_bytes());
+            out.extend_from_slice(itoa::Buffer::new().format(a.count).as_bytes());
             out.extend_from_slice(b",[");
             for (i, [c, o, t]) in a.combination.iter().enumerate() {
                 if i > 0 {
@@ -830,7 +832,7 @@ impl Results<'_> {
             out.extend_from_slice(b"]]");
         }
         out.extend_from_slice(b"],\"offset\":");
-        out.extend_from_slice(self.offset.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(self.offset).as_bytes());
         out.extend_from_slice(b",\"duration\":");
         if duration == 0.0 {
             out.push(b'0');
@@ -838,7 +840,7 @@ impl Results<'_> {
             ruby::write_float(ruby::round(duration, 6), out);
         }
         out.extend_from_slice(b",\"total\":");
-        out.extend_from_slice(self.total.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(self.total).as_bytes());
         out.push(b'}');
     }
 

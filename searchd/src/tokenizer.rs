@@ -116,6 +116,8 @@ impl Tokenizer {
     pub fn preprocess<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut text: Cow<'a, str> = match self.substitute {
             Substitution::None => Cow::Borrowed(text),
+            // ASCII is NFKD-invariant and has nothing to substitute.
+            Substitution::WestEuropean if text.is_ascii() => Cow::Borrowed(text),
             Substitution::WestEuropean => Cow::Owned(west_european(text)),
         };
         if let Some(re) = &self.remove
