@@ -193,8 +193,14 @@ fn head_answers_like_get_without_a_body() {
     assert!(head.body.is_empty());
     // Same answer, so the same length but for the duration's digits
     // (`0.000217` vs `9.1e-05`), which differ from request to request.
-    let len = |r: &Option<&str>| r.and_then(|v| v.parse::<i64>().ok()).expect("content-length");
-    let (h, g) = (len(&head.header("content-length")), len(&get.header("content-length")));
+    let len = |r: &Option<&str>| {
+        r.and_then(|v| v.parse::<i64>().ok())
+            .expect("content-length")
+    };
+    let (h, g) = (
+        len(&head.header("content-length")),
+        len(&get.header("content-length")),
+    );
     assert!((h - g).abs() <= 12, "HEAD says {h} bytes, GET sent {g}");
     assert_eq!(g, get.body.len() as i64);
     assert_eq!(head.header("content-type"), Some("application/json"));

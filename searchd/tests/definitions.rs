@@ -45,8 +45,12 @@ fn allocs(e: &Engine, q: &str) -> Vec<(String, Vec<serde_json::Value>)> {
         .unwrap()
         .iter()
         .map(|a| {
-            let cats: Vec<String> =
-                a[3].as_array().unwrap().iter().map(|c| c[0].as_str().unwrap().to_owned()).collect();
+            let cats: Vec<String> = a[3]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c[0].as_str().unwrap().to_owned())
+                .collect();
             (cats.join(","), a[4].as_array().unwrap().clone())
         })
         .collect()
@@ -101,7 +105,10 @@ fn jsonl_with_string_ids_and_aliases() {
     assert_eq!(e.documents(), 5);
     let a = answer(&e, "t:alien");
     assert_eq!(a["total"], 2, "{a}");
-    assert_eq!(a["allocations"][0][4], serde_json::json!(["alien", "aliens"]));
+    assert_eq!(
+        a["allocations"][0][4],
+        serde_json::json!(["alien", "aliens"])
+    );
     // Numbers are indexed as their text; constant weight 0.5 for year.
     let a = answer(&e, "1979");
     assert_eq!(a["allocations"][0][1], 0.5);
@@ -114,7 +121,10 @@ fn postfix_partial_stops_at_len_minus_2() {
     // "aliens" (6 chars): partials aliens, alien, alie; "alien" (5 chars):
     // alien, alie, ali. So "ali" finds only "alien", and "al" nothing.
     assert_eq!(answer(&e, "alie")["total"], 2);
-    assert_eq!(allocs(&e, "ali"), [("title".to_owned(), vec!["alien".into()])]);
+    assert_eq!(
+        allocs(&e, "ali"),
+        [("title".to_owned(), vec!["alien".into()])]
+    );
     assert_eq!(answer(&e, "al")["total"], 0);
 }
 
@@ -122,7 +132,10 @@ fn postfix_partial_stops_at_len_minus_2() {
 fn infix_partial_matches_inside_words() {
     let (_f, e) = movies();
     let a = allocs(&e, "tags:pac");
-    assert_eq!(a, [("tags".to_owned(), vec!["alien".into(), "aliens".into()])]);
+    assert_eq!(
+        a,
+        [("tags".to_owned(), vec!["alien".into(), "aliens".into()])]
+    );
     assert!(allocs(&e, "tags:pa").is_empty(), "infix min is 3");
 }
 
@@ -131,12 +144,24 @@ fn soundex_and_metaphone_similarity() {
     let (_f, e) = movies();
     // Robert and Rupert share Soundex R163; amount 2 keeps both.
     let a = answer(&e, "robbert~");
-    let words: Vec<&str> = a["allocations"].as_array().unwrap().iter().map(|x| x[3][0][1].as_str().unwrap()).collect();
+    let words: Vec<&str> = a["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[3][0][1].as_str().unwrap())
+        .collect();
     assert_eq!(words.len(), 2, "{a}");
-    assert!(words.contains(&"robert") && words.contains(&"rupert"), "{a}");
+    assert!(
+        words.contains(&"robert") && words.contains(&"rupert"),
+        "{a}"
+    );
     // Metaphone on tags: "horor~" sounds like "horror".
     let a = answer(&e, "horor~");
-    assert_eq!(a["allocations"][0][3][0], serde_json::json!(["tags", "horror", "horror"]), "{a}");
+    assert_eq!(
+        a["allocations"][0][3][0],
+        serde_json::json!(["tags", "horror", "horror"]),
+        "{a}"
+    );
 }
 
 #[test]
@@ -151,11 +176,20 @@ fn ranges_without_substitution() {
     let (_f, e) = movies();
     let a = answer(&e, "year:1980…1990");
     assert_eq!(a["total"], 3, "{a}");
-    assert_eq!(a["allocations"][0][3][0], serde_json::json!(["year", "year:1980…1990", "1980…1990"]));
-    assert_eq!(a["allocations"][0][4], serde_json::json!(["blade-runner", "aliens", "robert"]));
+    assert_eq!(
+        a["allocations"][0][3][0],
+        serde_json::json!(["year", "year:1980…1990", "1980…1990"])
+    );
+    assert_eq!(
+        a["allocations"][0][4],
+        serde_json::json!(["blade-runner", "aliens", "robert"])
+    );
     // Weight: the sum of the constant weights of the three years found.
     assert_eq!(a["allocations"][0][1], 1.5);
-    assert!(e.search("year:1…99999999", 20, 0).is_err(), "huge ranges are refused");
+    assert!(
+        e.search("year:1…99999999", 20, 0).is_err(),
+        "huge ranges are refused"
+    );
 }
 
 #[test]
@@ -177,19 +211,37 @@ fn csv_with_a_header_row() {
     let e = f.build().unwrap();
     assert_eq!(e.documents(), 2);
     // Indexing keeps non-ASCII letters when no remove pattern is set.
-    assert_eq!(answer(&e, "müller")["allocations"][0][4], serde_json::json!([7]));
+    assert_eq!(
+        answer(&e, "müller")["allocations"][0][4],
+        serde_json::json!([7])
+    );
 }
 
 #[test]
 fn bad_data_is_named() {
     let def = "name = \"x\"\n[source]\npath = \"d.jsonl\"\nformat = \"jsonl\"\n[[category]]\nname = \"t\"\n";
-    let f = Fixture::new(&[("index.toml", def), ("d.jsonl", "{\"id\": 1, \"t\": \"a\"}\n{\"id\": 2, \"t\": \n")]);
+    let f = Fixture::new(&[
+        ("index.toml", def),
+        (
+            "d.jsonl",
+            "{\"id\": 1, \"t\": \"a\"}\n{\"id\": 2, \"t\": \n",
+        ),
+    ]);
     let err = f.build().unwrap_err();
-    assert!(err.contains("record 2") && err.contains("invalid JSON"), "{err}");
+    assert!(
+        err.contains("record 2") && err.contains("invalid JSON"),
+        "{err}"
+    );
 
-    let f = Fixture::new(&[("index.toml", def), ("d.jsonl", "{\"id\": 1}\n{\"id\": \"1\"}\n")]);
+    let f = Fixture::new(&[
+        ("index.toml", def),
+        ("d.jsonl", "{\"id\": 1}\n{\"id\": \"1\"}\n"),
+    ]);
     let err = f.build().unwrap_err();
-    assert!(err.contains("duplicate id 1") && err.contains("record 1"), "{err}");
+    assert!(
+        err.contains("duplicate id 1") && err.contains("record 1"),
+        "{err}"
+    );
 
     let f = Fixture::new(&[("index.toml", def), ("d.jsonl", "{\"t\": \"a\"}\n")]);
     let err = f.build().unwrap_err();
@@ -203,7 +255,10 @@ fn bad_data_is_named() {
 #[test]
 fn golden_min_total_is_enforced_at_index_time() {
     let def = "name = \"x\"\n[source]\npath = \"d.jsonl\"\nformat = \"jsonl\"\n[[category]]\nname = \"t\"\n[[golden]]\nquery = \"zebra\"\nmin_total = 1\n";
-    let f = Fixture::new(&[("index.toml", def), ("d.jsonl", "{\"id\": 1, \"t\": \"a\"}\n")]);
+    let f = Fixture::new(&[
+        ("index.toml", def),
+        ("d.jsonl", "{\"id\": 1, \"t\": \"a\"}\n"),
+    ]);
     let err = f.build().unwrap_err();
     assert!(err.contains("zebra") && err.contains("min_total"), "{err}");
 }
