@@ -507,46 +507,9 @@ fn integer(params: &Map<'_>, name: &'static str, default: i64) -> Result<i64, Pa
 }
 
 /// Ruby's `String#to_i` on bytes, `None` where Ruby would give a number
-/// beyond the i64 range (a Bignum, which makes Picky fail). Same rules as
-/// [`crate::ruby::to_i`]: leading whitespace, a sign, digits with single
-/// underscores between them; anything else ends the number.
+/// beyond the i64 range (a Bignum, which makes Picky fail).
 pub fn to_i(b: &[u8]) -> Option<i64> {
-    let mut i = 0;
-    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r') {
-        i += 1;
-    }
-    let negative = match b.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let mut value: i64 = 0;
-    let mut saw_digit = false;
-    while i < b.len() {
-        match b[i] {
-            d @ b'0'..=b'9' => {
-                saw_digit = true;
-                let d = i64::from(d - b'0');
-                // Accumulate on the sign's side so that i64::MIN fits.
-                value = value.checked_mul(10)?;
-                value = if negative {
-                    value.checked_sub(d)?
-                } else {
-                    value.checked_add(d)?
-                };
-            }
-            b'_' if saw_digit && b.get(i + 1).is_some_and(u8::is_ascii_digit) => {}
-            _ => break,
-        }
-        i += 1;
-    }
-    Some(value)
+    crate::ruby::to_i_checked(b)
 }
 
 // --- Ruby's inspect, for array and hash queries ----------------------------

@@ -6,7 +6,19 @@
 /// (single underscores between digits allowed); anything else ends the
 /// number. No digits gives 0. Saturates at the i64 range.
 pub fn to_i(s: &str) -> i64 {
-    let b = s.as_bytes();
+    to_i_checked(s.as_bytes()).unwrap_or_else(|| {
+        let t = s.trim_start_matches([' ', '\t', '\n', '\x0B', '\x0C', '\r']);
+        if t.starts_with('-') {
+            i64::MIN
+        } else {
+            i64::MAX
+        }
+    })
+}
+
+/// Ruby's `String#to_i` on bytes, `None` where Ruby would give a number
+/// beyond the i64 range (a Bignum).
+pub fn to_i_checked(b: &[u8]) -> Option<i64> {
     let mut i = 0;
     while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r') {
         i += 1;
@@ -29,10 +41,12 @@ pub fn to_i(s: &str) -> i64 {
             d @ b'0'..=b'9' => {
                 saw_digit = true;
                 let d = i64::from(d - b'0');
+                // Accumulate on the sign's side so that i64::MIN fits.
+                value = value.checked_mul(10)?;
                 value = if negative {
-                    value.saturating_mul(10).saturating_sub(d)
+                    value.checked_sub(d)?
                 } else {
-                    value.saturating_mul(10).saturating_add(d)
+                    value.checked_add(d)?
                 };
             }
             b'_' if saw_digit && b.get(i + 1).is_some_and(u8::is_ascii_digit) => {}
@@ -40,7 +54,7 @@ pub fn to_i(s: &str) -> i64 {
         }
         i += 1;
     }
-    value
+    Some(value)
 }
 
 /// Ruby's `Float#to_s`: the shortest representation that round-trips,
