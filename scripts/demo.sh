@@ -46,7 +46,7 @@ zstd -q -dc "$STATE/images/$IMAGE/rootfs.tar.zst" | tar -x -C "$ROOT"
 SNAPSHOT="$(sed -n 's/^SEARCHD_SNAPSHOT=//p' "$ROOT/etc/kiln/searchd.env")"
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 ADDR="127.0.0.1:$PORT"
-"$ROOT/opt/kiln/bin/searchd" serve --snapshot "$ROOT$SNAPSHOT" --listen "$ADDR" &
+"$ROOT/opt/kiln/bin/searchd" serve --snapshot "$ROOT$SNAPSHOT" --listen "$ADDR" --image "$IMAGE" &
 PID=$!
 
 ready=""
