@@ -253,6 +253,23 @@ pub fn ratios(s: &BTreeMap<String, BTreeMap<String, Summary>>) -> Vec<Ratio> {
             Some((">=", 30.0)),
         );
     }
+    // What the c8 ratios become when CPU is the only limit: throughput is
+    // inversely proportional to the CPU one request costs the server and
+    // wrk together. Robust to other processes competing for the cores.
+    for (peer, name) in [
+        (FIXED, "searchd/fixed-body req/s at c8, from cpu/req"),
+        (PICKY, "searchd/picky req/s at c8, from cpu/req"),
+    ] {
+        if let (Some(a), Some(b)) = (get(SEARCHD, "c8"), get(peer, "c8")) {
+            let (ca, cb) = (
+                a.server_cpu_us + a.wrk_cpu_us,
+                b.server_cpu_us + b.wrk_cpu_us,
+            );
+            if ca.is_finite() && cb.is_finite() && ca > 0.0 {
+                push(name, cb / ca, None);
+            }
+        }
+    }
     if let (Some(a), Some(b)) = (get(SEARCHD, "c1"), get(PICKY, "c1")) {
         push("searchd/picky req/s at c1", a.rps / b.rps, None);
         push("picky/searchd p99 latency at c1", b.p99_us / a.p99_us, None);
@@ -451,7 +468,7 @@ pub fn build(raw: &Raw) -> Report {
             };
             let _ = writeln!(
                 t,
-                "  {:<40} {:>8}x   {:<14} {}",
+                "  {:<46} {:>8}x   {:<15} {}",
                 r.name,
                 fmt_num(r.value),
                 target,
@@ -564,9 +581,11 @@ mod tests {
     use super::*;
 
     fn run(server: &str, load: &str, round: u32, rps: f64, p99: f64) -> String {
+        // CPU per request: inversely proportional to req/s, wrk 5 us.
         json!({"kind":"wrk","server":server,"load":load,"round":round,"rps":rps,
                "p50_us":p99/2.0,"p90_us":p99*0.8,"p99_us":p99,"max_us":p99*2.0,
-               "requests":1000,"non2xx":0,"socket_errors":0})
+               "requests":1000,"non2xx":0,"socket_errors":0,
+               "server_cpu_us_per_req": 1e6 / rps, "wrk_cpu_us_per_req": 5.0})
         .to_string()
     }
 
@@ -605,6 +624,18 @@ mod tests {
             .unwrap();
         assert!((picky["value"].as_f64().unwrap() - 25.0).abs() < 1e-9);
         assert_eq!(picky["met"], false);
+        let est = r
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "searchd/picky req/s at c8, from cpu/req")
+            .unwrap();
+        // Medians of cpu/req: searchd (1e6/90k + 1e6/110k) / 2, picky 250 us;
+        // plus 5 us of wrk each.
+        let searchd_cpu = (1e6 / 90_000.0 + 1e6 / 110_000.0) / 2.0;
+        let want = (250.0 + 5.0) / (searchd_cpu + 5.0);
+        assert!((est["value"].as_f64().unwrap() - want).abs() < 1e-9);
+        assert!(est["met"].is_null());
         assert_eq!(rep.json["bake"]["targets"][0]["met"], false);
         assert_eq!(rep.json["scale"]["targets"][0]["met"], true);
         assert_eq!(rep.json["meta"]["nproc"], 2);
