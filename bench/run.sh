@@ -107,6 +107,17 @@ throughput() {
   record "{\"kind\":\"meta\",\"books_avg_body_bytes\":$body}"
   servers+=(searchd); urls+=("http://$SD_ADDR"); pids+=("$SD_PID")
 
+  # The 20-query mix repeats, so after the warm-up every answer comes from
+  # searchd's answer cache. The same server with the cache off measures
+  # the engine itself.
+  if grep -q -- '--cache-mb' <<<"$serve_help"; then
+    start_searchd "$WORK/books.idx" "$WORK/searchd-books-nocache.log" --cache-mb 0 \
+      || die "searchd --cache-mb 0 did not start"
+    servers+=(searchd-nocache); urls+=("http://$SD_ADDR"); pids+=("$SD_PID")
+  else
+    skip searchd-nocache "searchd serve has no --cache-mb flag"
+  fi
+
   local fport fpid
   fport=$("$PROBE" free-port)
   "$FIXED" --size "$body" --listen "127.0.0.1:$fport" >/dev/null 2>"$WORK/fixed-body.log" </dev/null &
@@ -115,7 +126,7 @@ throughput() {
   wait_ready "127.0.0.1:$fport" /ready "$fpid" 20000 || die "fixed-body did not start"
   servers+=(fixed-body); urls+=("http://127.0.0.1:$fport"); pids+=("$fpid")
 
-  local ppid=""
+  local ppid
   if [ -n "${PICKY_SRC:-}" ]; then
     log "throughput: starting the real Picky (2 puma workers) from $PICKY_SRC"
     bash "$HERE/picky/deps.sh" || die "installing Picky's Debian packages failed"
@@ -143,9 +154,9 @@ throughput() {
       done
     done
   done
-  untrack_stop "$SD_PID"
-  untrack_stop "$fpid"
-  [ -z "$ppid" ] || untrack_stop "$ppid"
+  for i in "${!pids[@]}"; do
+    untrack_stop "${pids[$i]}"
+  done
 }
 
 # 3. Scale: the synthetic corpus -------------------------------------------
@@ -215,7 +226,27 @@ scale() {
   record "{\"kind\":\"scale\",\"name\":\"cpu_us_per_req\",\"value\":$WRK_SRV_US}"
   record "{\"kind\":\"scale\",\"name\":\"non2xx\",\"value\":$WRK_NON2XX}"
 
-  # Cost of each query of the mix alone: 1 s of wrk -t1 -c1 per path.
+  untrack_stop "$SD_PID"
+
+  # The same with the answer cache off: the engine's own cost at this size.
+  if grep -q -- '--cache-mb' <<<"$serve_help"; then
+    log "scale: serving the corpus with --cache-mb 0, warm-up then wrk -t2 -c8 (${DUR}s)"
+    start_searchd "$dir/corpus.idx" "$WORK/searchd-corpus-nocache.log" "${verify[@]}" --cache-mb 0 \
+      || die "searchd --cache-mb 0 did not serve the corpus"
+    warm "http://$SD_ADDR" "$dir/queries.lua" "${WARM}s"
+    run_wrk corpus-nocache c8 1 "http://$SD_ADDR" "$dir/queries.lua" "${DUR}s" "$SD_PID"
+    record "{\"kind\":\"scale\",\"name\":\"rps_nocache\",\"value\":$WRK_RPS}"
+    record "{\"kind\":\"scale\",\"name\":\"p50_us_nocache\",\"value\":$WRK_P50}"
+    record "{\"kind\":\"scale\",\"name\":\"p99_us_nocache\",\"value\":$WRK_P99}"
+    record "{\"kind\":\"scale\",\"name\":\"cpu_us_per_req_nocache\",\"value\":$WRK_SRV_US}"
+    record "{\"kind\":\"scale\",\"name\":\"non2xx_nocache\",\"value\":$WRK_NON2XX}"
+  else
+    start_searchd "$dir/corpus.idx" "$WORK/searchd-corpus.log" "${verify[@]}" \
+      || die "searchd did not serve the corpus"
+  fi
+
+  # Cost of each query of the mix alone (cache off when possible): 1 s of
+  # wrk -t1 -c1 per path.
   log "scale: each query of the corpus mix alone (wrk -t1 -c1, 1 s each)"
   local p one="$WORK/one.lua" total
   while read -r p; do
