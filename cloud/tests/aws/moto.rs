@@ -1,7 +1,6 @@
 //! The aws backend against a real moto server (one per test, started and
 //! killed by the test): base resolution, lookups, error messages, launch
-//! hygiene, gc. The install-and-snapshot path is in `aws_conformance.rs`.
-#![cfg(feature = "aws")]
+//! hygiene, gc. The install-and-snapshot path is in `conformance.rs`.
 
 use std::time::Duration;
 

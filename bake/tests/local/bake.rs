@@ -1,11 +1,9 @@
 //! `bake` end to end on the local backend: the real binary, a private copy
 //! of `images/`, a temp state dir.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn same_inputs_same_id_and_the_second_bake_launches_nothing() {

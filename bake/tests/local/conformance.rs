@@ -2,11 +2,9 @@
 //! local backend, with a real payload: the searchd binary, a books snapshot
 //! and the config, installed by `images/install.sh`.
 
-mod common;
-
+use crate::common::*;
 use cloud::conformance::{self, Fixture};
 use cloud::{BaseSelector, BuilderSettings, Cloud, Payload, StateDir};
-use common::*;
 
 fn fixture(fx: &Fx) -> Fixture {
     let idx = fx.path("books.idx");

@@ -3,7 +3,6 @@
 //! the builder: it runs the real user-data, which runs the real
 //! `images/install.sh` on a real payload (static searchd + books snapshot)
 //! fetched from and reported to moto's S3.
-#![cfg(feature = "aws")]
 
 use std::time::Duration;
 

@@ -4,7 +4,6 @@
 //! group the moment its instance terminates. Real EC2 does none of that, so
 //! these tests script EC2's answers call by call and check what the aws
 //! backend asks and when.
-#![cfg(feature = "aws")]
 
 use std::time::Duration;
 

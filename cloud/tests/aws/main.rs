@@ -1,0 +1,14 @@
+//! The aws backend's integration tests, in one test binary (each binary
+//! links the AWS SDK, so one binary instead of three saves gigabytes of
+//! debug build and minutes of linking):
+//! - `moto`: against a real moto server (one per test);
+//! - `conformance`: the image/builder conformance suite on moto, with the
+//!   instance emulator playing the builder;
+//! - `scripted`: what moto cannot emulate, against a scripted fake endpoint.
+//!
+//! The whole binary runs in nextest's serial `moto` group (`binary(/aws/)`).
+#![cfg(feature = "aws")]
+
+mod conformance;
+mod moto;
+mod scripted;
