@@ -189,7 +189,7 @@ scale() {
   local cmd=("$SEARCHD" serve --snapshot "$dir/corpus.idx" --listen '127.0.0.1:{port}') st
   if grep -q -- '--verify' <<<"$serve_help"; then
     local mode
-    for mode in structure full; do
+    for mode in background structure full; do
       log "scale: start -> /ready with --verify $mode ($STARTS starts)"
       st=$("$PROBE" startup --runs "$STARTS" --timeout-ms 60000 -- "${cmd[@]}" --verify "$mode") \
         || die "startup measurement (--verify $mode) failed"

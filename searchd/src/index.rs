@@ -348,6 +348,12 @@ impl Engine {
         &self.digest
     }
 
+    /// Hashes the whole snapshot against its stored sha256 (see
+    /// [`Snapshot::verify_checksum`]).
+    pub fn verify_checksum(&self) -> Result<(), SnapshotError> {
+        self.snapshot.verify_checksum()
+    }
+
     pub fn documents(&self) -> u64 {
         self.meta.documents
     }

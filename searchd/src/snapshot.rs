@@ -161,6 +161,19 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// Compares the sha256 of `body` with the digest stored in the trailer.
+fn check_sum(path: &Path, body: &[u8], stored: &[u8; 32]) -> Result<(), SnapshotError> {
+    let computed: [u8; 32] = Sha256::digest(body).into();
+    if &computed != stored {
+        return Err(SnapshotError::Checksum {
+            path: path.to_owned(),
+            stored: hex(stored),
+            computed: hex(&computed),
+        });
+    }
+    Ok(())
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -243,14 +256,7 @@ impl Snapshot {
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&b[body_end..body_end + 32]);
         if verify == Verify::Full {
-            let computed: [u8; 32] = Sha256::digest(&b[..body_end]).into();
-            if computed != digest {
-                return Err(SnapshotError::Checksum {
-                    path: path.to_owned(),
-                    stored: hex(&digest),
-                    computed: hex(&computed),
-                });
-            }
+            check_sum(path, &b[..body_end], &digest)?;
         }
         let count = u32_at(b, 12);
         if count > MAX_SECTIONS {
@@ -289,6 +295,13 @@ impl Snapshot {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The whole-file sha256 check that [`Verify::Structure`] skipped: for
+    /// a server that starts on the structure check and hashes afterwards.
+    pub fn verify_checksum(&self) -> Result<(), SnapshotError> {
+        let b: &[u8] = &self.map;
+        check_sum(&self.path, &b[..b.len() - TRAILER_LEN], &self.digest)
     }
 
     pub fn digest_hex(&self) -> String {

@@ -175,13 +175,59 @@ fn startup_errors_exit_with_their_codes() {
     bytes[mid] ^= 0x55;
     std::fs::write(&corrupt, bytes).unwrap();
     let corrupt = corrupt.to_str().unwrap();
-    let (code, err) =
-        match Daemon::start_raw(&["serve", "--snapshot", corrupt, "--listen", "127.0.0.1:0"]) {
+    let (code, err) = match Daemon::start_raw(&[
+        "serve",
+        "--snapshot",
+        corrupt,
+        "--listen",
+        "127.0.0.1:0",
+        "--verify",
+        "full",
+    ]) {
+        Err(e) => e,
+        Ok(mut d) => (d.wait_exit(Duration::from_secs(10)).0, d.stderr_text()),
+    };
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("checksum"), "{err}");
+}
+
+/// A snapshot whose stored sha256 is wrong but whose structure and golden
+/// queries are fine: `--verify full` never turns ready, the default
+/// (background) finds it after start-up and exits 2, `structure` serves it.
+#[test]
+fn background_verification_takes_a_bad_checksum_out_of_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad-sum.idx");
+    let mut bytes = std::fs::read(books_snapshot()).unwrap();
+    // The trailer is the 32-byte digest then the 8-byte trailer magic.
+    let at = bytes.len() - 40;
+    bytes[at] ^= 0x01;
+    std::fs::write(&bad, bytes).unwrap();
+    let bad = bad.to_str().unwrap();
+    let base = ["serve", "--snapshot", bad, "--listen", "127.0.0.1:0"];
+
+    for verify in [None, Some("full")] {
+        let mut args = base.to_vec();
+        args.extend(verify.iter().flat_map(|v| ["--verify", v]));
+        let (code, err) = match Daemon::start_raw(&args) {
             Err(e) => e,
             Ok(mut d) => (d.wait_exit(Duration::from_secs(10)).0, d.stderr_text()),
         };
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("checksum"), "{err}");
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains("checksum mismatch"), "{args:?}: {err}");
+        if verify.is_none() {
+            assert!(err.contains("ready"), "background: loaded first\n{err}");
+        }
+    }
+
+    let mut args = base.to_vec();
+    args.extend(["--verify", "structure"]);
+    let d = Daemon::start_raw(&args).map_err(|e| e.1).unwrap();
+    d.wait_for("/ready", 200);
+    assert_eq!(d.get("/books?query=alan").status, 200);
+    // Longer than a background hash of the books snapshot takes.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.get("/ready").status, 200, "{}", d.stderr_text());
 }
 
 #[test]
