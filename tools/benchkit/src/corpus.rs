@@ -457,32 +457,19 @@ pub fn wrk_script(paths: &[String]) -> String {
     for p in paths {
         let _ = writeln!(s, "  {p:?},");
     }
-    s.push_str(WRK_TAIL);
+    s.push_str(wrk_tail());
     s
 }
 
-const WRK_TAIL: &str = r#"}
-local counter = 0
-local thread_id = 0
-setup = function(thread)
-  thread:set("tid", thread_id)
-  thread_id = thread_id + 1
-end
-init = function(args)
-  counter = tid or 0
-end
-request = function()
-  counter = counter + 1
-  return wrk.format("GET", paths[(counter % #paths) + 1])
-end
-done = function(summary, latency, requests)
-  io.write(string.format("requests=%d errors_status=%d connect=%d read=%d write=%d timeout=%d\n",
-    summary.requests, summary.errors.status, summary.errors.connect, summary.errors.read,
-    summary.errors.write, summary.errors.timeout))
-  io.write(string.format("p50_us=%d p90_us=%d p99_us=%d max_us=%d mean_us=%.1f\n",
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
-end
-"#;
+/// The part of `bench/wrk_queries.lua` after its `paths` table: one
+/// script body for both query mixes.
+fn wrk_tail() -> &'static str {
+    const BOOKS: &str = include_str!("../../../bench/wrk_queries.lua");
+    let at = BOOKS
+        .find("\n}\n")
+        .expect("bench/wrk_queries.lua closes its paths table with a `}` line");
+    &BOOKS[at + 1..]
+}
 
 #[cfg(test)]
 mod tests {
@@ -605,7 +592,15 @@ mod tests {
         assert!(paths.iter().any(|p| p.ends_with("&ids=0")));
         let lua = wrk_script(&paths);
         assert!(lua.contains("errors_status"));
+        assert!(
+            lua.ends_with("end\n") && lua.contains("\n}\nlocal counter = 0\n"),
+            "{lua}"
+        );
         assert_eq!(lua.matches("\"/corpus?query=").count(), 20);
+        assert!(
+            !lua.contains("/books?"),
+            "the books paths leaked in:\n{lua}"
+        );
     }
 
     #[test]

@@ -373,9 +373,7 @@ const LABELS: &[(&str, &str, &str)] = &[
 /// Targets of named numbers (scale and bake).
 fn named_target(name: &str) -> Option<(&'static str, f64)> {
     match name {
-        "ready_ms_structure" | "ready_ms_background" | "ready_ms_default" => {
-            Some(("<=", 50.0))
-        }
+        "ready_ms_structure" | "ready_ms_background" | "ready_ms_default" => Some(("<=", 50.0)),
         "cold_ms" => Some(("<=", 2000.0)),
         "unchanged_ms" => Some(("<=", 100.0)),
         _ => None,
