@@ -221,6 +221,8 @@ pub struct Engine {
     pub(crate) qualifiers: HashMap<String, usize>,
     /// Boosts as category-number sequences.
     pub(crate) boosts: Vec<(Vec<usize>, f64)>,
+    /// The index name as a JSON string (every allocation starts with it).
+    name_json: Vec<u8>,
     doc_offsets: U64s,
     doc_bytes: Bytes,
 }
@@ -325,6 +327,8 @@ impl Engine {
             return Err(snapshot.corrupt("document table does not match the document count"));
         }
         let digest = snapshot.digest_hex();
+        let mut name_json = Vec::new();
+        crate::ruby::write_json_str(&meta.name, &mut name_json);
         Ok(Engine {
             snapshot,
             meta,
@@ -334,6 +338,7 @@ impl Engine {
             categories,
             qualifiers,
             boosts,
+            name_json,
             doc_offsets,
             doc_bytes,
         })
@@ -341,6 +346,11 @@ impl Engine {
 
     pub fn name(&self) -> &str {
         &self.meta.name
+    }
+
+    /// [`Engine::name`] as a JSON string.
+    pub(crate) fn name_json(&self) -> &[u8] {
+        &self.name_json
     }
 
     /// The snapshot's sha256 (hex).

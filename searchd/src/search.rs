@@ -6,8 +6,16 @@
 //! The product is walked depth-first in Picky's order (first token slowest)
 //! and a branch stops as soon as its intersection is empty: such allocations
 //! never show in an answer, so pruning them changes nothing but the cost.
+//!
+//! Every query runs this path (answers are cached only in the server), so
+//! it allocates per query, not per allocation or per word: the words share
+//! one string and the tokens borrow from it, combinations are one flat list,
+//! picks one flat list of indices into it, intersection buffers are reused
+//! along the walk, and each combination used in an answer is rendered as
+//! JSON once and copied into every allocation that shows it.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use crate::index::{Engine, PostingList};
 use crate::ruby;
@@ -37,26 +45,45 @@ pub enum SearchError {
     RangeTooLarge(String),
 }
 
-/// One query word after parsing.
+/// The query's words after the search tokenizer, back to back in one
+/// string (`ends[i]` is where word `i` ends).
+#[derive(Default)]
+struct Words {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Words {
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let word = &self.text[start..end];
+            start = end;
+            word
+        })
+    }
+}
+
+/// One query word after parsing; borrows from the [`Words`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Part {
+struct Part<'w> {
     /// Allowed categories, in the order given (duplicates kept); `None`
     /// means every category in index order.
     categories: Option<Vec<usize>>,
-    text: String,
-    original: String,
+    text: Cow<'w, str>,
+    original: Cow<'w, str>,
     similar: bool,
     partial: Option<bool>,
     /// `a…b`: the text split at the first range character, taken before
     /// `"`, `~` and `*` are removed (as Picky does).
-    range: Option<(String, String)>,
+    range: Option<(&'w str, &'w str)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    One(Part),
+enum Token<'w> {
+    One(Part<'w>),
     /// `a|b`: its parts' combinations merged into one.
-    Or(Vec<Part>),
+    Or(Vec<Part<'w>>),
 }
 
 /// Ruby's `String#split(",")`/`split("|")`: trailing empty parts dropped.
@@ -69,7 +96,7 @@ fn ruby_split(s: &str, sep: char) -> Vec<&str> {
 }
 
 impl Engine {
-    fn parse_part(&self, raw: &str, original: Option<&str>) -> Part {
+    fn parse_part<'w>(&self, raw: &'w str, original: Option<&'w str>) -> Part<'w> {
         let (categories, text) = match raw.split_once(':') {
             Some((quals, text)) => {
                 let cats = ruby_split(quals, ',')
@@ -88,16 +115,19 @@ impl Engine {
         } else {
             None
         };
-        let range = text
-            .split_once(RANGE_CHARACTER)
-            .map(|(a, b)| (a.to_owned(), b.to_owned()));
-        let clean: String = text
-            .chars()
-            .filter(|c| !matches!(c, '"' | '~' | '*'))
-            .collect();
+        let range = text.split_once(RANGE_CHARACTER);
+        let clean: Cow<'w, str> = if text.contains(['"', '~', '*']) {
+            Cow::Owned(
+                text.chars()
+                    .filter(|c| !matches!(c, '"' | '~' | '*'))
+                    .collect(),
+            )
+        } else {
+            Cow::Borrowed(text)
+        };
         let original = match original {
-            Some(o) => o.to_owned(),
-            None if categories.is_some() => raw.to_owned(),
+            Some(o) => Cow::Borrowed(o),
+            None if categories.is_some() => Cow::Borrowed(raw),
             None => clean.clone(),
         };
         Part {
@@ -110,17 +140,24 @@ impl Engine {
         }
     }
 
-    /// Parses the query into tokens; `None` where Picky fails (a word that
-    /// is only `|`), which searchd answers with an empty result.
-    fn parse(&self, query: &str) -> Option<Vec<Token>> {
-        let words = self.with_tokenizer(|t| {
+    /// Sets `words` to the query's words, as the search tokenizer gives them.
+    fn words(&self, query: &str, words: &mut Words) {
+        words.text.clear();
+        words.ends.clear();
+        self.with_tokenizer(|t| {
             let pre = t.preprocess(query);
-            let mut words = Vec::new();
-            t.each_word(&pre, |w| words.push(w.into_owned()));
-            words
+            t.each_word(&pre, |w| {
+                words.text.push_str(&w);
+                words.ends.push(words.text.len());
+            });
         });
-        let mut tokens = Vec::with_capacity(words.len());
-        for word in &words {
+    }
+
+    /// Parses the words into tokens; `None` where Picky fails (a word that
+    /// is only `|`), which searchd answers with an empty result.
+    fn parse<'w>(&self, words: &'w Words) -> Option<Vec<Token<'w>>> {
+        let mut tokens = Vec::with_capacity(words.ends.len());
+        for word in words.iter() {
             if !word.contains('|') {
                 tokens.push(Token::One(self.parse_part(word, None)));
                 continue;
@@ -136,7 +173,7 @@ impl Engine {
         }
         // The last token is partial unless it said otherwise.
         if let Some(last) = tokens.last_mut() {
-            let parts: &mut [Part] = match last {
+            let parts: &mut [Part<'w>] = match last {
                 Token::One(p) => std::slice::from_mut(p),
                 Token::Or(ps) => ps,
             };
@@ -184,10 +221,23 @@ struct Combination<'a> {
     text: Cow<'a, str>,
 }
 
+/// Every token's combinations in one list: token `t` has
+/// `all[starts[t]..starts[t + 1]]`. Picks are indices into `all`.
+struct Combos<'a, 's> {
+    all: Vec<Combination<'a>>,
+    starts: &'s [usize],
+}
+
+impl Combos<'_, '_> {
+    fn tokens(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+}
+
 impl Engine {
     fn part_combinations<'a>(
         &'a self,
-        part: &'a Part,
+        part: &'a Part<'_>,
         out: &mut Vec<Combination<'a>>,
     ) -> Result<(), SearchError> {
         if part.similar {
@@ -203,8 +253,8 @@ impl Engine {
                             label: Label::Category(ci),
                             weight: cat.weight_of(list),
                             ids: Ids::Index(list),
-                            original: Cow::Owned(word.to_owned()),
-                            text: Cow::Owned(word.to_owned()),
+                            original: Cow::Borrowed(word),
+                            text: Cow::Borrowed(word),
                         });
                     }
                 }
@@ -220,7 +270,7 @@ impl Engine {
                     texts.len() <= MAX_RANGE_TEXTS
                 });
                 if texts.len() > MAX_RANGE_TEXTS {
-                    return Err(SearchError::RangeTooLarge(part.text.clone()));
+                    return Err(SearchError::RangeTooLarge(part.text.to_string()));
                 }
                 Some(texts)
             }
@@ -272,61 +322,61 @@ impl Engine {
         Ok(())
     }
 
+    /// Appends `token`'s combinations to `out`.
     fn token_combinations<'a>(
         &'a self,
-        token: &'a Token,
-    ) -> Result<Vec<Combination<'a>>, SearchError> {
-        let mut out = Vec::new();
-        match token {
-            Token::One(p) => self.part_combinations(p, &mut out)?,
-            Token::Or(parts) => {
-                let mut all = Vec::new();
-                for p in parts {
-                    self.part_combinations(p, &mut all)?;
+        token: &'a Token<'_>,
+        out: &mut Vec<Combination<'a>>,
+    ) -> Result<(), SearchError> {
+        let parts = match token {
+            Token::One(p) => return self.part_combinations(p, out),
+            Token::Or(parts) => parts,
+        };
+        let mut all = Vec::new();
+        for p in parts {
+            self.part_combinations(p, &mut all)?;
+        }
+        if all.is_empty() {
+            return Ok(());
+        }
+        let join = |f: &dyn for<'x> Fn(&'x Combination<'a>) -> &'x str| {
+            all.iter().map(f).collect::<Vec<_>>().join("|")
+        };
+        let label = join(&|c| match &c.label {
+            Label::Category(ci) => &self.categories[*ci].name,
+            Label::Joined(s) => s,
+        });
+        let original = join(&|c| &c.original);
+        let text = join(&|c| &c.text);
+        let mut seen = std::collections::HashSet::new();
+        let mut ordered = Vec::new();
+        for c in &all {
+            let mut add = |id: u32| {
+                if seen.insert(id) {
+                    ordered.push(id);
                 }
-                if all.is_empty() {
-                    return Ok(out);
-                }
-                let join = |f: &dyn Fn(&Combination<'a>) -> String| {
-                    all.iter().map(f).collect::<Vec<_>>().join("|")
-                };
-                let label = join(&|c| match &c.label {
-                    Label::Category(ci) => self.categories[*ci].name.clone(),
-                    Label::Joined(s) => s.clone(),
-                });
-                let original = join(&|c| c.original.to_string());
-                let text = join(&|c| c.text.to_string());
-                let mut seen = std::collections::HashSet::new();
-                let mut ordered = Vec::new();
-                for c in &all {
-                    let mut add = |id: u32| {
-                        if seen.insert(id) {
-                            ordered.push(id);
-                        }
-                    };
-                    match &c.ids {
-                        Ids::Index(l) => l.iter().for_each(&mut add),
-                        Ids::Merged { ordered: o, .. } => o.iter().copied().for_each(&mut add),
-                    }
-                }
-                let mut sorted = ordered.clone();
-                sorted.sort_unstable();
-                // Boosts compare category names: a merged label that is a
-                // plain name (one combination) is boosted like that category.
-                let label = match self.categories.iter().position(|c| c.name == label) {
-                    Some(ci) => Label::Category(ci),
-                    None => Label::Joined(label),
-                };
-                out.push(Combination {
-                    label,
-                    weight: 0.0,
-                    ids: Ids::Merged { ordered, sorted },
-                    original: Cow::Owned(original),
-                    text: Cow::Owned(text),
-                });
+            };
+            match &c.ids {
+                Ids::Index(l) => l.iter().for_each(&mut add),
+                Ids::Merged { ordered: o, .. } => o.iter().copied().for_each(&mut add),
             }
         }
-        Ok(out)
+        let mut sorted = ordered.clone();
+        sorted.sort_unstable();
+        // Boosts compare category names: a merged label that is a
+        // plain name (one combination) is boosted like that category.
+        let label = match self.categories.iter().position(|c| c.name == label) {
+            Some(ci) => Label::Category(ci),
+            None => Label::Joined(label),
+        };
+        out.push(Combination {
+            label,
+            weight: 0.0,
+            ids: Ids::Merged { ordered, sorted },
+            original: Cow::Owned(original),
+            text: Cow::Owned(text),
+        });
+        Ok(())
     }
 }
 
@@ -334,37 +384,54 @@ impl Engine {
 #[derive(Debug, Clone)]
 enum Set<'a> {
     Index(PostingList<'a>),
+    /// A merged list's sorted copy, borrowed from its combination.
+    Slice(&'a [u32]),
     Owned(Vec<u32>),
 }
 
-impl Set<'_> {
-    fn len(&self) -> usize {
+/// A sorted list, whichever kind.
+#[derive(Clone, Copy)]
+enum View<'a> {
+    List(PostingList<'a>),
+    Slice(&'a [u32]),
+}
+
+impl<'a> Set<'a> {
+    fn view(&self) -> View<'_> {
         match self {
-            Set::Index(l) => l.len(),
-            Set::Owned(v) => v.len(),
+            Set::Index(l) => View::List(*l),
+            Set::Slice(s) => View::Slice(s),
+            Set::Owned(v) => View::Slice(v),
+        }
+    }
+    fn len(&self) -> usize {
+        match self.view() {
+            View::List(l) => l.len(),
+            View::Slice(s) => s.len(),
         }
     }
     fn get(&self, i: usize) -> u32 {
-        match self {
-            Set::Index(l) => l.get(i),
-            Set::Owned(v) => v[i],
+        match self.view() {
+            View::List(l) => l.get(i),
+            View::Slice(s) => s[i],
         }
     }
     fn contains(&self, x: u32) -> bool {
-        match self {
-            Set::Owned(v) => v.binary_search(&x).is_ok(),
-            Set::Index(l) => {
-                let (mut lo, mut hi) = (0, l.len());
-                while lo < hi {
-                    let mid = (lo + hi) / 2;
-                    match l.get(mid).cmp(&x) {
-                        std::cmp::Ordering::Less => lo = mid + 1,
-                        std::cmp::Ordering::Greater => hi = mid,
-                        std::cmp::Ordering::Equal => return true,
-                    }
-                }
-                false
+        match self.view() {
+            View::Slice(s) => s.binary_search(&x).is_ok(),
+            View::List(l) => {
+                let i = gallop(&l, 0, x);
+                i < l.len() && l.get(i) == x
             }
+        }
+    }
+}
+
+impl<'a> Ids<'a> {
+    fn view(&self) -> View<'_> {
+        match self {
+            Ids::Index(l) => View::List(*l),
+            Ids::Merged { sorted, .. } => View::Slice(sorted),
         }
     }
 }
@@ -377,6 +444,7 @@ impl Sorted for PostingList<'_> {
     fn len(&self) -> usize {
         PostingList::len(self)
     }
+    #[inline]
     fn at(&self, i: usize) -> u32 {
         self.get(i)
     }
@@ -385,16 +453,9 @@ impl Sorted for [u32] {
     fn len(&self) -> usize {
         <[u32]>::len(self)
     }
+    #[inline]
     fn at(&self, i: usize) -> u32 {
         self[i]
-    }
-}
-impl Sorted for Set<'_> {
-    fn len(&self) -> usize {
-        Set::len(self)
-    }
-    fn at(&self, i: usize) -> u32 {
-        self.get(i)
     }
 }
 
@@ -421,32 +482,36 @@ fn gallop(b: &(impl Sorted + ?Sized), from: usize, x: u32) -> usize {
     lo
 }
 
-/// Sorted intersection: walks the shorter list, gallops through the longer.
-fn intersect(a: &(impl Sorted + ?Sized), b: &(impl Sorted + ?Sized)) -> Vec<u32> {
-    let (short, long): (&dyn Fn(usize) -> u32, &dyn Fn(usize) -> u32);
-    let (ns, nl);
-    let sa = |i| a.at(i);
-    let sb = |i| b.at(i);
+/// Sorted intersection of `a` and `b`, appended to `out`.
+fn intersect(a: View<'_>, b: View<'_>, out: &mut Vec<u32>) {
+    match (a, b) {
+        (View::List(a), View::List(b)) => intersect_sorted(&a, &b, out),
+        (View::List(a), View::Slice(b)) => intersect_sorted(&a, b, out),
+        (View::Slice(a), View::List(b)) => intersect_sorted(a, &b, out),
+        (View::Slice(a), View::Slice(b)) => intersect_sorted(a, b, out),
+    }
+}
+
+fn intersect_sorted(a: &(impl Sorted + ?Sized), b: &(impl Sorted + ?Sized), out: &mut Vec<u32>) {
     if a.len() <= b.len() {
-        (short, long, ns, nl) = (&sa, &sb, a.len(), b.len());
+        intersect_short_long(a, b, out);
     } else {
-        (short, long, ns, nl) = (&sb, &sa, b.len(), a.len());
+        intersect_short_long(b, a, out);
     }
-    struct F<'f>(&'f dyn Fn(usize) -> u32, usize);
-    impl Sorted for F<'_> {
-        fn len(&self) -> usize {
-            self.1
-        }
-        fn at(&self, i: usize) -> u32 {
-            (self.0)(i)
-        }
-    }
-    let long = F(long, nl);
-    let mut out = Vec::with_capacity(ns.min(nl));
+}
+
+/// Walks the shorter list, gallops through the longer.
+fn intersect_short_long(
+    short: &(impl Sorted + ?Sized),
+    long: &(impl Sorted + ?Sized),
+    out: &mut Vec<u32>,
+) {
+    let (ns, nl) = (short.len(), long.len());
+    out.reserve(ns);
     let mut j = 0;
     for i in 0..ns {
-        let x = short(i);
-        j = gallop(&long, j, x);
+        let x = short.at(i);
+        j = gallop(long, j, x);
         if j >= nl {
             break;
         }
@@ -455,20 +520,13 @@ fn intersect(a: &(impl Sorted + ?Sized), b: &(impl Sorted + ?Sized)) -> Vec<u32>
             j += 1;
         }
     }
-    out
 }
 
-fn intersect_with<'a>(set: &Set<'a>, ids: &Ids<'a>) -> Set<'a> {
-    match ids {
-        Ids::Index(l) => Set::Owned(intersect(set, l)),
-        Ids::Merged { sorted, .. } => Set::Owned(intersect(set, sorted.as_slice())),
-    }
-}
-
-/// One allocation that survived the walk.
+/// One allocation that survived the walk; its picks are
+/// `picks[at..at + tokens]` of the walk's flat list.
 #[derive(Debug)]
 struct Found<'a> {
-    picks: Vec<usize>,
+    at: usize,
     score: f64,
     set: Set<'a>,
 }
@@ -478,10 +536,11 @@ struct Found<'a> {
 pub struct Allocation {
     pub score: f64,
     pub count: u64,
-    /// `[category, original, text]` per token.
-    pub combination: Vec<[String; 3]>,
     /// Document numbers on this page.
     pub ids: Vec<u32>,
+    /// Its combination (one `[category, original, text]` per token): these
+    /// entries of [`Results::parts`].
+    parts: Range<usize>,
 }
 
 /// A query's answer, ready to render.
@@ -491,6 +550,11 @@ pub struct Results<'e> {
     pub allocations: Vec<Allocation>,
     pub offset: i64,
     pub total: u64,
+    /// Every combination shown, rendered once as JSON
+    /// (`["title","alan","alan"]`), back to back.
+    fragments: Vec<u8>,
+    /// Per token of each allocation: its combination's bytes in `fragments`.
+    parts: Vec<Range<u32>>,
 }
 
 /// Ruby's `Array#[start, length]` as a range; `None` is Ruby's `nil`.
@@ -510,42 +574,155 @@ fn ruby_slice(len: usize, start: i64, amount: i64) -> Option<std::ops::Range<usi
     Some(s as usize..e as usize)
 }
 
+/// Buffers a thread reuses from query to query, so that a query allocates
+/// little besides its answer. None of them holds a borrow between queries.
+#[derive(Default)]
+struct Scratch {
+    words: Words,
+    starts: Vec<usize>,
+    answer: AnswerScratch,
+}
+
+/// The buffers of [`Engine::allocations`].
+#[derive(Default)]
+struct AnswerScratch {
+    walk: WalkScratch,
+    /// Each found allocation's picks, back to back.
+    picks: Vec<usize>,
+    /// Per combination: its JSON in the answer's fragments, once rendered.
+    rendered: Vec<Range<u32>>,
+    seq: Vec<usize>,
+}
+
+/// What a scratch buffer may keep between queries (elements); a larger one
+/// is freed, so one huge query does not pin its memory in every thread.
+const SCRATCH_KEEP: usize = 1 << 14;
+
+/// How many intersection buffers (of each kind) a thread keeps.
+const SCRATCH_KEEP_LISTS: usize = 16;
+
+impl Scratch {
+    fn trim(&mut self) {
+        fn keep<T>(v: &mut Vec<T>) {
+            if v.capacity() > SCRATCH_KEEP {
+                *v = Vec::new();
+            }
+        }
+        keep(&mut self.words.ends);
+        if self.words.text.capacity() > SCRATCH_KEEP {
+            self.words.text = String::new();
+        }
+        keep(&mut self.starts);
+        let a = &mut self.answer;
+        keep(&mut a.picks);
+        keep(&mut a.rendered);
+        keep(&mut a.seq);
+        keep(&mut a.walk.cur);
+        a.walk.levels.truncate(SCRATCH_KEEP_LISTS);
+        a.walk.levels.iter_mut().for_each(keep);
+        a.walk.spare.truncate(SCRATCH_KEEP_LISTS);
+        a.walk.spare.retain(|v| v.capacity() <= SCRATCH_KEEP);
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if they are in
+/// use or the thread is exiting).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut scratch = SCRATCH
+        .try_with(|c| c.take())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let r = f(&mut scratch);
+    scratch.trim();
+    let _ = SCRATCH.try_with(|c| c.set(Some(scratch)));
+    r
+}
+
 impl Engine {
     /// Answers `query` with `ids` results per page starting at `offset`.
     pub fn search(&self, query: &str, ids: i64, offset: i64) -> Result<Results<'_>, SearchError> {
-        let empty = |engine| Results {
-            engine,
+        with_scratch(|s| self.search_with(query, ids, offset, s))
+    }
+
+    fn search_with(
+        &self,
+        query: &str,
+        ids: i64,
+        offset: i64,
+        s: &mut Scratch,
+    ) -> Result<Results<'_>, SearchError> {
+        let empty = || Results {
+            engine: self,
             allocations: Vec::new(),
             offset,
             total: 0,
+            fragments: Vec::new(),
+            parts: Vec::new(),
         };
-        let Some(tokens) = self.parse(query) else {
-            return Ok(empty(self));
+        let Scratch {
+            words,
+            starts,
+            answer,
+        } = s;
+        self.words(query, words);
+        let Some(tokens) = self.parse(words) else {
+            return Ok(empty());
         };
         if tokens.is_empty() {
-            return Ok(empty(self));
+            return Ok(empty());
         }
-        let combos = tokens
-            .iter()
-            .map(|t| self.token_combinations(t))
-            .collect::<Result<Vec<_>, _>>()?;
-        if combos.iter().any(Vec::is_empty) {
-            return Ok(empty(self));
+        let mut all = Vec::with_capacity(tokens.len() * self.categories.len());
+        let mut any_empty = false;
+        starts.clear();
+        for t in &tokens {
+            let start = all.len();
+            starts.push(start);
+            self.token_combinations(t, &mut all)?;
+            any_empty |= all.len() == start;
         }
+        starts.push(all.len());
+        if any_empty {
+            return Ok(empty());
+        }
+        let combos = Combos { all, starts };
+        self.allocations(&combos, ids, offset, answer)
+    }
 
+    /// Walks, scores, sorts and pages the allocations of `combos`.
+    fn allocations<'e>(
+        &'e self,
+        combos: &Combos<'_, '_>,
+        ids: i64,
+        offset: i64,
+        scratch: &mut AnswerScratch,
+    ) -> Result<Results<'e>, SearchError> {
+        let AnswerScratch {
+            walk: walk_scratch,
+            picks,
+            rendered,
+            seq,
+        } = scratch;
+        let n = combos.tokens();
         // Depth-first walk of the product, first token slowest.
         let mut found: Vec<Found<'_>> = Vec::new();
-        walk(&combos, &mut |picks, set| {
+        picks.clear();
+        walk(combos, walk_scratch, &mut |p, set| {
             let mut score = 0.0;
-            for (t, &k) in picks.iter().enumerate() {
-                score += combos[t][k].weight;
+            for &c in p {
+                score += combos.all[c].weight;
             }
-            score += self.boost(picks.iter().enumerate().map(|(t, &k)| &combos[t][k].label));
+            score += self.boost(p.iter().map(|&c| &combos.all[c].label), seq);
             found.push(Found {
-                picks: picks.to_vec(),
+                at: picks.len(),
                 score,
-                set: set.clone(),
+                set,
             });
+            picks.extend_from_slice(p);
         })?;
         // Stable: equal scores keep the product order.
         found.sort_by(|a, b| {
@@ -554,14 +731,24 @@ impl Engine {
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
 
+        let mut results = Results {
+            engine: self,
+            allocations: Vec::with_capacity(found.len()),
+            offset,
+            total: 0,
+            fragments: Vec::with_capacity(128),
+            parts: Vec::with_capacity(picks.len()),
+        };
+        // A rendered combination is never empty: empty means not yet.
+        rendered.clear();
+        rendered.resize(combos.all.len(), 0..0);
         let mut amount = ids;
         let mut off = offset;
-        let mut total = 0u64;
-        let mut allocations = Vec::with_capacity(found.len());
         for f in found {
-            let ordered = ordered_ids(&combos, &f);
-            let count = ordered.as_ref().map_or(f.set.len(), Vec::len);
-            total += count as u64;
+            let picks = &picks[f.at..f.at + n];
+            let ordered = ordered_ids(combos, picks, &f.set);
+            let count = ordered.as_ref().map_or(f.set.len(), |o| o.len());
+            results.total += count as u64;
             let page_ids = match ruby_slice(count, off, amount) {
                 Some(r) if !r.is_empty() => match &ordered {
                     Some(v) => v[r].to_vec(),
@@ -577,38 +764,52 @@ impl Engine {
                 amount -= page_ids.len() as i64;
                 off = 0;
             }
-            let combination = f
-                .picks
-                .iter()
-                .enumerate()
-                .map(|(t, &k)| {
-                    let c = &combos[t][k];
-                    let label = match &c.label {
-                        Label::Category(ci) => self.categories[*ci].name.clone(),
-                        Label::Joined(s) => s.clone(),
-                    };
-                    [label, c.original.to_string(), c.text.to_string()]
-                })
-                .collect();
-            allocations.push(Allocation {
+            let first = results.parts.len();
+            for &c in picks {
+                if rendered[c].is_empty() {
+                    rendered[c] = self.render_combination(&combos.all[c], &mut results.fragments);
+                }
+                results.parts.push(rendered[c].clone());
+            }
+            results.allocations.push(Allocation {
                 score: f.score,
                 count: count as u64,
-                combination,
                 ids: page_ids,
+                parts: first..results.parts.len(),
             });
+            if let Set::Owned(v) = f.set {
+                walk_scratch.spare.push(v);
+            }
         }
-        Ok(Results {
-            engine: self,
-            allocations,
-            offset,
-            total,
-        })
+        Ok(results)
+    }
+
+    /// Appends `["category","original","text"]`; returns where it is.
+    fn render_combination(&self, c: &Combination<'_>, out: &mut Vec<u8>) -> Range<u32> {
+        let start = out.len();
+        out.push(b'[');
+        let label = match &c.label {
+            Label::Category(ci) => &self.categories[*ci].name,
+            Label::Joined(s) => s,
+        };
+        ruby::write_json_str(label, out);
+        out.push(b',');
+        ruby::write_json_str(&c.original, out);
+        out.push(b',');
+        ruby::write_json_str(&c.text, out);
+        out.push(b']');
+        // Answers are far below 4 GiB (a query's text is at most a few KiB).
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        at(start)..at(out.len())
     }
 
     /// Boost for an allocation's category sequence, neighbouring duplicates
-    /// merged; joined (OR) labels match no boost.
-    fn boost<'l>(&self, labels: impl Iterator<Item = &'l Label>) -> f64 {
-        let mut seq: Vec<usize> = Vec::new();
+    /// merged; joined (OR) labels match no boost. `seq` is scratch space.
+    fn boost<'l>(&self, labels: impl Iterator<Item = &'l Label>, seq: &mut Vec<usize>) -> f64 {
+        if self.boosts.is_empty() {
+            return 0.0;
+        }
+        seq.clear();
         for l in labels {
             match l {
                 Label::Category(ci) => {
@@ -621,7 +822,7 @@ impl Engine {
         }
         self.boosts
             .iter()
-            .find(|(b, _)| *b == seq)
+            .find(|(b, _)| b == seq)
             .map_or(0.0, |(_, v)| *v)
     }
 }
@@ -630,82 +831,130 @@ impl Engine {
 /// last of the lists stably sorted by length), restricted to the
 /// intersection. For index lists that is ascending, the set's own order
 /// (`None`); a merged list (OR, range) gives its own order, duplicates kept.
-fn ordered_ids(combos: &[Vec<Combination<'_>>], f: &Found<'_>) -> Option<Vec<u32>> {
+fn ordered_ids<'c>(
+    combos: &'c Combos<'_, '_>,
+    picks: &[usize],
+    set: &Set<'_>,
+) -> Option<Cow<'c, [u32]>> {
     let mut longest: Option<&Ids<'_>> = None;
-    for (t, &k) in f.picks.iter().enumerate() {
-        let ids = &combos[t][k].ids;
+    for &c in picks {
+        let ids = &combos.all[c].ids;
         if longest.is_none_or(|l| ids.len() >= l.len()) {
             longest = Some(ids);
         }
     }
     match longest {
-        Some(Ids::Merged { ordered, .. }) if f.picks.len() == 1 => Some(ordered.clone()),
-        Some(Ids::Merged { ordered, .. }) => Some(
+        Some(Ids::Merged { ordered, .. }) if picks.len() == 1 => Some(Cow::Borrowed(ordered)),
+        Some(Ids::Merged { ordered, .. }) => Some(Cow::Owned(
             ordered
                 .iter()
                 .copied()
-                .filter(|&x| f.set.contains(x))
+                .filter(|&x| set.contains(x))
                 .collect(),
-        ),
+        )),
         _ => None,
     }
+}
+
+/// The walk's buffers.
+#[derive(Default)]
+struct WalkScratch {
+    /// Per depth, the combination tried there; `cur[..n]` at the last
+    /// depth are an allocation's picks.
+    cur: Vec<usize>,
+    /// `levels[d - 1]`: the intersection of the branch down to depth `d`
+    /// (depth 0's is its combination's own list).
+    levels: Vec<Vec<u32>>,
+    /// Free buffers for the allocations found.
+    spare: Vec<Vec<u32>>,
 }
 
 /// Walks the product depth-first, first token slowest, without recursion
 /// (a query may have thousands of words). Each allocation visited costs one
 /// unit of work and each one found as many units as the query has tokens
 /// (its picks are copied and its score summed), so both wide and deep
-/// queries stop at the same bound.
+/// queries stop at the same bound. `emit` gets the picks (indices into
+/// `combos.all`) and the intersection of each allocation found.
 fn walk<'a>(
-    combos: &'a [Vec<Combination<'a>>],
-    emit: &mut dyn FnMut(&[usize], &Set<'a>),
+    combos: &'a Combos<'a, '_>,
+    scratch: &mut WalkScratch,
+    emit: &mut dyn FnMut(&[usize], Set<'a>),
 ) -> Result<(), SearchError> {
-    let n = combos.len();
+    let n = combos.tokens();
+    let WalkScratch { cur, levels, spare } = scratch;
+    cur.clear();
+    cur.extend_from_slice(&combos.starts[..n]);
+    if levels.len() + 1 < n {
+        levels.resize_with(n - 1, Vec::new);
+    }
     let mut work = 0usize;
-    let mut picks: Vec<usize> = Vec::with_capacity(n);
-    let mut sets: Vec<Set<'a>> = Vec::with_capacity(n);
-    let mut next = vec![0usize; n];
     let mut depth = 0usize;
     loop {
-        if next[depth] >= combos[depth].len() {
-            next[depth] = 0;
+        if cur[depth] >= combos.starts[depth + 1] {
+            cur[depth] = combos.starts[depth];
             if depth == 0 {
                 return Ok(());
             }
             depth -= 1;
-            picks.pop();
-            sets.pop();
+            cur[depth] += 1;
             continue;
         }
-        let k = next[depth];
-        next[depth] += 1;
+        let c = cur[depth];
         work += 1;
         if work > MAX_QUERY_WORK {
             return Err(SearchError::TooComplex);
         }
-        let c = &combos[depth][k];
-        let set = match sets.last() {
-            None => match &c.ids {
-                Ids::Index(l) => Set::Index(*l),
-                Ids::Merged { sorted, .. } => Set::Owned(sorted.clone()),
-            },
-            Some(prev) => intersect_with(prev, &c.ids),
+        let ids = &combos.all[c].ids;
+        // Depth `depth`'s intersection goes to `out`; the branch so far
+        // is in `done`.
+        let (done, out) = levels.split_at_mut(depth.saturating_sub(1));
+        let prev = match depth {
+            0 => None,
+            1 => Some(combos.all[cur[0]].ids.view()),
+            d => Some(View::Slice(&done[d - 2])),
         };
-        if set.len() == 0 {
+        if depth + 1 < n {
+            let nonempty = match prev {
+                None => ids.len() > 0,
+                Some(prev) => {
+                    let buf = &mut out[0];
+                    buf.clear();
+                    intersect(prev, ids.view(), buf);
+                    !buf.is_empty()
+                }
+            };
+            if nonempty {
+                depth += 1;
+            } else {
+                cur[depth] += 1;
+            }
             continue;
         }
-        picks.push(k);
-        if depth + 1 == n {
-            work += n;
-            if work > MAX_QUERY_WORK {
-                return Err(SearchError::TooComplex);
+        let set = match prev {
+            None => match ids {
+                Ids::Index(l) => Set::Index(*l),
+                Ids::Merged { sorted, .. } => Set::Slice(sorted),
+            },
+            Some(prev) => {
+                let mut buf = spare.pop().unwrap_or_default();
+                buf.clear();
+                intersect(prev, ids.view(), &mut buf);
+                Set::Owned(buf)
             }
-            emit(&picks, &set);
-            picks.pop();
-        } else {
-            sets.push(set);
-            depth += 1;
+        };
+        if set.len() == 0 {
+            if let Set::Owned(v) = set {
+                spare.push(v);
+            }
+            cur[depth] += 1;
+            continue;
         }
+        work += n;
+        if work > MAX_QUERY_WORK {
+            return Err(SearchError::TooComplex);
+        }
+        emit(&cur[..n], set);
+        cur[depth] += 1;
     }
 }
 
@@ -804,23 +1053,17 @@ impl Results<'_> {
             }
             first = false;
             out.push(b'[');
-            ruby::write_json_str(self.engine.name(), out);
+            out.extend_from_slice(self.engine.name_json());
             out.push(b',');
             ruby::write_float(a.score, out);
             out.push(b',');
             out.extend_from_slice(itoa::Buffer::new().format(a.count).as_bytes());
             out.extend_from_slice(b",[");
-            for (i, [c, o, t]) in a.combination.iter().enumerate() {
+            for (i, r) in self.parts[a.parts.clone()].iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.push(b'[');
-                ruby::write_json_str(c, out);
-                out.push(b',');
-                ruby::write_json_str(o, out);
-                out.push(b',');
-                ruby::write_json_str(t, out);
-                out.push(b']');
+                out.extend_from_slice(&self.fragments[r.start as usize..r.end as usize]);
             }
             out.extend_from_slice(b"],[");
             for (i, &id) in a.ids.iter().enumerate() {
@@ -897,15 +1140,18 @@ mod tests {
         assert_eq!(ruby_succ("Zz"), "AAa");
     }
 
+    fn inter(a: &[u32], b: &[u32]) -> Vec<u32> {
+        let mut out = Vec::new();
+        intersect(View::Slice(a), View::Slice(b), &mut out);
+        out
+    }
+
     #[test]
     fn intersection_gallops_correctly() {
         let a = [1u32, 3, 5, 7, 9, 200];
         let b: Vec<u32> = (0..300).collect();
-        assert_eq!(intersect(a.as_slice(), b.as_slice()), a);
-        assert_eq!(intersect(b.as_slice(), a.as_slice()), a);
-        assert_eq!(
-            intersect([2u32, 4].as_slice(), a.as_slice()),
-            Vec::<u32>::new()
-        );
+        assert_eq!(inter(&a, &b), a);
+        assert_eq!(inter(&b, &a), a);
+        assert_eq!(inter(&[2, 4], &a), Vec::<u32>::new());
     }
 }
