@@ -77,18 +77,37 @@ pub fn write_float(x: f64, out: &mut Vec<u8>) {
         });
         return;
     }
+    if x < 0.0 {
+        out.push(b'-');
+    }
+    if let Some(micros) = whole_micros(x.abs()) {
+        // The digits of `micros` are the shortest round-trip digits of
+        // `x` (see `whole_micros`); no float formatting needed.
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(micros).as_bytes();
+        let decpt = digits.len() as i32 - 6;
+        let significant = digits.len() - digits.iter().rev().take_while(|&&c| c == b'0').count();
+        write_decimal(&digits[..significant], decpt, out);
+    } else {
+        write_shortest(x.abs(), out);
+    }
+}
+
+/// `x` (positive, finite) in Ruby's layout, from ryu's shortest digits.
+fn write_shortest(x: f64, out: &mut Vec<u8>) {
     // ryu gives the shortest round-trip digits ("7.260999999999999",
     // "9.1e-5", "1e16"); take them apart into digits and exponent.
     let mut buf = ryu::Buffer::new();
-    let text = buf.format_finite(x.abs());
-    let (mantissa, exp) = match text.split_once('e') {
-        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+    let text = buf.format_finite(x).as_bytes();
+    let (mantissa, exp) = match text.iter().position(|&c| c == b'e') {
+        Some(i) => (&text[..i], parse_exponent(&text[i + 1..])),
         None => (text, 0),
     };
-    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let point = mantissa.iter().position(|&c| c == b'.');
+    let int_len = point.unwrap_or(mantissa.len());
     let mut digits_buf = [0u8; 40];
     let mut nd = 0;
-    for &c in int_part.as_bytes().iter().chain(frac_part.as_bytes()) {
+    for &c in mantissa.iter().filter(|&&c| c != b'.') {
         if nd < digits_buf.len() {
             digits_buf[nd] = c;
             nd += 1;
@@ -101,40 +120,72 @@ pub fn write_float(x: f64, out: &mut Vec<u8>) {
     while end > lead + 1 && digits_buf[end - 1] == b'0' {
         end -= 1;
     }
-    let digits = std::str::from_utf8(&digits_buf[lead..end]).unwrap_or("0");
-    let exp = exp + int_part.len() as i32 - 1 - lead as i32;
     // Ruby's decpt: value = 0.DIGITS * 10^decpt.
-    let decpt = exp + 1;
-    if x < 0.0 {
-        out.push(b'-');
+    let decpt = exp + int_len as i32 - lead as i32;
+    write_decimal(&digits_buf[lead..end], decpt, out);
+}
+
+/// `x` (positive) as a whole number of millionths, when that decimal is
+/// exactly what `x` is nearest to, so that its digits are `x`'s shortest
+/// round-trip representation: any decimal with fewer significant digits is
+/// at least 1e-7 away from it, far more than half a unit in the last place
+/// of any `x` below 1e6, so it cannot round to `x`; of those with as many
+/// digits it is the closest. Scores (sums of 3-decimal weights) and
+/// durations (rounded to 6 places) nearly always are such numbers.
+fn whole_micros(x: f64) -> Option<u64> {
+    if !(1e-6..1e6).contains(&x) {
+        return None;
     }
+    let m = (x * 1e6).round();
+    // m < 1e12 < 2^53 is exact, and the division is correctly rounded.
+    (m / 1e6 == x).then_some(m as u64)
+}
+
+fn parse_exponent(b: &[u8]) -> i32 {
+    let (negative, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    let e = digits.iter().fold(0i32, |e, &c| {
+        e.saturating_mul(10).saturating_add(i32::from(c - b'0'))
+    });
+    if negative { -e } else { e }
+}
+
+/// Ruby's layout of a float's significant `digits` (no leading or trailing
+/// zeros, at least one digit) with decimal exponent `decpt` (value =
+/// 0.DIGITS * 10^decpt): plain between 1e-4 and 1e16, else `d.ddde+XX`.
+fn write_decimal(digits: &[u8], decpt: i32, out: &mut Vec<u8>) {
     let nd = digits.len() as i32;
     if 0 < decpt && decpt <= 16 {
         if decpt >= nd {
-            out.extend_from_slice(digits.as_bytes());
+            out.extend_from_slice(digits);
             out.extend(std::iter::repeat_n(b'0', (decpt - nd) as usize));
             out.extend_from_slice(b".0");
         } else {
-            out.extend_from_slice(&digits.as_bytes()[..decpt as usize]);
+            out.extend_from_slice(&digits[..decpt as usize]);
             out.push(b'.');
-            out.extend_from_slice(&digits.as_bytes()[decpt as usize..]);
+            out.extend_from_slice(&digits[decpt as usize..]);
         }
     } else if -4 < decpt && decpt <= 0 {
         out.extend_from_slice(b"0.");
         out.extend(std::iter::repeat_n(b'0', (-decpt) as usize));
-        out.extend_from_slice(digits.as_bytes());
+        out.extend_from_slice(digits);
     } else {
-        out.push(digits.as_bytes()[0]);
+        out.push(digits[0]);
         out.push(b'.');
         if nd > 1 {
-            out.extend_from_slice(&digits.as_bytes()[1..]);
+            out.extend_from_slice(&digits[1..]);
         } else {
             out.push(b'0');
         }
         let e = decpt - 1;
-        out.extend_from_slice(
-            format!("e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs()).as_bytes(),
-        );
+        out.extend_from_slice(if e < 0 { b"e-" } else { b"e+" });
+        let e = e.unsigned_abs();
+        if e < 10 {
+            out.push(b'0');
+        }
+        out.extend_from_slice(itoa::Buffer::new().format(e).as_bytes());
     }
 }
 
@@ -228,6 +279,38 @@ mod tests {
         ] {
             assert_eq!(float_to_s(x), s, "{x}");
         }
+    }
+
+    /// The millionths shortcut gives exactly ryu's digits.
+    #[test]
+    fn whole_micros_agree_with_ryu() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut checked = 0;
+        let mut values: Vec<f64> = (1..20_000).map(|m| m as f64 / 1e6).collect();
+        for _ in 0..200_000 {
+            let r = next();
+            values.push((r % 1_000_000_000_000) as f64 / 1e6);
+            values.push((r % 100_000) as f64 / 1e3 + (r >> 40) as f64 % 4.0);
+            values.push(((r % 20_000) as f64 / 1e3 + (r >> 32) as f64 % 3000.0 / 1e3) * 3.0);
+            values.push(f64::from_bits(r) % 1e6);
+        }
+        for x in values {
+            if !x.is_finite() || x <= 0.0 || whole_micros(x).is_none() {
+                continue;
+            }
+            checked += 1;
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            write_float(x, &mut fast);
+            write_shortest(x, &mut slow);
+            assert_eq!(fast, slow, "{x:e}");
+        }
+        assert!(checked > 400_000, "{checked}");
     }
 
     #[test]
