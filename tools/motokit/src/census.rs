@@ -3,7 +3,11 @@
 //! the resource carries one, and in total otherwise (moto seeds public AMIs
 //! and their snapshots; a before/after comparison cancels those out).
 
+use std::collections::BTreeMap;
+
 use aws_sdk_ec2::types::Filter;
+
+use crate::Moto;
 
 /// What exists in moto right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,6 +28,25 @@ pub struct Census {
 }
 
 impl Census {
+    /// A census of [`crate::REGION`] and of each of `others` (where image
+    /// copies go), by region. Only images and snapshots differ between
+    /// regions for a bake: the bucket is the same in each.
+    pub async fn regions(
+        moto: &Moto,
+        key: &str,
+        secret: &str,
+        bucket: &str,
+        others: &[&str],
+    ) -> BTreeMap<String, Census> {
+        let s3 = moto.s3(key, secret).await;
+        let mut all = BTreeMap::new();
+        for region in std::iter::once(crate::REGION).chain(others.iter().copied()) {
+            let ec2 = moto.ec2_in(key, secret, region).await;
+            all.insert(region.to_owned(), Census::take(&ec2, &s3, bucket).await);
+        }
+        all
+    }
+
     pub async fn take(ec2: &aws_sdk_ec2::Client, s3: &aws_sdk_s3::Client, bucket: &str) -> Census {
         let run = || {
             Filter::builder()

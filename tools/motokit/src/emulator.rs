@@ -52,6 +52,10 @@ pub struct EmulatorOptions {
     /// hands the script local `file://` URLs. So the bake user's S3
     /// permissions are still what moto checks.
     pub presign_signer: Option<(String, String)>,
+    /// The port of a [`crate::FaultProxy`] in front of moto: the code
+    /// under test presigns its URLs for the proxy, so the builder's
+    /// transfers go through it.
+    pub proxy_port: Option<u16>,
 }
 
 impl Default for EmulatorOptions {
@@ -62,6 +66,7 @@ impl Default for EmulatorOptions {
             key: crate::TEST_KEY.to_owned(),
             secret: crate::TEST_KEY.to_owned(),
             presign_signer: None,
+            proxy_port: None,
         }
     }
 }
@@ -88,7 +93,7 @@ impl Emulator {
         let handled = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let endpoint = moto.endpoint();
-        let port = moto.port();
+        let port = opts.proxy_port.unwrap_or(moto.port());
         let (s, h, e) = (stop.clone(), handled.clone(), errors.clone());
         let thread = std::thread::Builder::new()
             .name("instance-emulator".into())
@@ -276,7 +281,8 @@ async fn play(
         .ok_or("no user-data")?;
     let mut script = String::from_utf8(unbase64(b64).ok_or("user-data is not base64")?)
         .map_err(|_| "user-data is not UTF-8")?;
-    // Every URL the builder fetches must be this moto, never elsewhere.
+    // Every URL the builder fetches must be this moto (or the proxy in
+    // front of it), never elsewhere.
     let payload_url = quoted(&script, "payload_url=").ok_or("no payload_url in user-data")?;
     let result_url = quoted(&script, "result_url=").ok_or("no result_url in user-data")?;
     for u in [&payload_url, &result_url] {

@@ -7,9 +7,12 @@
 //!   `kiln:bake`, runs their real user-data (which runs the real install
 //!   script against a temp root, fetching and reporting through moto's S3
 //!   presigned URLs), then stops the instance like a powered-off machine.
-//! - [`Census`]: counts of everything a bake can leave behind.
+//! - [`Census`]: counts of everything a bake can leave behind, in one
+//!   region or ([`Census::regions`]) in several.
 //! - [`Scripted`]: a fake endpoint with scripted answers, for the paths
 //!   moto cannot emulate (pending images, groups still in use).
+//! - [`FaultProxy`]: moto behind a proxy that fails or holds chosen calls
+//!   (one action in one region), for failures moto cannot produce.
 //!
 //! The server binary comes from `KILN_MOTO_SERVER` (the Makefile exports
 //! it), else `build/moto-venv/bin/moto_server` under the workspace root.
@@ -24,12 +27,14 @@ use std::time::{Duration, Instant};
 
 mod census;
 mod emulator;
+mod faults;
 mod fixtures;
 mod iam;
 mod scripted;
 
 pub use census::Census;
 pub use emulator::{Emulator, EmulatorOptions, Handled, Tamper};
+pub use faults::{Fault, FaultProxy};
 pub use fixtures::{PayloadFile, books_payload, install_script};
 pub use iam::IamUser;
 pub use scripted::{Reply, Scripted};
@@ -158,6 +163,15 @@ impl Moto {
 
     pub async fn ec2(&self, key: &str, secret: &str) -> aws_sdk_ec2::Client {
         aws_sdk_ec2::Client::new(&self.sdk_config(key, secret).await)
+    }
+
+    /// An EC2 client for another region (where image copies go).
+    pub async fn ec2_in(&self, key: &str, secret: &str, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&self.sdk_config(key, secret).await)
+                .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
+                .build(),
+        )
     }
 
     pub async fn s3(&self, key: &str, secret: &str) -> aws_sdk_s3::Client {
