@@ -242,4 +242,10 @@ pub trait Images: Send + Sync {
     /// Deletes the image and its storage (aws: the EBS snapshots too).
     /// Idempotent: deleting a missing image is `Ok`.
     async fn deregister(&self, id: &ImageId) -> Result<()>;
+
+    /// Deletes a copy that [`Images::copy_to_region`] made in `region`, with
+    /// its storage there (aws: the copy's EBS snapshots). Idempotent. The
+    /// manifest stays: it belongs to the source image, and
+    /// [`Images::deregister`] removes it with that.
+    async fn deregister_copy(&self, id: &ImageId, region: &Region) -> Result<()>;
 }

@@ -47,26 +47,7 @@ impl AwsImages {
     }
 
     async fn describe_raw(&self, id: &ImageId) -> Result<Option<Image>> {
-        let ctx = &self.ctx;
-        match ctx
-            .ec2
-            .describe_images()
-            .image_ids(id.as_str())
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out
-                .images
-                .unwrap_or_default()
-                .into_iter()
-                .find(|i| i.image_id() == Some(id.as_str()))),
-            Err(e) if is_gone(&e) => Ok(None),
-            Err(e) => Err(sdk_error(
-                "DescribeImages",
-                format!("{id} {}", ctx.place()),
-                e,
-            )),
-        }
+        describe_in(&self.ctx.ec2, id, &self.ctx.region).await
     }
 
     /// Self-owned images matching `filters`, newest first.
@@ -454,6 +435,9 @@ impl Images for AwsImages {
                     .collect::<String>(),
             )
             .tag_specifications(tag_spec(ResourceType::Image, &tags))
+            // EC2 tags the copy's snapshots at creation too, so a crash
+            // leaves nothing gc cannot find by tag (moto ignores both).
+            .tag_specifications(tag_spec(ResourceType::Snapshot, &tags))
             .send()
             .await
             .map_err(|e| {
@@ -473,12 +457,20 @@ impl Images for AwsImages {
             })?;
         // moto ignores CopyImage's TagSpecifications (real EC2 applies
         // them); tagging again is idempotent and makes both agree.
-        dest.create_tags()
+        let tagged = dest
+            .create_tags()
             .resources(copy.as_str())
             .set_tags(Some(ec2_tags(&tags)))
             .send()
-            .await
-            .map_err(|e| sdk_error("CreateTags", format!("{copy} in {region}"), e))?;
+            .await;
+        if let Err(e) = tagged {
+            // The caller never learns this id: do not leave the copy.
+            let err = sdk_error("CreateTags", format!("{copy} in {region}"), e);
+            if let Err(e2) = deregister_in(&dest, &copy, region).await {
+                tracing::warn!("removing {copy} in {region} after failed tagging: {e2}");
+            }
+            return Err(err);
+        }
         Ok(copy)
     }
 
@@ -518,42 +510,10 @@ impl Images for AwsImages {
 
     async fn deregister(&self, id: &ImageId) -> Result<()> {
         let ctx = &self.ctx;
-        let Some(image) = self.describe_raw(id).await? else {
+        let Some(image) = deregister_in(&ctx.ec2, id, &ctx.region).await? else {
             return Ok(());
         };
-        let snaps = snapshot_ids(&image);
         let manifest = tags_from_ec2(image.tags()).get(MANIFEST_TAG).cloned();
-        match ctx
-            .ec2
-            .deregister_image()
-            .image_id(id.as_str())
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_gone(&e) => {}
-            Err(e) => {
-                return Err(sdk_error(
-                    "DeregisterImage",
-                    format!("{id} {}", ctx.place()),
-                    e,
-                ));
-            }
-        }
-        // DeregisterImage leaves the snapshots (on EC2 as on moto).
-        for snap in snaps {
-            match ctx.ec2.delete_snapshot().snapshot_id(&snap).send().await {
-                Ok(_) => {}
-                Err(e) if is_gone(&e) => {}
-                Err(e) => {
-                    return Err(sdk_error(
-                        "DeleteSnapshot",
-                        format!("{snap} (of {id}) {}", ctx.place()),
-                        e,
-                    ));
-                }
-            }
-        }
         if let Some((bucket, key)) = manifest
             .as_deref()
             .and_then(|m| m.strip_prefix("s3://"))
@@ -585,6 +545,65 @@ impl Images for AwsImages {
         }
         Ok(())
     }
+
+    async fn deregister_copy(&self, id: &ImageId, region: &Region) -> Result<()> {
+        // Only the image and its snapshots: the manifest is the source's.
+        deregister_in(&self.ctx.ec2_in(region), id, region).await?;
+        Ok(())
+    }
+}
+
+/// DescribeImages of one image with `ec2`, a client for `region`; `None`
+/// if it does not exist.
+async fn describe_in(
+    ec2: &aws_sdk_ec2::Client,
+    id: &ImageId,
+    region: &Region,
+) -> Result<Option<Image>> {
+    match ec2.describe_images().image_ids(id.as_str()).send().await {
+        Ok(out) => Ok(out
+            .images
+            .unwrap_or_default()
+            .into_iter()
+            .find(|i| i.image_id() == Some(id.as_str()))),
+        Err(e) if is_gone(&e) => Ok(None),
+        Err(e) => Err(sdk_error("DescribeImages", format!("{id} in {region}"), e)),
+    }
+}
+
+/// DeregisterImage, then DeleteSnapshot of each of its snapshots, with
+/// `ec2`, a client for `region`. Returns the image as it was before, or
+/// `None` if it was already gone (then there is nothing to do).
+pub(crate) async fn deregister_in(
+    ec2: &aws_sdk_ec2::Client,
+    id: &ImageId,
+    region: &Region,
+) -> Result<Option<Image>> {
+    let Some(image) = describe_in(ec2, id, region).await? else {
+        return Ok(None);
+    };
+    match ec2.deregister_image().image_id(id.as_str()).send().await {
+        Ok(_) => {}
+        Err(e) if is_gone(&e) => {}
+        Err(e) => {
+            return Err(sdk_error("DeregisterImage", format!("{id} in {region}"), e));
+        }
+    }
+    // DeregisterImage leaves the snapshots (on EC2 as on moto).
+    for snap in snapshot_ids(&image) {
+        match ec2.delete_snapshot().snapshot_id(&snap).send().await {
+            Ok(_) => {}
+            Err(e) if is_gone(&e) => {}
+            Err(e) => {
+                return Err(sdk_error(
+                    "DeleteSnapshot",
+                    format!("{snap} (of {id}) in {region}"),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(Some(image))
 }
 
 pub(crate) fn snapshot_ids(image: &Image) -> Vec<String> {

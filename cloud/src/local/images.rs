@@ -271,6 +271,13 @@ impl Images for LocalCloud {
         })
     }
 
+    async fn deregister_copy(&self, _id: &ImageId, _region: &Region) -> Result<()> {
+        Err(CloudError::Unsupported {
+            backend: BACKEND,
+            op: "copies in other regions",
+        })
+    }
+
     async fn share(&self, _id: &ImageId, _accounts: &[AccountId]) -> Result<()> {
         Err(CloudError::Unsupported {
             backend: BACKEND,
