@@ -305,17 +305,7 @@ impl Recipe {
             }
         }
         for r in &raw.publish.regions {
-            let parts: Vec<&str> = r.split('-').collect();
-            let ok = parts.len() >= 3
-                && parts.iter().all(|p| {
-                    !p.is_empty()
-                        && p.chars()
-                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-                })
-                && parts
-                    .last()
-                    .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
-            if !ok {
+            if !is_region(r) {
                 return Err(field(
                     "publish.regions",
                     format!("{r:?} is not a region like \"eu-west-1\""),
@@ -365,6 +355,22 @@ impl Recipe {
             why: format!("missing: the {backend} backend needs it"),
         })
     }
+}
+
+/// Whether `r` is shaped like a region name (`eu-west-1`,
+/// `us-gov-east-1`): lowercase words and digits joined by dashes, at least
+/// three, the last a number. Whether it exists is for the cloud to say.
+pub fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn aws_base(a: RawAwsBase) -> Result<BaseSelector, (&'static str, String)> {

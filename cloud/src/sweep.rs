@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::ids::RunId;
+use crate::ids::{Region, RunId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,15 +32,23 @@ pub struct Leftover {
     pub id: String,
     pub run: Option<RunId>,
     pub age: Duration,
+    /// Where it is when that is not the backend's own region (aws: an
+    /// image copy and its snapshots in another region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
 }
 
 #[async_trait]
 pub trait Janitor: Send + Sync {
     /// Resources of runs that are no longer alive and older than
-    /// `older_than`. Local knows liveness (a run holds a lock while it
-    /// runs); aws only knows age, so pick `older_than` longer than a bake.
-    async fn leftovers(&self, older_than: Duration) -> Result<Vec<Leftover>>;
+    /// `older_than`, in the backend's own region and in `regions` (where
+    /// [`crate::Images::copy_to_region`] may have put copies; a backend
+    /// without regions refuses a non-empty list as
+    /// [`crate::CloudError::Unsupported`]). Local knows liveness (a run
+    /// holds a lock while it runs); aws only knows age, so pick
+    /// `older_than` longer than a bake.
+    async fn leftovers(&self, older_than: Duration, regions: &[Region]) -> Result<Vec<Leftover>>;
 
-    /// Removes one leftover. Idempotent.
+    /// Removes one leftover, in its region. Idempotent.
     async fn remove(&self, item: &Leftover) -> Result<()>;
 }

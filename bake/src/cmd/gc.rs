@@ -1,11 +1,12 @@
 //! `bake gc`: remove what crashed runs left (found by run id, see
 //! [`cloud::Janitor`]). Live runs are never touched: locally a run holds a
 //! lock while it lives; on aws only resources older than `--older-than`
-//! are considered.
+//! are considered. `--region` adds regions to scan for image copies
+//! (`[publish] regions`); what is found there is removed there.
 
 use std::time::Duration;
 
-use cloud::Leftover;
+use cloud::{Leftover, Region};
 use serde::Serialize;
 
 use super::{Global, parse_duration};
@@ -18,6 +19,12 @@ pub struct Args {
     /// Default: 0 on local (liveness is known), 1h on aws.
     #[arg(long, value_name = "AGE", value_parser = parse_duration)]
     pub older_than: Option<Duration>,
+    /// aws: also scan REGION for image copies a crashed run left (its
+    /// `[publish] regions`); repeatable. The configured region (AWS_REGION)
+    /// is always scanned. Name every region in one pass: a run counts as
+    /// unfinished while its builder exists, and gc removes that too.
+    #[arg(long = "region", value_name = "REGION", value_parser = parse_region)]
+    pub regions: Vec<Region>,
     /// List what would be removed; remove nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -39,14 +46,19 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
         "local" => Duration::ZERO,
         _ => Duration::from_secs(3600),
     });
-    let found = cloud.janitor().leftovers(older_than).await?;
+    let found = cloud.janitor().leftovers(older_than, &args.regions).await?;
     let mut removed = Vec::new();
     let mut errors = Vec::new();
     for item in found {
         if !args.dry_run
             && let Err(e) = cloud.janitor().remove(&item).await
         {
-            errors.push(format!("{:?} {}: {e}", item.kind, item.id));
+            let place = item
+                .region
+                .as_ref()
+                .map(|r| format!(" in {r}"))
+                .unwrap_or_default();
+            errors.push(format!("{:?} {}{place}: {e}", item.kind, item.id));
             continue;
         }
         removed.push(item);
@@ -64,7 +76,10 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            outln!(out, "{kind}\t{}", l.id);
+            match &l.region {
+                Some(r) => outln!(out, "{kind}@{r}\t{}", l.id),
+                None => outln!(out, "{kind}\t{}", l.id),
+            }
         }
         super::write_stdout(&out)?;
     }
@@ -76,4 +91,12 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     } else {
         exit::FAILURE
     })
+}
+
+fn parse_region(s: &str) -> Result<Region, String> {
+    if crate::recipe::is_region(s) {
+        Ok(Region::new(s))
+    } else {
+        Err(format!("{s:?} is not a region like \"eu-west-1\""))
+    }
 }

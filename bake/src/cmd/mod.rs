@@ -217,5 +217,25 @@ mod tests {
         assert_eq!(c.global.state_dir, PathBuf::from("/x"));
         let c = Cli::try_parse_from(["bake", "prune", "--keep", "2", "--state-dir", "/y"]).unwrap();
         assert_eq!(c.global.state_dir, PathBuf::from("/y"));
+        let c = Cli::try_parse_from([
+            "bake",
+            "gc",
+            "--region",
+            "eu-west-1",
+            "--region",
+            "us-gov-east-1",
+        ])
+        .unwrap();
+        let Some(Command::Gc(gc)) = c.command else {
+            panic!("gc")
+        };
+        assert_eq!(
+            gc.regions,
+            [
+                cloud::Region::new("eu-west-1"),
+                cloud::Region::new("us-gov-east-1")
+            ]
+        );
+        assert!(Cli::try_parse_from(["bake", "gc", "--region", "eu_west_1"]).is_err());
     }
 }

@@ -336,6 +336,16 @@ fn bad_flags_exit_2() {
     let missing = fx.bake(&["build", "/nonexistent/recipe.toml"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("/nonexistent/recipe.toml"));
+    // gc --region: a malformed region is a flag error, and the local
+    // backend has no other regions to scan.
+    assert_eq!(fx.bake(&["gc", "--region", "moon"]).status.code(), Some(2));
+    let elsewhere = fx.bake(&["gc", "--region", "eu-west-1"]);
+    assert_eq!(elsewhere.status.code(), Some(2));
+    assert!(
+        stderr(&elsewhere).contains("other regions"),
+        "{}",
+        stderr(&elsewhere)
+    );
     let help = fx.bake(&["--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("130"));
 }

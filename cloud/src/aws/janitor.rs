@@ -7,6 +7,12 @@
 //! group or a live builder still exists (a finished bake deletes both before
 //! it returns). Snapshots count once no image refers to them; manifests once
 //! no image points to them.
+//!
+//! Copies in other regions (`copy_to_region`) are found the same way, in
+//! the regions the caller names: their run's builder and security group
+//! are here, so a copy counts as a leftover while its run is visibly
+//! unfinished here. Hence one gc pass must name every region: a pass
+//! without them removes the builder that marks the run as unfinished.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use super::error::{is_gone, sdk_error};
 use super::images::{AwsImages, MANIFEST_TAG, snapshot_ids};
 use super::sdk::{Ctx, parse_rfc3339, tags_from_ec2};
 use crate::error::{CloudError, Result};
-use crate::ids::{ImageId, RunId, Tags, tags};
+use crate::ids::{ImageId, Region, RunId, Tags, tags};
 use crate::images::Images;
 use crate::sweep::{Janitor, Leftover, ResourceKind};
 use crate::time::now_unix;
@@ -44,6 +50,85 @@ impl AwsJanitor {
     fn run_filter() -> Filter {
         Filter::builder().name("tag-key").values(tags::RUN).build()
     }
+
+    /// Images and snapshots in one region (`elsewhere`: not the configured
+    /// one). kiln's images of unfinished runs are leftovers, as are images
+    /// a run tagged but never gave a digest; snapshots are leftovers once
+    /// no other image there refers to them. The images that stay keep
+    /// their manifests (added to `kept_manifests`).
+    async fn images_and_snapshots(
+        &self,
+        ec2: &aws_sdk_ec2::Client,
+        region: &Region,
+        elsewhere: bool,
+        unfinished: &BTreeSet<RunId>,
+        found: &mut Vec<Found>,
+        kept_manifests: &mut BTreeSet<String>,
+    ) -> Result<()> {
+        let at = elsewhere.then(|| region.clone());
+        // All self-owned images: kiln's unfinished ones are leftovers; the
+        // rest keep their snapshots and manifests alive.
+        let out = ec2
+            .describe_images()
+            .owners("self")
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeImages", format!("owned by self in {region}"), e))?;
+        let mut kept_snaps = BTreeSet::new();
+        for img in out.images() {
+            let t = tags_from_ec2(img.tags());
+            let run = run_of(&t);
+            let leftover = run.as_ref().is_some_and(|r| unfinished.contains(r))
+                || (run.is_some() && !t.contains_key(tags::DIGEST));
+            if leftover {
+                found.push(Found {
+                    kind: ResourceKind::Image,
+                    id: img.image_id().unwrap_or_default().to_owned(),
+                    run,
+                    created: img
+                        .creation_date()
+                        .and_then(parse_rfc3339)
+                        .or_else(|| created_of(&t)),
+                    region: at.clone(),
+                });
+            } else {
+                kept_snaps.extend(snapshot_ids(img));
+                if let Some(m) = t.get(MANIFEST_TAG) {
+                    kept_manifests.insert(m.clone());
+                }
+            }
+        }
+
+        let out = ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(Self::run_filter())
+            .send()
+            .await
+            .map_err(|e| {
+                sdk_error(
+                    "DescribeSnapshots",
+                    format!("tagged {} in {region}", tags::RUN),
+                    e,
+                )
+            })?;
+        for s in out.snapshots() {
+            let id = s.snapshot_id().unwrap_or_default().to_owned();
+            if kept_snaps.contains(&id) {
+                continue;
+            }
+            let t = tags_from_ec2(s.tags());
+            found.push(Found {
+                kind: ResourceKind::Snapshot,
+                id,
+                run: run_of(&t),
+                created: created_of(&t)
+                    .or_else(|| s.start_time().and_then(|d| u64::try_from(d.secs()).ok())),
+                region: at.clone(),
+            });
+        }
+        Ok(())
+    }
 }
 
 struct Found {
@@ -51,6 +136,8 @@ struct Found {
     id: String,
     run: Option<RunId>,
     created: Option<u64>,
+    /// `None`: the configured region.
+    region: Option<Region>,
 }
 
 fn age(now: u64, created: Option<u64>) -> Duration {
@@ -69,7 +156,7 @@ fn run_of(t: &Tags) -> Option<RunId> {
 
 #[async_trait]
 impl Janitor for AwsJanitor {
-    async fn leftovers(&self, older_than: Duration) -> Result<Vec<Leftover>> {
+    async fn leftovers(&self, older_than: Duration, regions: &[Region]) -> Result<Vec<Leftover>> {
         let ctx = &self.ctx;
         let place = ctx.place();
         let now = now_unix();
@@ -106,6 +193,7 @@ impl Janitor for AwsJanitor {
                 run: run_of(&t),
                 created: created_of(&t)
                     .or_else(|| i.launch_time().and_then(|d| u64::try_from(d.secs()).ok())),
+                region: None,
             });
         }
 
@@ -129,6 +217,7 @@ impl Janitor for AwsJanitor {
                 id: g.group_id().unwrap_or_default().to_owned(),
                 run: run_of(&t),
                 created: created_of(&t),
+                region: None,
             });
         }
 
@@ -157,6 +246,7 @@ impl Janitor for AwsJanitor {
                 run: run_of(&t),
                 created: created_of(&t)
                     .or_else(|| k.create_time().and_then(|d| u64::try_from(d.secs()).ok())),
+                region: None,
             });
         }
 
@@ -167,67 +257,30 @@ impl Janitor for AwsJanitor {
             .filter_map(|f| f.run.clone())
             .collect();
 
-        // All self-owned images: kiln's unfinished ones are leftovers; the
-        // rest keep their snapshots and manifests alive.
-        let out = ctx
-            .ec2
-            .describe_images()
-            .owners("self")
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeImages", format!("owned by self {place}"), e))?;
-        let mut kept_snaps = BTreeSet::new();
+        // Images and snapshots here and in the other regions asked for
+        // (copies): a run's builder and security group live only here, so
+        // whether a run finished is known before looking elsewhere.
         let mut kept_manifests = BTreeSet::new();
-        for img in out.images() {
-            let t = tags_from_ec2(img.tags());
-            let run = run_of(&t);
-            let leftover = run.as_ref().is_some_and(|r| unfinished.contains(r))
-                || (run.is_some() && !t.contains_key(tags::DIGEST));
-            if leftover {
-                found.push(Found {
-                    kind: ResourceKind::Image,
-                    id: img.image_id().unwrap_or_default().to_owned(),
-                    run,
-                    created: img
-                        .creation_date()
-                        .and_then(parse_rfc3339)
-                        .or_else(|| created_of(&t)),
-                });
-            } else {
-                kept_snaps.extend(snapshot_ids(img));
-                if let Some(m) = t.get(MANIFEST_TAG) {
-                    kept_manifests.insert(m.clone());
-                }
-            }
-        }
-
-        let out = ctx
-            .ec2
-            .describe_snapshots()
-            .owner_ids("self")
-            .filters(Self::run_filter())
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    "DescribeSnapshots",
-                    format!("tagged {} {place}", tags::RUN),
-                    e,
-                )
-            })?;
-        for s in out.snapshots() {
-            let id = s.snapshot_id().unwrap_or_default().to_owned();
-            if kept_snaps.contains(&id) {
-                continue;
-            }
-            let t = tags_from_ec2(s.tags());
-            found.push(Found {
-                kind: ResourceKind::Snapshot,
-                id,
-                run: run_of(&t),
-                created: created_of(&t)
-                    .or_else(|| s.start_time().and_then(|d| u64::try_from(d.secs()).ok())),
-            });
+        self.images_and_snapshots(
+            &ctx.ec2,
+            &ctx.region,
+            false,
+            &unfinished,
+            &mut found,
+            &mut kept_manifests,
+        )
+        .await?;
+        let elsewhere: BTreeSet<&Region> = regions.iter().filter(|r| **r != ctx.region).collect();
+        for region in elsewhere {
+            self.images_and_snapshots(
+                &ctx.ec2_in(region),
+                region,
+                true,
+                &unfinished,
+                &mut found,
+                &mut kept_manifests,
+            )
+            .await?;
         }
 
         // S3: run scratch objects, and manifests no image points to.
@@ -272,6 +325,7 @@ impl Janitor for AwsJanitor {
                         id: key.to_owned(),
                         run,
                         created: o.last_modified().and_then(|d| u64::try_from(d.secs()).ok()),
+                        region: None,
                     });
                 }
                 match out.next_continuation_token() {
@@ -304,6 +358,7 @@ impl Janitor for AwsJanitor {
                 kind: f.kind,
                 id: f.id,
                 run: f.run,
+                region: f.region,
             })
             .filter(|l| l.age >= older_than)
             .collect())
@@ -311,8 +366,30 @@ impl Janitor for AwsJanitor {
 
     async fn remove(&self, item: &Leftover) -> Result<()> {
         let ctx = &self.ctx;
-        let place = ctx.place();
         let id = item.id.as_str();
+        if let Some(region) = item.region.as_ref().filter(|r| **r != ctx.region) {
+            // Elsewhere kiln makes only image copies (and their snapshots).
+            return match item.kind {
+                ResourceKind::Image => {
+                    self.images
+                        .deregister_copy(&ImageId::from(id), region)
+                        .await
+                }
+                ResourceKind::Snapshot => {
+                    let ec2 = ctx.ec2_in(region);
+                    match ec2.delete_snapshot().snapshot_id(id).send().await {
+                        Ok(_) => Ok(()),
+                        Err(e) if is_gone(&e) => Ok(()),
+                        Err(e) => Err(sdk_error("DeleteSnapshot", format!("{id} in {region}"), e)),
+                    }
+                }
+                other => Err(CloudError::invalid(
+                    "leftover",
+                    format!("{other:?} {id} in {region}: kiln makes only image copies there"),
+                )),
+            };
+        }
+        let place = ctx.place();
         match item.kind {
             ResourceKind::Instance => {
                 match ctx.ec2.terminate_instances().instance_ids(id).send().await {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::LocalCloud;
 use crate::error::{CloudError, Result};
-use crate::ids::{InstanceId, RunId};
+use crate::ids::{InstanceId, Region, RunId};
 use crate::instances::Builders;
 use crate::sweep::{Janitor, Leftover, ResourceKind};
 
@@ -40,13 +40,25 @@ impl LocalCloud {
 
 #[async_trait]
 impl Janitor for LocalCloud {
-    async fn leftovers(&self, older_than: Duration) -> Result<Vec<Leftover>> {
+    async fn leftovers(&self, older_than: Duration, regions: &[Region]) -> Result<Vec<Leftover>> {
+        if !regions.is_empty() {
+            return Err(CloudError::Unsupported {
+                backend: super::BACKEND,
+                op: "other regions (local images are never copied)",
+            });
+        }
         let root = self.state.root().to_owned();
         let mut out = Vec::new();
         let mut push = |kind, id: String, run: Option<RunId>, path: &Path| {
             let age = age(path);
             if age >= older_than {
-                out.push(Leftover { kind, id, run, age });
+                out.push(Leftover {
+                    kind,
+                    id,
+                    run,
+                    age,
+                    region: None,
+                });
             }
         };
 
@@ -102,6 +114,15 @@ impl Janitor for LocalCloud {
     }
 
     async fn remove(&self, item: &Leftover) -> Result<()> {
+        if let Some(r) = &item.region {
+            return Err(CloudError::invalid(
+                "leftover",
+                format!(
+                    "{:?} {} is in region {r}; local has none",
+                    item.kind, item.id
+                ),
+            ));
+        }
         match item.kind {
             ResourceKind::Instance => self.terminate(&InstanceId::new(item.id.clone())).await,
             ResourceKind::Dir | ResourceKind::File => {

@@ -414,11 +414,14 @@ async fn moto_janitor_removes_what_a_dead_run_left() {
     let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, false).await;
     let janitor = cloud.janitor();
     let young = janitor
-        .leftovers(Duration::from_secs(3600))
+        .leftovers(Duration::from_secs(3600), &[])
         .await
         .expect("leftovers");
     assert!(young.is_empty(), "nothing is an hour old yet: {young:?}");
-    let found = janitor.leftovers(Duration::ZERO).await.expect("leftovers");
+    let found = janitor
+        .leftovers(Duration::ZERO, &[])
+        .await
+        .expect("leftovers");
     let kinds: Vec<_> = found.iter().map(|l| l.kind).collect();
     assert!(kinds.contains(&cloud::ResourceKind::Instance), "{found:?}");
     assert!(
@@ -432,7 +435,7 @@ async fn moto_janitor_removes_what_a_dead_run_left() {
     assert_eq!(census(&moto).await, before, "gc leaves nothing");
     assert!(
         janitor
-            .leftovers(Duration::ZERO)
+            .leftovers(Duration::ZERO, &[])
             .await
             .expect("again")
             .is_empty()
@@ -540,7 +543,7 @@ async fn moto_janitor_removes_an_image_of_an_unfinished_run() {
     let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, false).await;
     let found = cloud
         .janitor()
-        .leftovers(Duration::ZERO)
+        .leftovers(Duration::ZERO, &[])
         .await
         .expect("leftovers");
     let kinds: Vec<_> = found.iter().map(|l| l.kind).collect();
@@ -549,4 +552,79 @@ async fn moto_janitor_removes_an_image_of_an_unfinished_run() {
         cloud.janitor().remove(item).await.expect("remove");
     }
     assert_eq!(census(&moto).await, before, "gc leaves nothing");
+}
+
+/// A copy in another region: `deregister_copy` removes it there with its
+/// snapshot (and again is `Ok`), leaving the source alone; the janitor
+/// finds a dead run's copy only in the regions it is asked to scan, and
+/// removes it there.
+#[tokio::test]
+async fn moto_copies_are_removed_in_their_region() {
+    let moto = Moto::start();
+    let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, true).await;
+    let source = cloud::ImageId::new(register_base(&moto, "kiln-copy-source").await);
+    let west = cloud::Region::new("eu-west-1");
+    let census = || Census::regions(&moto, TEST_KEY, TEST_KEY, BUCKET, &["eu-west-1"]);
+    let before = census().await;
+    let spec = cloud::CopySpec {
+        name: "kiln-copy".into(),
+        run: RunId::generate(),
+        tags: Tags::new(),
+        encrypted: true,
+    };
+
+    let copy = cloud
+        .images()
+        .copy_to_region(&source, &west, &spec)
+        .await
+        .expect("copy");
+    let during = census().await;
+    assert_eq!(during["eu-west-1"].images, before["eu-west-1"].images + 1);
+    assert_eq!(
+        during["eu-west-1"].snapshots,
+        before["eu-west-1"].snapshots + 1
+    );
+    cloud
+        .images()
+        .deregister_copy(&copy, &west)
+        .await
+        .expect("deregister the copy");
+    assert_eq!(census().await, before, "the copy and its snapshot are gone");
+    cloud
+        .images()
+        .deregister_copy(&copy, &west)
+        .await
+        .expect("deregistering a missing copy is Ok");
+    cloud
+        .images()
+        .describe(&source)
+        .await
+        .expect("the source stays");
+
+    // A run that copied and died (the copy has its run tag and no digest).
+    let copy = cloud
+        .images()
+        .copy_to_region(&source, &west, &spec)
+        .await
+        .expect("copy");
+    let janitor = cloud.janitor();
+    let here = janitor
+        .leftovers(Duration::ZERO, &[])
+        .await
+        .expect("leftovers");
+    assert!(here.iter().all(|l| l.region.is_none()), "{here:?}");
+    let all = janitor
+        .leftovers(Duration::ZERO, std::slice::from_ref(&west))
+        .await
+        .expect("leftovers");
+    let found = all
+        .iter()
+        .find(|l| l.id == copy.as_str())
+        .unwrap_or_else(|| panic!("the copy is a leftover in eu-west-1: {all:?}"));
+    assert_eq!(found.kind, cloud::ResourceKind::Image);
+    assert_eq!(found.region.as_ref(), Some(&west));
+    for item in &all {
+        janitor.remove(item).await.expect("remove");
+    }
+    assert_eq!(census().await, before, "gc leaves nothing in eu-west-1");
 }
