@@ -2,12 +2,13 @@
 //!
 //! Every resource is pushed onto the [`Cleanup`] list right after it is
 //! created; the list runs (newest first) on success, error and Ctrl-C. The
-//! image a successful run produces is [`Cleanup::keep`]-ed, i.e. taken off
-//! the list, as the run's very last step.
+//! image a successful run produces, and its copies in other regions, are
+//! [`Cleanup::keep`]-ed, i.e. taken off the list, as the run's very last
+//! step.
 
 use std::sync::Mutex;
 
-use cloud::{Cloud, ImageId, InstanceId};
+use cloud::{Cloud, ImageId, InstanceId, Region};
 use tokio::sync::watch;
 
 use crate::error::BakeError;
@@ -15,7 +16,13 @@ use crate::error::BakeError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     TerminateBuilder(InstanceId),
+    /// The image and its storage (snapshots, manifest).
     DeregisterImage(ImageId),
+    /// A copy in another region and its snapshots there.
+    DeregisterCopy {
+        image: ImageId,
+        region: Region,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +61,9 @@ impl Cleanup {
             let r = match &a {
                 Action::TerminateBuilder(id) => cloud.builders().terminate(id).await,
                 Action::DeregisterImage(id) => cloud.images().deregister(id).await,
+                Action::DeregisterCopy { image, region } => {
+                    cloud.images().deregister_copy(image, region).await
+                }
             };
             if let Err(e) = r {
                 errors.push(format!("cleanup {a:?}: {e}"));

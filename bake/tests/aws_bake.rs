@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use motokit::{Census, Emulator, EmulatorOptions, IamUser, Moto, TEST_KEY, Tamper};
+use motokit::{
+    Census, Emulator, EmulatorOptions, Fault, FaultProxy, IamUser, Moto, Reply, TEST_KEY, Tamper,
+};
 
 const BUCKET: &str = "kiln-bake-test";
 
@@ -22,6 +24,8 @@ struct Fixture {
     dir: tempfile::TempDir,
     key: String,
     secret: String,
+    /// Where bake sends its calls instead of moto (a [`FaultProxy`]).
+    endpoint: Option<String>,
 }
 
 impl Fixture {
@@ -35,6 +39,7 @@ impl Fixture {
             dir,
             key: TEST_KEY.into(),
             secret: TEST_KEY.into(),
+            endpoint: None,
         };
         f.base(r#"ssm_parameter = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64""#);
         let _ = moto;
@@ -61,6 +66,25 @@ impl Fixture {
         std::fs::write(self.recipe(), new).expect("write recipe");
     }
 
+    /// Sets the recipe's `[publish]` regions and accounts.
+    fn publish(&self, regions: &[&str], accounts: &[&str]) {
+        let list = |v: &[&str]| {
+            v.iter()
+                .map(|x| format!("{x:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let text = std::fs::read_to_string(self.recipe()).expect("recipe");
+        assert!(text.contains("regions = []") && text.contains("share_accounts = []"));
+        let text = text
+            .replace("regions = []", &format!("regions = [{}]", list(regions)))
+            .replace(
+                "share_accounts = []",
+                &format!("share_accounts = [{}]", list(accounts)),
+            );
+        std::fs::write(self.recipe(), text).expect("write recipe");
+    }
+
     fn bake(&self, moto: &Moto, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_bake"));
         c.args(args)
@@ -74,6 +98,9 @@ impl Fixture {
             .stdin(Stdio::null());
         for (k, v) in moto.env(&self.key, &self.secret) {
             c.env(k, v);
+        }
+        if let Some(e) = &self.endpoint {
+            c.env("AWS_ENDPOINT_URL", e);
         }
         c
     }
@@ -594,18 +621,16 @@ async fn admin_census(moto: &Moto, admin: &IamUser) -> Census {
 }
 
 /// `[publish]`: an encrypted, tagged copy in each extra region and launch
-/// permission for each account.
+/// permission for each account. The copy outlives the bake (only failed
+/// bakes remove their copies).
 #[tokio::test(flavor = "multi_thread")]
 async fn moto_publish_copies_encrypted_and_shares() {
     let moto = Moto::start();
     make_bucket(&moto).await;
     let _emu = Emulator::start(&moto, EmulatorOptions::default());
     let fx = Fixture::new(&moto);
-    let text = std::fs::read_to_string(fx.recipe()).expect("recipe");
-    let text = text
-        .replace("regions = []", "regions = [\"us-west-2\"]")
-        .replace("share_accounts = []", "share_accounts = [\"111122223333\"]");
-    std::fs::write(fx.recipe(), text).expect("recipe");
+    fx.publish(&["us-west-2"], &["111122223333"]);
+    let before = regions_census(&moto, &["us-west-2"]).await;
     let out = ok_json(&fx.build(&moto, &[]));
     let id = image(&out);
     eprintln!(
@@ -647,5 +672,216 @@ async fn moto_publish_copies_encrypted_and_shares() {
             .iter()
             .any(|t| t.key() == Some("kiln:digest") && t.value() == out["digest"].as_str()),
         "the copy carries the digest: {copy:?}"
+    );
+    // Kept: the image and the copy, each with its snapshot.
+    let after = regions_census(&moto, &["us-west-2"]).await;
+    for region in ["us-east-1", "us-west-2"] {
+        let (b, a) = (before[region], after[region]);
+        assert_eq!(a.images, b.images + 1, "{region}: {b:?} -> {a:?}");
+        assert_eq!(a.snapshots, b.snapshots + 1, "{region}: {b:?} -> {a:?}");
+    }
+}
+
+async fn regions_census(
+    moto: &Moto,
+    others: &[&str],
+) -> std::collections::BTreeMap<String, Census> {
+    Census::regions(moto, TEST_KEY, TEST_KEY, BUCKET, others).await
+}
+
+/// The copy to the second region fails (EC2 refuses a region the account
+/// has not opted into; the fault proxy answers the same for moto) after
+/// the first copy exists: bake exits 3 naming the call and the region, and
+/// removes the first copy along with the image — nothing left anywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_failed_second_copy_leaves_nothing_in_any_region() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let proxy = FaultProxy::start(&moto);
+    let _emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            proxy_port: Some(proxy.port()),
+            ..EmulatorOptions::default()
+        },
+    );
+    proxy.on(
+        "CopyImage",
+        "eu-west-2",
+        Fault::Fail(Reply::ec2_error(
+            "OptInRequired",
+            "You are not subscribed to this service. Please go to http://aws.amazon.com to subscribe.",
+        )),
+    );
+    let mut fx = Fixture::new(&moto);
+    fx.endpoint = Some(proxy.endpoint());
+    fx.publish(&["eu-west-1", "eu-west-2"], &[]);
+    let regions = ["eu-west-1", "eu-west-2"];
+    let before = regions_census(&moto, &regions).await;
+
+    let out = fx.build(&moto, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("copied to eu-west-1: ami-"), "{stderr}");
+    assert!(
+        stderr.contains("CopyImage") && stderr.contains("to eu-west-2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("OptInRequired"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no image id on failure");
+    assert_eq!(proxy.hits(), ["CopyImage@eu-west-2"]);
+    eprintln!("what a failed copy looks like:\n{stderr}");
+    assert_eq!(
+        regions_census(&moto, &regions).await,
+        before,
+        "nothing left in any region:\n{stderr}"
+    );
+}
+
+/// Ctrl-C while a copy is in flight: bake lets the CopyImage finish (its
+/// copy would otherwise be made behind its back), then removes both copies
+/// and the image and exits 130.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_sigint_while_copying_leaves_nothing_in_any_region() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let proxy = FaultProxy::start(&moto);
+    let _emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            proxy_port: Some(proxy.port()),
+            ..EmulatorOptions::default()
+        },
+    );
+    proxy.on(
+        "CopyImage",
+        "eu-west-2",
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    let mut fx = Fixture::new(&moto);
+    fx.endpoint = Some(proxy.endpoint());
+    fx.publish(&["eu-west-1", "eu-west-2"], &[]);
+    let regions = ["eu-west-1", "eu-west-2"];
+    let before = regions_census(&moto, &regions).await;
+
+    let recipe = fx.recipe();
+    let child = fx
+        .bake(&moto, &["build", recipe.to_str().expect("path")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bake");
+    assert!(
+        proxy.wait_for_hit("CopyImage", "eu-west-2", Duration::from_secs(120)),
+        "bake never copied to eu-west-2"
+    );
+    signal(&child, "-INT");
+    let out = child.wait_with_output().expect("wait bake");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("copied to eu-west-2: ami-"), "{stderr}");
+    assert_eq!(
+        regions_census(&moto, &regions).await,
+        before,
+        "nothing left in any region:\n{stderr}"
+    );
+}
+
+/// kill -9 while sharing, after the copy exists: the copy in eu-west-1 is
+/// left with the builder and the image; `bake gc --region eu-west-1`
+/// removes all of it, the copy in its own region.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_kill9_after_copy_then_gc_with_region_leaves_nothing() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let proxy = FaultProxy::start(&moto);
+    let _emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            proxy_port: Some(proxy.port()),
+            ..EmulatorOptions::default()
+        },
+    );
+    proxy.on("ModifyImageAttribute", "us-east-1", Fault::Hang);
+    let mut fx = Fixture::new(&moto);
+    fx.endpoint = Some(proxy.endpoint());
+    fx.publish(&["eu-west-1"], &["111122223333"]);
+    let before = regions_census(&moto, &["eu-west-1"]).await;
+
+    let recipe = fx.recipe();
+    let mut child = fx
+        .bake(&moto, &["build", recipe.to_str().expect("path")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn bake");
+    assert!(
+        proxy.wait_for_hit(
+            "ModifyImageAttribute",
+            "us-east-1",
+            Duration::from_secs(120)
+        ),
+        "bake never got to sharing"
+    );
+    signal(&child, "-KILL");
+    let _ = child.wait();
+    let leaked = regions_census(&moto, &["eu-west-1"]).await;
+    assert_eq!(
+        leaked["eu-west-1"].images,
+        before["eu-west-1"].images + 1,
+        "the copy exists: {leaked:?}"
+    );
+    assert!(leaked["us-east-1"].instances > before["us-east-1"].instances);
+
+    fx.endpoint = None;
+    let dry = fx
+        .bake(
+            &moto,
+            &[
+                "gc",
+                "--older-than",
+                "0",
+                "--region",
+                "eu-west-1",
+                "--dry-run",
+            ],
+        )
+        .output()
+        .expect("bake gc --dry-run");
+    let listed = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(listed.contains("image@eu-west-1\tami-"), "{listed}");
+    assert!(listed.contains("instance\ti-"), "{listed}");
+    assert_eq!(regions_census(&moto, &["eu-west-1"]).await, leaked);
+
+    let out = fx
+        .bake(
+            &moto,
+            &["gc", "--older-than", "0", "--region", "eu-west-1", "--json"],
+        )
+        .output()
+        .expect("bake gc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(
+        report["removed"]
+            .as_array()
+            .expect("removed")
+            .iter()
+            .any(|l| l["kind"] == "image" && l["region"] == "eu-west-1"),
+        "{report}"
+    );
+    assert_eq!(
+        regions_census(&moto, &["eu-west-1"]).await,
+        before,
+        "gc leaves nothing in either region"
     );
 }

@@ -343,9 +343,12 @@ async fn bake(
     }
     cancel.check()?;
 
-    publish(cloud, r, &image, run, progress).await?;
+    let copies = publish(cloud, r, &image, run, cleanup, cancel, progress).await?;
 
     // The result: off the cleanup list, so only the builder is removed.
+    for c in &copies {
+        cleanup.keep(c);
+    }
     cleanup.keep(&Action::DeregisterImage(image.clone()));
     let _ = state;
     progress.note(format!(
@@ -357,14 +360,25 @@ async fn bake(
 
 /// Copies and shares as the recipe asks; a backend that cannot (local)
 /// says so and the bake goes on, so one recipe serves every backend.
+///
+/// Each copy goes on the cleanup list as soon as its id is known, so a
+/// later failure (the next region, sharing) or Ctrl-C removes it with the
+/// image; the caller keeps them only once the whole bake succeeded, with
+/// the actions returned. A call in flight is not abandoned on Ctrl-C (a
+/// CopyImage may succeed after we stop listening, and its copy would be
+/// lost): cancellation is checked between calls.
 async fn publish(
     cloud: &Cloud,
     r: &Recipe,
     image: &ImageId,
     run: &RunId,
+    cleanup: &Cleanup,
+    cancel: &Cancel,
     progress: &Progress,
-) -> Result<(), BakeError> {
+) -> Result<Vec<Action>, BakeError> {
+    let mut copies = Vec::new();
     for region in &r.regions {
+        cancel.check()?;
         progress.step(format!("copying to {region}"));
         let spec = cloud::CopySpec {
             name: r.name.clone(),
@@ -372,12 +386,17 @@ async fn publish(
             tags: Tags::new(),
             encrypted: true,
         };
-        match cloud
-            .images()
-            .copy_to_region(image, &cloud::Region::new(region.clone()), &spec)
-            .await
-        {
-            Ok(copy) => progress.note(format!("copied to {region}: {copy}")),
+        let region = cloud::Region::new(region.clone());
+        match cloud.images().copy_to_region(image, &region, &spec).await {
+            Ok(copy) => {
+                progress.note(format!("copied to {region}: {copy}"));
+                let action = Action::DeregisterCopy {
+                    image: copy,
+                    region,
+                };
+                cleanup.push(action.clone());
+                copies.push(action);
+            }
             Err(cloud::CloudError::Unsupported { .. }) => {
                 progress.note(format!(
                     "{} backend: not copying to {region}",
@@ -388,6 +407,7 @@ async fn publish(
         }
     }
     if !r.share_accounts.is_empty() {
+        cancel.check()?;
         let accounts: Vec<cloud::AccountId> = r
             .share_accounts
             .iter()
@@ -401,7 +421,8 @@ async fn publish(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    cancel.check()?;
+    Ok(copies)
 }
 
 /// Builds (or takes) the snapshot and hashes every installed file.
