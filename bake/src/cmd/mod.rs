@@ -23,6 +23,11 @@ Exit codes:
     3  the cloud or the machine failed (API, I/O, timeouts)
   130  interrupted (SIGINT/SIGTERM); everything the run created was removed
 
+Logs: KILN_LOG (or --log) filters the tracing output of bake, the cloud
+crate and the AWS SDK on stderr: a level (`warn`, the default; `debug`
+shows every AWS request) or directives (`cloud=debug,aws_smithy_runtime=warn`).
+Progress lines (`bake: ...`) are not logs and always show.
+
 `bake RECIPE` is short for `bake build RECIPE`.";
 
 /// Content-addressed machine images for searchd: recipe -> image id.
@@ -70,6 +75,16 @@ pub struct Global {
     /// which policies/bake.json does not grant).
     #[arg(long, global = true, env = "KILN_AWS_CREATE_BUCKET")]
     pub aws_create_bucket: bool,
+    /// Log filter for stderr: a level or tracing directives
+    /// (`cloud=debug`).
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_LOG",
+        default_value = "warn",
+        value_name = "FILTER"
+    )]
+    pub log: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,7 +134,25 @@ pub async fn open(global: &Global) -> Result<(StateDir, Cloud), BakeError> {
     }
 }
 
+/// Sends `tracing` events (bake's, the cloud crate's, the AWS SDK's) to
+/// stderr, filtered by `filter` (`--log`, `KILN_LOG`).
+pub fn init_logging(filter: &str) -> Result<(), BakeError> {
+    use std::io::IsTerminal;
+    let env_filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| BakeError::Usage(format!("--log / KILN_LOG {filter:?}: {e}")))?;
+    // Already set (a test embedding bake): keep that subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    Ok(())
+}
+
 pub fn run(cli: Cli) -> u8 {
+    if let Err(e) = init_logging(&cli.global.log) {
+        return fail(&e);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

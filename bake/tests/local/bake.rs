@@ -346,8 +346,18 @@ fn bad_flags_exit_2() {
         "{}",
         stderr(&elsewhere)
     );
+    // A log filter that does not parse.
+    let log = fx
+        .cmd(&["list"])
+        .env("KILN_LOG", "cloud=loud")
+        .output()
+        .unwrap();
+    assert_eq!(log.status.code(), Some(2));
+    assert!(stderr(&log).contains("KILN_LOG"), "{}", stderr(&log));
     let help = fx.bake(&["--help"]);
-    assert!(String::from_utf8_lossy(&help.stdout).contains("130"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("130"));
+    assert!(help.contains("KILN_LOG"), "{help}");
 }
 
 #[test]

@@ -85,6 +85,7 @@ impl Fx {
             .env("KILN_STATIC_SEARCHD", searchd_bin())
             .env_remove("KILN_TEST_FAULT")
             .env_remove("KILN_LOCAL_BUILDER_HOLD")
+            .env_remove("KILN_LOG")
             .env_remove("KILN_BACKEND");
         c
     }
