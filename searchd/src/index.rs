@@ -218,7 +218,10 @@ pub struct Engine {
     /// Unique per opened engine: keys the per-thread tokenizer copies.
     pub(crate) id: u64,
     pub(crate) categories: Vec<Category>,
-    pub(crate) qualifiers: HashMap<String, usize>,
+    /// Qualifier -> category, sorted by qualifier (the first category
+    /// naming a qualifier owns it). A handful of short strings: binary
+    /// search beats hashing them.
+    qualifiers: Vec<(String, usize)>,
     /// Boosts as category-number sequences.
     pub(crate) boosts: Vec<(Vec<usize>, f64)>,
     /// The index name as a JSON string (every allocation starts with it).
@@ -250,7 +253,7 @@ impl Engine {
             .compile()
             .map_err(|e| snapshot.corrupt(format!("searching tokenizer: {e}")))?;
         let mut categories = Vec::with_capacity(meta.categories.len());
-        let mut qualifiers = HashMap::new();
+        let mut qualifiers: Vec<(String, usize)> = Vec::new();
         for (i, mc) in meta.categories.iter().enumerate() {
             let c = i as u32;
             let exact = Postings::open(
@@ -291,7 +294,7 @@ impl Engine {
                 None
             };
             for q in &mc.qualifiers {
-                qualifiers.entry(q.clone()).or_insert(i);
+                qualifiers.push((q.clone(), i));
             }
             categories.push(Category {
                 name: mc.name.clone(),
@@ -302,6 +305,9 @@ impl Engine {
                 similar,
             });
         }
+        // Stable: for a qualifier named twice, the first category stays first.
+        qualifiers.sort_by(|a, b| a.0.cmp(&b.0));
+        qualifiers.dedup_by(|later, first| later.0 == first.0);
         let by_name: HashMap<&str, usize> = meta
             .categories
             .iter()
@@ -346,6 +352,14 @@ impl Engine {
 
     pub fn name(&self) -> &str {
         &self.meta.name
+    }
+
+    /// The category qualifier `q` names.
+    pub(crate) fn qualifier(&self, q: &str) -> Option<usize> {
+        self.qualifiers
+            .binary_search_by(|(k, _)| k.as_str().cmp(q))
+            .ok()
+            .map(|i| self.qualifiers[i].1)
     }
 
     /// [`Engine::name`] as a JSON string.

@@ -86,13 +86,12 @@ enum Token<'w> {
     Or(Vec<Part<'w>>),
 }
 
-/// Ruby's `String#split(",")`/`split("|")`: trailing empty parts dropped.
-fn ruby_split(s: &str, sep: char) -> Vec<&str> {
-    let mut parts: Vec<&str> = s.split(sep).collect();
-    while parts.last().is_some_and(|p| p.is_empty()) {
-        parts.pop();
-    }
-    parts
+/// Ruby's `String#split(",")`/`split("|")`: trailing empty parts dropped
+/// (which is splitting without the trailing separators; nothing is left of
+/// a string that is only separators).
+fn ruby_split(s: &str, sep: char) -> impl Iterator<Item = &str> {
+    let s = s.trim_end_matches(sep);
+    s.split(sep).take_while(move |_| !s.is_empty())
 }
 
 impl Engine {
@@ -100,8 +99,7 @@ impl Engine {
         let (categories, text) = match raw.split_once(':') {
             Some((quals, text)) => {
                 let cats = ruby_split(quals, ',')
-                    .into_iter()
-                    .filter_map(|q| self.qualifiers.get(q).copied())
+                    .filter_map(|q| self.qualifier(q))
                     .collect();
                 (Some(cats), text)
             }
@@ -162,7 +160,7 @@ impl Engine {
                 tokens.push(Token::One(self.parse_part(word, None)));
                 continue;
             }
-            let parts = ruby_split(word, '|');
+            let parts: Vec<&str> = ruby_split(word, '|').collect();
             match parts.len() {
                 0 => return None,
                 1 => tokens.push(Token::One(self.parse_part(parts[0], Some(word)))),
@@ -1111,12 +1109,15 @@ mod tests {
 
     #[test]
     fn ruby_split_drops_trailing_empties() {
-        assert_eq!(ruby_split("a|b", '|'), ["a", "b"]);
-        assert_eq!(ruby_split("a|", '|'), ["a"]);
-        assert_eq!(ruby_split("|a", '|'), ["", "a"]);
-        assert_eq!(ruby_split("a||b", '|'), ["a", "", "b"]);
-        assert!(ruby_split("|", '|').is_empty());
-        assert!(ruby_split("||", '|').is_empty());
+        let split = |s| ruby_split(s, '|').collect::<Vec<_>>();
+        assert_eq!(split("a|b"), ["a", "b"]);
+        assert_eq!(split("a|"), ["a"]);
+        assert_eq!(split("|a"), ["", "a"]);
+        assert_eq!(split("a||b"), ["a", "", "b"]);
+        assert_eq!(split("a||b||"), ["a", "", "b"]);
+        assert!(split("").is_empty());
+        assert!(split("|").is_empty());
+        assert!(split("||").is_empty());
     }
 
     #[test]
