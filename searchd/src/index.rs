@@ -219,6 +219,27 @@ impl Engine {
     }
 }
 
+/// The document id table: ids pre-rendered as JSON, back to back, and
+/// where each starts (u64 little-endian, one per document plus the end).
+#[derive(Clone, Copy)]
+pub(crate) struct Docs<'a> {
+    offsets: &'a [[u8; 8]],
+    bytes: &'a [u8],
+}
+
+impl<'a> Docs<'a> {
+    /// Document `ord`'s id as JSON bytes (`null` past the table).
+    #[inline]
+    pub(crate) fn json(&self, ord: u32) -> &'a [u8] {
+        let i = ord as usize;
+        let range = match self.offsets.get(i..).and_then(|o| o.first_chunk::<2>()) {
+            Some([a, b]) => u64::from_le_bytes(*a) as usize..u64::from_le_bytes(*b) as usize,
+            None => return b"null",
+        };
+        self.bytes.get(range).unwrap_or(b"null")
+    }
+}
+
 /// An opened index, ready to answer queries. Shared by all request tasks.
 pub struct Engine {
     snapshot: Snapshot,
@@ -406,14 +427,14 @@ impl Engine {
 
     /// Document `ord`'s id as JSON bytes.
     pub fn doc_json(&self, ord: u32) -> &[u8] {
-        let ord = ord as usize;
-        match (self.doc_offsets.get(ord), self.doc_offsets.get(ord + 1)) {
-            (Some(a), Some(b)) => self
-                .doc_bytes
-                .as_ref()
-                .get(a as usize..b as usize)
-                .unwrap_or(b"null"),
-            _ => b"null",
+        self.docs().json(ord)
+    }
+
+    /// The document id table, for rendering many ids.
+    pub(crate) fn docs(&self) -> Docs<'_> {
+        Docs {
+            offsets: self.doc_offsets.0.as_ref().as_chunks::<8>().0,
+            bytes: self.doc_bytes.as_ref(),
         }
     }
 

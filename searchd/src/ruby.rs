@@ -206,8 +206,19 @@ pub fn round(x: f64, digits: i32) -> f64 {
 /// `\` escaped, control characters as `\b \f \n \r \t` or `\u00xx`, `/` and
 /// non-ASCII left as they are.
 pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // Nearly every string has nothing to escape: check all bytes without
+    // branching per byte, then copy them at once.
+    let plain = !bytes.iter().fold(false, |esc, &b| {
+        esc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {

@@ -1118,6 +1118,7 @@ impl Results<'_> {
     /// Picky's JSON, with `duration` in seconds (rounded to 6 places).
     pub fn write_json(&self, duration: f64, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"allocations\":[");
+        let docs = self.engine.docs();
         let mut first = true;
         for a in self.allocations.iter().filter(|a| a.count > 0) {
             if !first {
@@ -1142,7 +1143,7 @@ impl Results<'_> {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(self.engine.doc_json(id));
+                out.extend_from_slice(docs.json(id));
             }
             out.extend_from_slice(b"]]");
         }
