@@ -408,12 +408,6 @@ impl<'a> Set<'a> {
             View::Slice(s) => s.len(),
         }
     }
-    fn get(&self, i: usize) -> u32 {
-        match self.view() {
-            View::List(l) => l.get(i),
-            View::Slice(s) => s[i],
-        }
-    }
     fn contains(&self, x: u32) -> bool {
         match self.view() {
             View::Slice(s) => s.binary_search(&x).is_ok(),
@@ -655,14 +649,19 @@ struct Scratch {
     answer: AnswerScratch,
 }
 
-/// The buffers of [`Engine::allocations`].
+/// The buffers of [`Engine::answer`].
 #[derive(Default)]
 struct AnswerScratch {
     walk: WalkScratch,
     /// Each found allocation's picks, back to back.
     picks: Vec<usize>,
-    /// Per combination: its JSON in the answer's fragments, once rendered.
+    /// Every combination shown, rendered once as JSON
+    /// (`["title","alan","alan"]`), back to back.
+    fragments: Vec<u8>,
+    /// Per combination: its JSON in `fragments`, once rendered.
     rendered: Vec<Range<u32>>,
+    /// The allocation being handed out: its combination's fragments.
+    parts: Vec<Range<u32>>,
     seq: Vec<usize>,
 }
 
@@ -687,7 +686,9 @@ impl Scratch {
         keep(&mut self.starts);
         let a = &mut self.answer;
         keep(&mut a.picks);
+        keep(&mut a.fragments);
         keep(&mut a.rendered);
+        keep(&mut a.parts);
         keep(&mut a.seq);
         keep(&mut a.walk.cur);
         a.walk.levels.truncate(SCRATCH_KEEP_LISTS);
@@ -718,17 +719,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 impl Engine {
     /// Answers `query` with `ids` results per page starting at `offset`.
     pub fn search(&self, query: &str, ids: i64, offset: i64) -> Result<Results<'_>, SearchError> {
-        with_scratch(|s| self.search_with(query, ids, offset, s))
-    }
-
-    fn search_with(
-        &self,
-        query: &str,
-        ids: i64,
-        offset: i64,
-        s: &mut Scratch,
-    ) -> Result<Results<'_>, SearchError> {
-        let empty = || Results {
+        let mut results = Results {
             engine: self,
             allocations: Vec::new(),
             offset,
@@ -736,17 +727,59 @@ impl Engine {
             fragments: Vec::new(),
             parts: Vec::new(),
         };
+        with_scratch(|s| {
+            results.total = self.search_with(query, ids, offset, s, &mut results)?;
+            results.fragments.extend_from_slice(&s.answer.fragments);
+            Ok(())
+        })?;
+        Ok(results)
+    }
+
+    /// Answers `query` like [`Engine::search`], writing Picky's JSON to
+    /// `out` as it goes (what `write_json` would write, without building
+    /// the [`Results`]). `duration` is asked for once the allocations are
+    /// written. On an error `out` holds a partial answer.
+    pub fn search_json(
+        &self,
+        query: &str,
+        ids: i64,
+        offset: i64,
+        out: &mut Vec<u8>,
+        duration: impl FnOnce() -> f64,
+    ) -> Result<(), SearchError> {
+        out.extend_from_slice(JSON_HEAD);
+        let mut json = JsonAnswer {
+            out,
+            name: self.name_json(),
+            docs: self.docs(),
+            first: true,
+        };
+        let total = with_scratch(|s| self.search_with(query, ids, offset, s, &mut json))?;
+        write_json_tail(offset, duration(), total, out);
+        Ok(())
+    }
+
+    /// Parses `query`, finds its combinations and hands each allocation
+    /// of the page to `answer`; returns the total.
+    fn search_with(
+        &self,
+        query: &str,
+        ids: i64,
+        offset: i64,
+        s: &mut Scratch,
+        answer: &mut impl Answer,
+    ) -> Result<u64, SearchError> {
         let Scratch {
             words,
             starts,
-            answer,
+            answer: scratch,
         } = s;
         self.words(query, words);
         let Some(tokens) = self.parse(words) else {
-            return Ok(empty());
+            return Ok(0);
         };
         if tokens.is_empty() {
-            return Ok(empty());
+            return Ok(0);
         }
         let mut all = Vec::with_capacity(tokens.len() * self.categories.len());
         let mut any_empty = false;
@@ -759,29 +792,33 @@ impl Engine {
         }
         starts.push(all.len());
         if any_empty {
-            return Ok(empty());
+            return Ok(0);
         }
         let combos = Combos { all, starts };
-        self.allocations(&combos, ids, offset, answer)
+        self.answer(&combos, ids, offset, scratch, answer)
     }
 
-    /// Walks, scores, sorts and pages the allocations of `combos`.
-    fn allocations<'e>(
-        &'e self,
+    /// Walks, scores, sorts and pages the allocations of `combos`, handing
+    /// each to `answer`; returns the total.
+    fn answer(
+        &self,
         combos: &Combos<'_, '_>,
         ids: i64,
         offset: i64,
         scratch: &mut AnswerScratch,
-    ) -> Result<Results<'e>, SearchError> {
+        answer: &mut impl Answer,
+    ) -> Result<u64, SearchError> {
         let AnswerScratch {
             walk: walk_scratch,
             picks,
+            fragments,
             rendered,
+            parts,
             seq,
         } = scratch;
         let n = combos.tokens();
         // Depth-first walk of the product, first token slowest.
-        let mut found: Vec<Found<'_>> = Vec::new();
+        let mut found: Vec<Found<'_>> = Vec::with_capacity(8);
         picks.clear();
         walk(combos, walk_scratch, &mut |p, set| {
             let mut score = 0.0;
@@ -803,57 +840,47 @@ impl Engine {
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
 
-        let mut results = Results {
-            engine: self,
-            allocations: Vec::with_capacity(found.len()),
-            offset,
-            total: 0,
-            fragments: Vec::with_capacity(128),
-            parts: Vec::with_capacity(picks.len()),
-        };
+        fragments.clear();
         // A rendered combination is never empty: empty means not yet.
         rendered.clear();
         rendered.resize(combos.all.len(), 0..0);
+        let mut total = 0u64;
         let mut amount = ids;
         let mut off = offset;
         for f in found {
             let picks = &picks[f.at..f.at + n];
             let ordered = ordered_ids(combos, picks, &f.set);
             let count = ordered.as_ref().map_or(f.set.len(), |o| o.len());
-            results.total += count as u64;
-            let page_ids = match ruby_slice(count, off, amount) {
-                Some(r) if !r.is_empty() => match &ordered {
-                    Some(v) => v[r].to_vec(),
-                    None => r.map(|i| f.set.get(i)).collect(),
-                },
-                _ => Vec::new(),
+            total += count as u64;
+            let page = match ruby_slice(count, off, amount) {
+                Some(r) if !r.is_empty() => r,
+                _ => 0..0,
             };
-            if page_ids.is_empty() {
+            if page.is_empty() {
                 if off != 0 {
                     off = off.saturating_sub(count as i64);
                 }
             } else {
-                amount -= page_ids.len() as i64;
+                amount -= page.len() as i64;
                 off = 0;
             }
-            let first = results.parts.len();
+            parts.clear();
             for &c in picks {
                 if rendered[c].is_empty() {
-                    rendered[c] = self.render_combination(&combos.all[c], &mut results.fragments);
+                    rendered[c] = self.render_combination(&combos.all[c], fragments);
                 }
-                results.parts.push(rendered[c].clone());
+                parts.push(rendered[c].clone());
             }
-            results.allocations.push(Allocation {
-                score: f.score,
-                count: count as u64,
-                ids: page_ids,
-                parts: first..results.parts.len(),
-            });
+            let ids = match &ordered {
+                Some(v) => PageIds::Slice(&v[page]),
+                None => PageIds::Set(&f.set, page),
+            };
+            answer.allocation(f.score, count as u64, parts, fragments, ids);
             if let Set::Owned(v) = f.set {
                 walk_scratch.spare.push(v);
             }
         }
-        Ok(results)
+        Ok(total)
     }
 
     /// Appends `["category","original","text"]`; returns where it is.
@@ -1114,31 +1141,172 @@ fn ruby_succ(s: &str) -> String {
     String::from_utf8(b).unwrap_or_default()
 }
 
-impl Results<'_> {
-    /// Picky's JSON, with `duration` in seconds (rounded to 6 places).
-    pub fn write_json(&self, duration: f64, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"allocations\":[");
-        let docs = self.engine.docs();
+/// The ids of one allocation on the page.
+enum PageIds<'x> {
+    /// A merged list's own order.
+    Slice(&'x [u32]),
+    /// Positions in the allocation's intersection.
+    Set(&'x Set<'x>, Range<usize>),
+}
+
+impl PageIds<'_> {
+    fn for_each(&self, mut f: impl FnMut(u32)) {
+        match self {
+            PageIds::Slice(v) => v.iter().copied().for_each(f),
+            PageIds::Set(set, r) => match set.view() {
+                View::List(l) => l.words()[r.clone()]
+                    .iter()
+                    .for_each(|&w| f(u32::from_le_bytes(w))),
+                View::Slice(v) => v[r.clone()].iter().copied().for_each(f),
+            },
+        }
+    }
+}
+
+/// What the paging loop hands each allocation to: a [`Results`] being
+/// built, or JSON being written.
+trait Answer {
+    /// One allocation: its score, count, combination (`parts` of
+    /// `fragments`, one per token) and the ids it shows on this page.
+    fn allocation(
+        &mut self,
+        score: f64,
+        count: u64,
+        parts: &[Range<u32>],
+        fragments: &[u8],
+        ids: PageIds<'_>,
+    );
+}
+
+impl Answer for Results<'_> {
+    fn allocation(
+        &mut self,
+        score: f64,
+        count: u64,
+        parts: &[Range<u32>],
+        _fragments: &[u8],
+        ids: PageIds<'_>,
+    ) {
+        let first = self.parts.len();
+        self.parts.extend_from_slice(parts);
+        let mut page = Vec::new();
+        ids.for_each(|id| page.push(id));
+        self.allocations.push(Allocation {
+            score,
+            count,
+            ids: page,
+            parts: first..self.parts.len(),
+        });
+    }
+}
+
+/// Writes each allocation as JSON as soon as it is paged.
+struct JsonAnswer<'o, 'e> {
+    out: &'o mut Vec<u8>,
+    name: &'e [u8],
+    docs: crate::index::Docs<'e>,
+    first: bool,
+}
+
+impl Answer for JsonAnswer<'_, '_> {
+    fn allocation(
+        &mut self,
+        score: f64,
+        count: u64,
+        parts: &[Range<u32>],
+        fragments: &[u8],
+        ids: PageIds<'_>,
+    ) {
+        let out = &mut *self.out;
+        if !write_allocation_head(out, &mut self.first, self.name, score, count) {
+            return;
+        }
+        write_parts(out, parts.iter().map(|r| fragment(fragments, r)));
+        let docs = self.docs;
         let mut first = true;
-        for a in self.allocations.iter().filter(|a| a.count > 0) {
+        ids.for_each(|id| {
             if !first {
                 out.push(b',');
             }
             first = false;
-            out.push(b'[');
-            out.extend_from_slice(self.engine.name_json());
+            out.extend_from_slice(docs.json(id));
+        });
+        out.extend_from_slice(b"]]");
+    }
+}
+
+const JSON_HEAD: &[u8] = b"{\"allocations\":[";
+
+fn fragment<'f>(fragments: &'f [u8], r: &Range<u32>) -> &'f [u8] {
+    &fragments[r.start as usize..r.end as usize]
+}
+
+/// Writes `[name,score,count,` (after a `,` unless it is the first);
+/// false for an allocation without ids, which Picky leaves out.
+fn write_allocation_head(
+    out: &mut Vec<u8>,
+    first: &mut bool,
+    name: &[u8],
+    score: f64,
+    count: u64,
+) -> bool {
+    if count == 0 {
+        return false;
+    }
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
+    out.push(b'[');
+    out.extend_from_slice(name);
+    out.push(b',');
+    ruby::write_float(score, out);
+    out.push(b',');
+    out.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
+    true
+}
+
+/// Writes `,[part,...],[` (the ids follow).
+fn write_parts<'f>(out: &mut Vec<u8>, parts: impl Iterator<Item = &'f [u8]>) {
+    out.extend_from_slice(b",[");
+    for (i, part) in parts.enumerate() {
+        if i > 0 {
             out.push(b',');
-            ruby::write_float(a.score, out);
-            out.push(b',');
-            out.extend_from_slice(itoa::Buffer::new().format(a.count).as_bytes());
-            out.extend_from_slice(b",[");
-            for (i, r) in self.parts[a.parts.clone()].iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(&self.fragments[r.start as usize..r.end as usize]);
+        }
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(b"],[");
+}
+
+/// Writes `],"offset":…,"duration":…,"total":…}`, `duration` in seconds
+/// rounded to 6 places (exactly 0 is written `0`).
+fn write_json_tail(offset: i64, duration: f64, total: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"],\"offset\":");
+    out.extend_from_slice(itoa::Buffer::new().format(offset).as_bytes());
+    out.extend_from_slice(b",\"duration\":");
+    if duration == 0.0 {
+        out.push(b'0');
+    } else {
+        ruby::write_float(ruby::round(duration, 6), out);
+    }
+    out.extend_from_slice(b",\"total\":");
+    out.extend_from_slice(itoa::Buffer::new().format(total).as_bytes());
+    out.push(b'}');
+}
+
+impl Results<'_> {
+    /// Picky's JSON, with `duration` in seconds (rounded to 6 places).
+    pub fn write_json(&self, duration: f64, out: &mut Vec<u8>) {
+        out.extend_from_slice(JSON_HEAD);
+        let docs = self.engine.docs();
+        let name = self.engine.name_json();
+        let mut first = true;
+        for a in &self.allocations {
+            if !write_allocation_head(out, &mut first, name, a.score, a.count) {
+                continue;
             }
-            out.extend_from_slice(b"],[");
+            let parts = self.parts[a.parts.clone()].iter();
+            write_parts(out, parts.map(|r| fragment(&self.fragments, r)));
             for (i, &id) in a.ids.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
@@ -1147,17 +1315,7 @@ impl Results<'_> {
             }
             out.extend_from_slice(b"]]");
         }
-        out.extend_from_slice(b"],\"offset\":");
-        out.extend_from_slice(itoa::Buffer::new().format(self.offset).as_bytes());
-        out.extend_from_slice(b",\"duration\":");
-        if duration == 0.0 {
-            out.push(b'0');
-        } else {
-            ruby::write_float(ruby::round(duration, 6), out);
-        }
-        out.extend_from_slice(b",\"total\":");
-        out.extend_from_slice(itoa::Buffer::new().format(self.total).as_bytes());
-        out.push(b'}');
+        write_json_tail(self.offset, duration, self.total, out);
     }
 
     pub fn to_json_string(&self, duration: f64) -> String {

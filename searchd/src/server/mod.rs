@@ -381,10 +381,12 @@ impl State {
             }
             None => None,
         };
-        match engine.search(&p.query, p.ids, p.offset) {
-            Ok(results) => {
-                let mut body = Vec::with_capacity(512);
-                results.write_json(started.elapsed().as_secs_f64(), &mut body);
+        let mut body = Vec::with_capacity(512);
+        let answer = engine.search_json(&p.query, p.ids, p.offset, &mut body, || {
+            started.elapsed().as_secs_f64()
+        });
+        match answer {
+            Ok(()) => {
                 let body = Bytes::from(body);
                 if let (Some(c), Some(key)) = (&self.cache, key) {
                     c.insert(key, body.clone());
