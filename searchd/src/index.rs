@@ -177,14 +177,38 @@ pub struct Category {
     pub similarity: Similarity,
     pub weight: Weight,
     similar: Option<SimilarTable>,
+    /// `name` as a JSON string (answers label combinations with it).
+    name_json: Vec<u8>,
 }
+
+/// Lists shorter than this get their logarithmic weight from a table.
+const LOG_WEIGHTS: usize = 1024;
+
+/// Picky's logarithmic weight of a list of `n` ids: `ln(n)` rounded to 3
+/// places.
+fn log_weight(n: usize) -> f64 {
+    crate::ruby::round((n as f64).ln(), 3)
+}
+
+/// [`log_weight`] of the short lists most combinations have, computed once
+/// (by the same function, so bit for bit the same).
+static LOG_WEIGHT_TABLE: std::sync::LazyLock<Vec<f64>> =
+    std::sync::LazyLock::new(|| (0..LOG_WEIGHTS).map(log_weight).collect());
 
 impl Category {
     pub fn weight_of(&self, list: PostingList<'_>) -> f64 {
         match self.weight {
-            Weight::Logarithmic => crate::ruby::round((list.len() as f64).ln(), 3),
+            Weight::Logarithmic => LOG_WEIGHT_TABLE
+                .get(list.len())
+                .copied()
+                .unwrap_or_else(|| log_weight(list.len())),
             Weight::Constant { value } => value,
         }
+    }
+
+    /// [`Category::name`] as a JSON string.
+    pub(crate) fn name_json(&self) -> &[u8] {
+        &self.name_json
     }
 
     /// The words similar to phonetic `code`, best first.
@@ -327,7 +351,10 @@ impl Engine {
             for q in &mc.qualifiers {
                 qualifiers.push((q.clone(), i));
             }
+            let mut name_json = Vec::new();
+            crate::ruby::write_json_str(&mc.name, &mut name_json);
             categories.push(Category {
+                name_json,
                 name: mc.name.clone(),
                 exact,
                 partial,

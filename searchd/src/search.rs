@@ -887,15 +887,22 @@ impl Engine {
     fn render_combination(&self, c: &Combination<'_>, out: &mut Vec<u8>) -> Range<u32> {
         let start = out.len();
         out.push(b'[');
-        let label = match &c.label {
-            Label::Category(ci) => &self.categories[*ci].name,
-            Label::Joined(s) => s,
-        };
-        ruby::write_json_str(label, out);
+        match &c.label {
+            Label::Category(ci) => out.extend_from_slice(self.categories[*ci].name_json()),
+            Label::Joined(s) => ruby::write_json_str(s, out),
+        }
         out.push(b',');
+        let original = out.len();
         ruby::write_json_str(&c.original, out);
-        out.push(b',');
-        ruby::write_json_str(&c.text, out);
+        if c.text == c.original {
+            // Usually the same word: copy its JSON.
+            let end = out.len();
+            out.push(b',');
+            out.extend_from_within(original..end);
+        } else {
+            out.push(b',');
+            ruby::write_json_str(&c.text, out);
+        }
         out.push(b']');
         // Answers are far below 4 GiB (a query's text is at most a few KiB).
         let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
