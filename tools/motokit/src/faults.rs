@@ -5,7 +5,8 @@
 //! bake at a chosen step. Everything else goes to moto unchanged.
 //!
 //! A call is matched by its EC2 query-API `Action` and the region its
-//! SigV4 credential scope names. Plain HTTP/1.1, one request per
+//! SigV4 credential scope names, and optionally by a piece of its
+//! (form-encoded) body, to pick one of several calls of the same action. Plain HTTP/1.1, one request per
 //! connection (answers carry `Connection: close`), a thread per connection
 //! so a held call blocks nothing else; it stops when dropped.
 
@@ -33,6 +34,8 @@ pub enum Fault {
 struct Rule {
     action: String,
     region: String,
+    /// Also required in the request body, as sent (form-encoded).
+    body: Option<String>,
     fault: Fault,
 }
 
@@ -97,10 +100,29 @@ impl FaultProxy {
     /// Applies `fault` to every EC2 call of `action` (e.g. `CopyImage`)
     /// signed for `region`.
     pub fn on(&self, action: &str, region: &str, fault: Fault) -> &Self {
+        self.add(action, region, None, fault)
+    }
+
+    /// Like [`FaultProxy::on`], for the calls whose form-encoded body
+    /// contains `body` (e.g. `Value=complete` for one CreateTags).
+    pub fn on_body(&self, action: &str, region: &str, body: &str, fault: Fault) -> &Self {
+        self.add(action, region, Some(body.to_owned()), fault)
+    }
+
+    /// Drops every rule: from now on all calls pass. Calls already held
+    /// stay held.
+    pub fn clear(&self) {
+        if let Ok(mut r) = self.rules.lock() {
+            r.clear();
+        }
+    }
+
+    fn add(&self, action: &str, region: &str, body: Option<String>, fault: Fault) -> &Self {
         if let Ok(mut r) = self.rules.lock() {
             r.push(Rule {
                 action: action.to_owned(),
                 region: region.to_owned(),
+                body,
                 fault,
             });
         }
@@ -193,11 +215,16 @@ fn serve(
     let region = header("authorization")
         .and_then(|a| a.split_once("Credential=")?.1.split('/').nth(2))
         .map(str::to_owned);
+    let text = String::from_utf8_lossy(&body);
     let fault = match (&action, &region) {
         (Some(a), Some(r)) => rules.lock().ok().and_then(|rules| {
             rules
                 .iter()
-                .find(|rule| &rule.action == a && &rule.region == r)
+                .find(|rule| {
+                    &rule.action == a
+                        && &rule.region == r
+                        && rule.body.as_ref().is_none_or(|b| text.contains(b.as_str()))
+                })
                 .map(|rule| rule.fault.clone())
         }),
         _ => None,
