@@ -97,4 +97,18 @@ pub mod tags {
     pub const INDEX_DIGEST: &str = "kiln:index-digest";
     /// Creation time, RFC 3339 UTC.
     pub const CREATED: &str = "kiln:created";
+    /// How far the bake that made an image got: [`STATE_BAKING`] from
+    /// creation, [`STATE_COMPLETE`] once everything was published (the
+    /// one tag written after creation). Only a complete image is a digest
+    /// hit; a baking one whose run is dead is a leftover for `bake gc`.
+    pub const STATE: &str = "kiln:state";
+    /// [`STATE`] of an image whose bake has not finished publishing.
+    pub const STATE_BAKING: &str = "baking";
+    /// [`STATE`] of an image whose bake succeeded, copies and shares
+    /// included.
+    pub const STATE_COMPLETE: &str = "complete";
+    /// The regions the image is copied to (the recipe's publish regions,
+    /// comma-separated), set at creation so `bake gc` finds a dead run's
+    /// copies from the image itself.
+    pub const COPIES: &str = "kiln:copies";
 }

@@ -1,5 +1,6 @@
 //! Images: find by tag or digest, describe, list, create from a stopped
-//! builder, tag, copy to a region, share, deregister (with snapshots).
+//! builder, tag, copy to a region (and tag the copy there), share,
+//! deregister (with snapshots).
 
 use std::path::PathBuf;
 
@@ -66,10 +67,65 @@ pub struct ImageInfo {
     pub size_bytes: Option<u64>,
 }
 
+/// How far the bake that made an image got, from its [`tags::STATE`] tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BakeState {
+    /// Created, but its bake has not (yet) published it everywhere: not a
+    /// digest hit; a leftover once its run is dead.
+    Baking,
+    /// Its bake succeeded, copies and shares included.
+    Complete,
+    /// No (known) state tag: made before the marker existed. Not a digest
+    /// hit (nothing proves it was published), but kept like a release.
+    Unmarked,
+}
+
+impl BakeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BakeState::Baking => tags::STATE_BAKING,
+            BakeState::Complete => tags::STATE_COMPLETE,
+            BakeState::Unmarked => "unmarked",
+        }
+    }
+
+    /// From an image's tags.
+    pub fn of(t: &Tags) -> BakeState {
+        match t.get(tags::STATE).map(String::as_str) {
+            Some(tags::STATE_BAKING) => BakeState::Baking,
+            Some(tags::STATE_COMPLETE) => BakeState::Complete,
+            _ => BakeState::Unmarked,
+        }
+    }
+}
+
 impl ImageInfo {
     pub fn digest(&self) -> Option<&str> {
         self.tags.get(tags::DIGEST).map(String::as_str)
     }
+
+    pub fn bake_state(&self) -> BakeState {
+        BakeState::of(&self.tags)
+    }
+
+    /// The regions its bake copies it to ([`tags::COPIES`]).
+    pub fn copy_regions(&self) -> Vec<Region> {
+        copy_regions(&self.tags)
+    }
+}
+
+/// The regions in a [`tags::COPIES`] tag.
+pub fn copy_regions(t: &Tags) -> Vec<Region> {
+    t.get(tags::COPIES)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(Region::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// One installed file as recorded in the manifest.
@@ -226,6 +282,10 @@ pub trait Images: Send + Sync {
 
     /// Adds or overwrites tags.
     async fn tag(&self, id: &ImageId, tags: &Tags) -> Result<()>;
+
+    /// Adds or overwrites tags on a copy that [`Images::copy_to_region`]
+    /// made in `region`, there.
+    async fn tag_copy(&self, id: &ImageId, region: &Region, tags: &Tags) -> Result<()>;
 
     /// Copies the image (aws: encrypted CopyImage) into `region`; returns
     /// the new id there.

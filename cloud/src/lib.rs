@@ -47,8 +47,8 @@ pub use ids::{
     AccountId, GroupName, ImageId, InstanceId, Region, RunId, Tags, TargetGroupId, tags,
 };
 pub use images::{
-    BaseImage, BaseSelector, CopySpec, FileRecord, GoldenRecord, ImageInfo, ImageManifest,
-    ImageSpec, ImageState, Images, IndexRecord, MANIFEST_FORMAT, RootfsRecord,
+    BakeState, BaseImage, BaseSelector, CopySpec, FileRecord, GoldenRecord, ImageInfo,
+    ImageManifest, ImageSpec, ImageState, Images, IndexRecord, MANIFEST_FORMAT, RootfsRecord,
 };
 pub use instances::{BuildReport, BuilderSettings, BuilderSpec, Builders, InstanceState, Payload};
 pub use lb::{LoadBalancers, Target, TargetHealth, TargetStatus};

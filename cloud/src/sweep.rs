@@ -41,12 +41,15 @@ pub struct Leftover {
 #[async_trait]
 pub trait Janitor: Send + Sync {
     /// Resources of runs that are no longer alive and older than
-    /// `older_than`, in the backend's own region and in `regions` (where
-    /// [`crate::Images::copy_to_region`] may have put copies; a backend
-    /// without regions refuses a non-empty list as
-    /// [`crate::CloudError::Unsupported`]). Local knows liveness (a run
-    /// holds a lock while it runs); aws only knows age, so pick
-    /// `older_than` longer than a bake.
+    /// `older_than`, in the backend's own region, in the regions an
+    /// unfinished image names ([`crate::tags::COPIES`]) and in `regions`
+    /// (where [`crate::Images::copy_to_region`] may have put copies; a
+    /// backend without regions refuses a non-empty list as
+    /// [`crate::CloudError::Unsupported`]). An image still
+    /// [`crate::tags::STATE_BAKING`] is one (with its snapshots and
+    /// copies) once its run is dead; a complete one never is. Local knows
+    /// liveness (a run holds a lock while it runs); aws only knows age, so
+    /// pick `older_than` longer than a bake.
     async fn leftovers(&self, older_than: Duration, regions: &[Region]) -> Result<Vec<Leftover>>;
 
     /// Removes one leftover, in its region. Idempotent.

@@ -399,6 +399,18 @@ impl Images for AwsImages {
         Ok(())
     }
 
+    async fn tag_copy(&self, id: &ImageId, region: &Region, tags: &Tags) -> Result<()> {
+        self.ctx
+            .ec2_in(region)
+            .create_tags()
+            .resources(id.as_str())
+            .set_tags(Some(ec2_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("CreateTags", format!("{id} in {region}"), e))?;
+        Ok(())
+    }
+
     async fn copy_to_region(
         &self,
         id: &ImageId,

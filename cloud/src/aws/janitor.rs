@@ -2,24 +2,36 @@
 //! `kiln:bake` tag (EC2) or the `kiln/runs/<run>/` key prefix (S3), aged by
 //! the `kiln:created` tag or the resource's own timestamp.
 //!
-//! Images carry the run tag too, finished or not, so an image counts as a
-//! leftover only while its run is visibly unfinished: the run's security
-//! group or a live builder still exists (a finished bake deletes both before
-//! it returns). Snapshots count once no image refers to them; manifests once
-//! no image points to them.
+//! Images carry the run tag too, finished or not; what tells them apart is
+//! `kiln:state` ([`image_leftover`]):
+//! - `baking`: the bake has not finished publishing it. Its run is alive
+//!   only as long as `--older-than` allows, so the image, its snapshots
+//!   and its copies are leftovers once the run's oldest `baking` image is
+//!   that old — dated by the run, not each on its own, so a copy made
+//!   minutes after its image goes in the same pass as the image.
+//! - `complete`: a release, never a leftover — except a copy (marked
+//!   before its image, see bake) whose image here is still `baking`.
+//! - unmarked (made before the marker): the old rule, a leftover while its
+//!   run is visibly unfinished (its builder or security group exists) or
+//!   if it has no digest.
 //!
-//! Copies in other regions (`copy_to_region`) are found the same way, in
-//! the regions the caller names: their run's builder and security group
-//! are here, so a copy counts as a leftover while its run is visibly
-//! unfinished here. Hence one gc pass must name every region: a pass
-//! without them removes the builder that marks the run as unfinished.
+//! Copies live in other regions. A `baking` image names them in its
+//! `kiln:copies` tag, so gc scans those regions for a dead run's copies
+//! without being told; `regions` adds more (copies of unmarked images). A
+//! region gc only learned of from a tag and cannot scan is skipped with a
+//! warning, and the images naming it stay (with their marker), so a later
+//! gc finds their copies. Copies are removed before the images they were
+//! made from, for the same reason.
+//!
+//! Snapshots count once no image that stays refers to them; manifests once
+//! no image that stays points to them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, Image, Snapshot};
 
 use super::KEY_PREFIX;
 use super::builders::AwsBuilders;
@@ -28,7 +40,7 @@ use super::images::{AwsImages, MANIFEST_TAG, snapshot_ids};
 use super::sdk::{Ctx, parse_rfc3339, tags_from_ec2};
 use crate::error::{CloudError, Result};
 use crate::ids::{ImageId, Region, RunId, Tags, tags};
-use crate::images::Images;
+use crate::images::{BakeState, Images, copy_regions};
 use crate::sweep::{Janitor, Leftover, ResourceKind};
 use crate::time::now_unix;
 
@@ -51,55 +63,20 @@ impl AwsJanitor {
         Filter::builder().name("tag-key").values(tags::RUN).build()
     }
 
-    /// Images and snapshots in one region (`elsewhere`: not the configured
-    /// one). kiln's images of unfinished runs are leftovers, as are images
-    /// a run tagged but never gave a digest; snapshots are leftovers once
-    /// no other image there refers to them. The images that stay keep
-    /// their manifests (added to `kept_manifests`).
+    /// Self-owned images and the run-tagged snapshots in one region.
     async fn images_and_snapshots(
-        &self,
         ec2: &aws_sdk_ec2::Client,
         region: &Region,
-        elsewhere: bool,
-        unfinished: &BTreeSet<RunId>,
-        found: &mut Vec<Found>,
-        kept_manifests: &mut BTreeSet<String>,
-    ) -> Result<()> {
-        let at = elsewhere.then(|| region.clone());
-        // All self-owned images: kiln's unfinished ones are leftovers; the
-        // rest keep their snapshots and manifests alive.
-        let out = ec2
+    ) -> Result<(Vec<Image>, Vec<Snapshot>)> {
+        let images = ec2
             .describe_images()
             .owners("self")
             .send()
             .await
-            .map_err(|e| sdk_error("DescribeImages", format!("owned by self in {region}"), e))?;
-        let mut kept_snaps = BTreeSet::new();
-        for img in out.images() {
-            let t = tags_from_ec2(img.tags());
-            let run = run_of(&t);
-            let leftover = run.as_ref().is_some_and(|r| unfinished.contains(r))
-                || (run.is_some() && !t.contains_key(tags::DIGEST));
-            if leftover {
-                found.push(Found {
-                    kind: ResourceKind::Image,
-                    id: img.image_id().unwrap_or_default().to_owned(),
-                    run,
-                    created: img
-                        .creation_date()
-                        .and_then(parse_rfc3339)
-                        .or_else(|| created_of(&t)),
-                    region: at.clone(),
-                });
-            } else {
-                kept_snaps.extend(snapshot_ids(img));
-                if let Some(m) = t.get(MANIFEST_TAG) {
-                    kept_manifests.insert(m.clone());
-                }
-            }
-        }
-
-        let out = ec2
+            .map_err(|e| sdk_error("DescribeImages", format!("owned by self in {region}"), e))?
+            .images
+            .unwrap_or_default();
+        let snapshots = ec2
             .describe_snapshots()
             .owner_ids("self")
             .filters(Self::run_filter())
@@ -111,24 +88,121 @@ impl AwsJanitor {
                     format!("tagged {} in {region}", tags::RUN),
                     e,
                 )
-            })?;
-        for s in out.snapshots() {
-            let id = s.snapshot_id().unwrap_or_default().to_owned();
-            if kept_snaps.contains(&id) {
-                continue;
-            }
-            let t = tags_from_ec2(s.tags());
-            found.push(Found {
-                kind: ResourceKind::Snapshot,
-                id,
-                run: run_of(&t),
-                created: created_of(&t)
-                    .or_else(|| s.start_time().and_then(|d| u64::try_from(d.secs()).ok())),
-                region: at.clone(),
-            });
-        }
-        Ok(())
+            })?
+            .snapshots
+            .unwrap_or_default();
+        Ok((images, snapshots))
     }
+}
+
+/// What gc knows about runs once it has looked at the configured region.
+#[derive(Debug, Default)]
+struct Runs {
+    /// Runs with a builder or security group (visibly unfinished: the old
+    /// rule, for unmarked images).
+    unfinished: BTreeSet<RunId>,
+    /// Runs with a `baking` image here, and when the oldest was created:
+    /// the run's age.
+    baking: BTreeMap<RunId, Option<u64>>,
+    /// Runs with a `complete` image here.
+    complete: BTreeSet<RunId>,
+    /// Runs whose images here must stay this pass: a region their copies
+    /// may be in could not be scanned.
+    hold: BTreeSet<RunId>,
+}
+
+impl Runs {
+    /// When `run` started to count, for its resources' age: the oldest of
+    /// the resource's own time and its run's `baking` image.
+    fn created(&self, run: Option<&RunId>, own: Option<u64>) -> Option<u64> {
+        match run.and_then(|r| self.baking.get(r)) {
+            Some(Some(r)) => Some(own.map_or(*r, |o| o.min(*r))),
+            _ => own,
+        }
+    }
+}
+
+/// Pure: whether an image kiln tagged (`t`) is left over from a run that
+/// did not finish, age aside. See the module docs.
+fn image_leftover(t: &Tags, runs: &Runs) -> bool {
+    let run = run_of(t);
+    let Some(run) = run else {
+        // Not made by a bake (no run tag), or it lost it: a baking one was
+        // still kiln's, and unfinished.
+        return BakeState::of(t) == BakeState::Baking;
+    };
+    match BakeState::of(t) {
+        // A copy of a finished run's image cannot be baking (copies are
+        // marked first); keep it rather than guess.
+        BakeState::Baking => !runs.complete.contains(&run),
+        BakeState::Complete => runs.baking.contains_key(&run),
+        BakeState::Unmarked => {
+            runs.unfinished.contains(&run)
+                || runs.baking.contains_key(&run)
+                || !t.contains_key(tags::DIGEST)
+        }
+    }
+}
+
+/// Pure: the leftovers among one region's images and snapshots
+/// (`region`: `None` for the configured one). Images that stay keep their
+/// snapshots and their manifests (added to `kept_manifests`).
+fn classify(
+    images: &[Image],
+    snapshots: &[Snapshot],
+    region: Option<&Region>,
+    runs: &Runs,
+    now: u64,
+    older_than: Duration,
+    kept_manifests: &mut BTreeSet<String>,
+) -> Vec<Found> {
+    let mut found = Vec::new();
+    let mut kept_snaps = BTreeSet::new();
+    for img in images {
+        let t = tags_from_ec2(img.tags());
+        let run = run_of(&t);
+        let created = runs.created(
+            run.as_ref(),
+            img.creation_date()
+                .and_then(parse_rfc3339)
+                .or_else(|| created_of(&t)),
+        );
+        let held = region.is_none() && run.as_ref().is_some_and(|r| runs.hold.contains(r));
+        if !held && image_leftover(&t, runs) && age(now, created) >= older_than {
+            found.push(Found {
+                kind: ResourceKind::Image,
+                id: img.image_id().unwrap_or_default().to_owned(),
+                run,
+                created,
+                region: region.cloned(),
+            });
+        } else {
+            kept_snaps.extend(snapshot_ids(img));
+            if let Some(m) = t.get(MANIFEST_TAG) {
+                kept_manifests.insert(m.clone());
+            }
+        }
+    }
+    for s in snapshots {
+        let id = s.snapshot_id().unwrap_or_default().to_owned();
+        if kept_snaps.contains(&id) {
+            continue;
+        }
+        let t = tags_from_ec2(s.tags());
+        let run = run_of(&t);
+        found.push(Found {
+            kind: ResourceKind::Snapshot,
+            id,
+            created: runs.created(
+                run.as_ref(),
+                created_of(&t)
+                    .or_else(|| s.start_time().and_then(|d| u64::try_from(d.secs()).ok())),
+            ),
+            run,
+            region: region.cloned(),
+        });
+    }
+    found
 }
 
 struct Found {
@@ -251,36 +325,97 @@ impl Janitor for AwsJanitor {
         }
 
         // Runs that visibly did not finish.
-        let unfinished: BTreeSet<RunId> = found
-            .iter()
-            .filter(|f| matches!(f.kind, ResourceKind::Instance | ResourceKind::SecurityGroup))
-            .filter_map(|f| f.run.clone())
-            .collect();
+        let mut runs = Runs {
+            unfinished: found
+                .iter()
+                .filter(|f| matches!(f.kind, ResourceKind::Instance | ResourceKind::SecurityGroup))
+                .filter_map(|f| f.run.clone())
+                .collect(),
+            ..Runs::default()
+        };
 
-        // Images and snapshots here and in the other regions asked for
-        // (copies): a run's builder and security group live only here, so
-        // whether a run finished is known before looking elsewhere.
+        // Images here date the runs that did not finish publishing and name
+        // the regions their copies went to; so look here first.
+        let (images, snapshots) = Self::images_and_snapshots(&ctx.ec2, &ctx.region).await?;
+        let mut named: BTreeMap<Region, BTreeSet<RunId>> = BTreeMap::new();
+        for img in &images {
+            let t = tags_from_ec2(img.tags());
+            let Some(run) = run_of(&t) else { continue };
+            match BakeState::of(&t) {
+                BakeState::Baking => {
+                    let created = img
+                        .creation_date()
+                        .and_then(parse_rfc3339)
+                        .or_else(|| created_of(&t));
+                    let oldest = runs.baking.entry(run.clone()).or_insert(created);
+                    *oldest = match (*oldest, created) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        _ => None,
+                    };
+                    for r in copy_regions(&t) {
+                        named.entry(r).or_default().insert(run.clone());
+                    }
+                }
+                BakeState::Complete => {
+                    runs.complete.insert(run);
+                }
+                BakeState::Unmarked => {}
+            }
+        }
+        // Only a dead run's copies are leftovers: skip regions that only
+        // live runs name.
+        named.retain(|_, rs| {
+            rs.retain(|r| age(now, runs.created(Some(r), None)) >= older_than);
+            !rs.is_empty()
+        });
+
+        // The other regions: those asked for (an error there is gc's), and
+        // those the tags name (an error there holds the runs naming it).
+        let mut elsewhere: BTreeMap<&Region, Option<&BTreeSet<RunId>>> = BTreeMap::new();
+        for (r, rs) in &named {
+            elsewhere.insert(r, Some(rs));
+        }
+        for r in regions {
+            elsewhere.insert(r, None);
+        }
+        elsewhere.remove(&ctx.region);
+        let mut scanned = Vec::new();
+        for (region, naming) in elsewhere {
+            match Self::images_and_snapshots(&ctx.ec2_in(region), region).await {
+                Ok(v) => scanned.push((region, v)),
+                Err(e) => match naming {
+                    None => return Err(e),
+                    Some(rs) => {
+                        tracing::warn!(
+                            "cannot look for image copies in {region} ({e}); keeping the images of {} for a later gc",
+                            rs.iter().map(RunId::as_str).collect::<Vec<_>>().join(", ")
+                        );
+                        runs.hold.extend(rs.iter().cloned());
+                    }
+                },
+            }
+        }
+
         let mut kept_manifests = BTreeSet::new();
-        self.images_and_snapshots(
-            &ctx.ec2,
-            &ctx.region,
-            false,
-            &unfinished,
-            &mut found,
+        found.extend(classify(
+            &images,
+            &snapshots,
+            None,
+            &runs,
+            now,
+            older_than,
             &mut kept_manifests,
-        )
-        .await?;
-        let elsewhere: BTreeSet<&Region> = regions.iter().filter(|r| **r != ctx.region).collect();
-        for region in elsewhere {
-            self.images_and_snapshots(
-                &ctx.ec2_in(region),
-                region,
-                true,
-                &unfinished,
-                &mut found,
+        ));
+        for (region, (images, snapshots)) in &scanned {
+            found.extend(classify(
+                images,
+                snapshots,
+                Some(region),
+                &runs,
+                now,
+                older_than,
                 &mut kept_manifests,
-            )
-            .await?;
+            ));
         }
 
         // S3: run scratch objects, and manifests no image points to.
@@ -335,26 +470,29 @@ impl Janitor for AwsJanitor {
             }
         }
 
-        // Removal order: instances before their groups, images before
-        // their snapshots, objects last.
-        let rank = |k: ResourceKind| match k {
+        // Removal order: instances before their groups, copies before the
+        // images they were made from (which name their regions), images
+        // before their snapshots, objects last.
+        let rank = |f: &Found| match f.kind {
             ResourceKind::Instance => 0,
-            ResourceKind::Image => 1,
-            ResourceKind::Snapshot => 2,
-            ResourceKind::SecurityGroup => 3,
-            ResourceKind::KeyPair => 4,
-            _ => 5,
+            ResourceKind::Image if f.region.is_some() => 1,
+            ResourceKind::Image => 2,
+            ResourceKind::Snapshot => 3,
+            ResourceKind::SecurityGroup => 4,
+            ResourceKind::KeyPair => 5,
+            _ => 6,
         };
         found.sort_by(|a, b| {
-            rank(a.kind)
-                .cmp(&rank(b.kind))
+            rank(a)
+                .cmp(&rank(b))
+                .then_with(|| a.region.cmp(&b.region))
                 .then_with(|| a.id.cmp(&b.id))
         });
         Ok(found
             .into_iter()
             .filter(|f| !f.id.is_empty())
             .map(|f| Leftover {
-                age: age(now, f.created),
+                age: age(now, runs.created(f.run.as_ref(), f.created)),
                 kind: f.kind,
                 id: f.id,
                 run: f.run,
@@ -421,5 +559,78 @@ impl Janitor for AwsJanitor {
                 op: "removing local files",
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(run: Option<&str>, state: Option<&str>, digest: bool) -> Tags {
+        let mut t = Tags::new();
+        if let Some(r) = run {
+            t.insert(tags::RUN.into(), r.into());
+        }
+        if let Some(s) = state {
+            t.insert(tags::STATE.into(), s.into());
+        }
+        if digest {
+            t.insert(tags::DIGEST.into(), "d".into());
+        }
+        t
+    }
+
+    fn runs() -> Runs {
+        Runs {
+            unfinished: [RunId::from("building")].into(),
+            baking: [(RunId::from("dead"), Some(100))].into(),
+            complete: [RunId::from("done")].into(),
+            hold: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn complete_images_are_releases_whatever_their_run() {
+        let r = runs();
+        for run in ["done", "building", "other"] {
+            assert!(
+                !image_leftover(&t(Some(run), Some("complete"), true), &r),
+                "{run}"
+            );
+        }
+        // ...except a copy marked before its image, which is still baking.
+        assert!(image_leftover(&t(Some("dead"), Some("complete"), true), &r));
+    }
+
+    #[test]
+    fn baking_images_are_leftovers_unless_their_run_finished() {
+        let r = runs();
+        assert!(image_leftover(&t(Some("dead"), Some("baking"), true), &r));
+        // A copy elsewhere whose image is gone: its own age decides.
+        assert!(image_leftover(&t(Some("other"), Some("baking"), true), &r));
+        assert!(image_leftover(&t(None, Some("baking"), true), &r));
+        assert!(!image_leftover(&t(Some("done"), Some("baking"), true), &r));
+    }
+
+    #[test]
+    fn unmarked_images_keep_the_old_rule() {
+        let r = runs();
+        assert!(image_leftover(&t(Some("building"), None, true), &r));
+        assert!(image_leftover(&t(Some("dead"), None, true), &r));
+        assert!(image_leftover(&t(Some("other"), None, false), &r));
+        assert!(!image_leftover(&t(Some("other"), None, true), &r));
+        assert!(!image_leftover(&t(None, None, true), &r));
+        assert!(!image_leftover(&t(None, Some("weird"), false), &r));
+    }
+
+    #[test]
+    fn a_baking_run_dates_all_its_resources() {
+        let r = runs();
+        let dead = RunId::from("dead");
+        assert_eq!(r.created(Some(&dead), Some(500)), Some(100));
+        assert_eq!(r.created(Some(&dead), Some(50)), Some(50));
+        assert_eq!(r.created(Some(&dead), None), Some(100));
+        assert_eq!(r.created(Some(&RunId::from("other")), Some(500)), Some(500));
+        assert_eq!(r.created(None, None), None);
     }
 }

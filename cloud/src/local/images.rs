@@ -1,6 +1,15 @@
 //! Local images: `images/<id>/{rootfs.tar.zst,manifest.json}`.
 //! The id is `img-` + 24 hex digits of sha256(rootfs sha256, input digest):
 //! the same content baked for the same inputs is the same image.
+//!
+//! So a bake may create an image that exists already. A finished one
+//! (`kiln:state` complete, or unmarked) stays as it is: it belongs to the
+//! run that made it. An unfinished one (`baking`) of a dead run becomes the
+//! new run's (its manifest is replaced; the rootfs is the same bytes); one
+//! of a live run is refused (`Locked`): another bake of the same inputs is
+//! making it right now. All of that under the state lock, which `bake gc`
+//! also takes before removing a dead run's `baking` image, after checking
+//! again that it still is one.
 
 use std::path::{Path, PathBuf};
 
@@ -9,10 +18,10 @@ use sha2::{Digest, Sha256};
 
 use super::{BACKEND, LocalCloud, REGION, pack};
 use crate::error::{CloudError, Result};
-use crate::ids::{AccountId, ImageId, InstanceId, Region, Tags};
+use crate::ids::{AccountId, ImageId, InstanceId, Region, RunId, Tags, tags};
 use crate::images::{
-    BaseImage, BaseSelector, CopySpec, ImageInfo, ImageManifest, ImageSpec, ImageState, Images,
-    RootfsRecord,
+    BakeState, BaseImage, BaseSelector, CopySpec, ImageInfo, ImageManifest, ImageSpec, ImageState,
+    Images, RootfsRecord,
 };
 use crate::state::{sync_dir, write_atomically};
 
@@ -68,7 +77,7 @@ impl LocalCloud {
         }
     }
 
-    fn all_manifests(&self) -> Result<Vec<ImageManifest>> {
+    pub(super) fn all_manifests(&self) -> Result<Vec<ImageManifest>> {
         let dir = self.state.path("images");
         let mut out = Vec::new();
         let entries = std::fs::read_dir(&dir).map_err(|e| CloudError::io("read", &dir, e))?;
@@ -111,8 +120,9 @@ impl LocalCloud {
         let _lock = self.state.lock()?;
         if target.exists() {
             // Same rootfs for the same inputs: this image already exists.
+            let result = self.reuse(&target, &id, spec, &staging);
             let _ = std::fs::remove_dir_all(&staging);
-            return Ok(id);
+            return result.map(|()| id);
         }
         std::fs::rename(&staging, &target).map_err(|e| {
             let _ = std::fs::remove_dir_all(&staging);
@@ -120,6 +130,74 @@ impl LocalCloud {
         })?;
         sync_dir(&images);
         Ok(id)
+    }
+
+    /// `create_image` found its image in place already (under the state
+    /// lock): a finished one stays its maker's; a dead run's unfinished
+    /// one becomes this run's, with the staged manifest; a live run's is
+    /// refused.
+    fn reuse(&self, target: &Path, id: &ImageId, spec: &ImageSpec, staging: &Path) -> Result<()> {
+        let existing = self.read_manifest(target, id)?;
+        if BakeState::of(&existing.tags) != BakeState::Baking {
+            return Ok(());
+        }
+        let owner = run_of(&existing);
+        if owner != spec.run && self.state.run_alive(&owner) {
+            return Err(CloudError::Locked {
+                what: "image (another bake of the same inputs is making it)",
+                path: target.to_owned(),
+            });
+        }
+        let staged = staging.join(MANIFEST);
+        let json = std::fs::read(&staged).map_err(|e| CloudError::io("read", &staged, e))?;
+        write_atomically(&target.join(MANIFEST), &json)
+    }
+
+    /// Removes `id` if it still is an unfinished (`baking`) image of the
+    /// dead run `run` — checked under the state lock, so a bake that took
+    /// it over meanwhile keeps it. `bake gc`'s removal of a local image.
+    pub(super) fn deregister_unfinished(&self, id: &ImageId, run: Option<&RunId>) -> Result<()> {
+        self.remove_image(
+            id,
+            Some(&|m: &ImageManifest| {
+                let owner = run_of(m);
+                BakeState::of(&m.tags) == BakeState::Baking
+                    && run == Some(&owner)
+                    && !self.state.run_alive(&owner)
+            }),
+        )
+    }
+
+    /// Renames the image away under the state lock — if `check` (when
+    /// given) approves of its manifest — then deletes it. A missing image
+    /// is `Ok`.
+    fn remove_image(
+        &self,
+        id: &ImageId,
+        check: Option<&dyn Fn(&ImageManifest) -> bool>,
+    ) -> Result<()> {
+        let Ok(dir) = self.image_dir(id) else {
+            return Ok(());
+        };
+        let images = self.state.path("images");
+        let trash = images.join(format!(".trash-{id}-{:08x}", fastrand::u32(..)));
+        {
+            let _lock = self.state.lock()?;
+            if let Some(check) = check {
+                match self.read_manifest(&dir, id) {
+                    Ok(m) if check(&m) => {}
+                    Ok(_) | Err(CloudError::NotFound { .. }) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+            match std::fs::rename(&dir, &trash) {
+                Ok(()) => sync_dir(&images),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(CloudError::io("remove", &dir, e)),
+            }
+        }
+        // Renamed away first, so readers never see a half-deleted image.
+        std::fs::remove_dir_all(&trash).map_err(|e| CloudError::io("remove", &trash, e))
     }
 
     fn fill_staging(&self, root: &Path, spec: &ImageSpec, staging: &Path) -> Result<ImageId> {
@@ -149,6 +227,14 @@ impl LocalCloud {
         sync_dir(staging);
         Ok(id)
     }
+}
+
+/// The run an image belongs to: its run tag (the manifest's `run` field
+/// says the same; both change when a run takes an unfinished image over).
+pub(super) fn run_of(m: &ImageManifest) -> RunId {
+    m.tags
+        .get(tags::RUN)
+        .map_or_else(|| m.run.clone(), |r| RunId::from(r.as_str()))
 }
 
 fn info(m: &ImageManifest) -> ImageInfo {
@@ -271,6 +357,13 @@ impl Images for LocalCloud {
         })
     }
 
+    async fn tag_copy(&self, _id: &ImageId, _region: &Region, _tags: &Tags) -> Result<()> {
+        Err(CloudError::Unsupported {
+            backend: BACKEND,
+            op: "copies in other regions",
+        })
+    }
+
     async fn deregister_copy(&self, _id: &ImageId, _region: &Region) -> Result<()> {
         Err(CloudError::Unsupported {
             backend: BACKEND,
@@ -286,20 +379,6 @@ impl Images for LocalCloud {
     }
 
     async fn deregister(&self, id: &ImageId) -> Result<()> {
-        let Ok(dir) = self.image_dir(id) else {
-            return Ok(());
-        };
-        let images = self.state.path("images");
-        let trash = images.join(format!(".trash-{id}-{:08x}", fastrand::u32(..)));
-        {
-            let _lock = self.state.lock()?;
-            match std::fs::rename(&dir, &trash) {
-                Ok(()) => sync_dir(&images),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(CloudError::io("remove", &dir, e)),
-            }
-        }
-        // Renamed away first, so readers never see a half-deleted image.
-        std::fs::remove_dir_all(&trash).map_err(|e| CloudError::io("remove", &trash, e))
+        self.remove_image(id, None)
     }
 }

@@ -1,7 +1,9 @@
 //! Local leftovers: everything under the state dir that names a run whose
 //! lock is free (the run ended or was killed). Ids are paths relative to the
 //! state dir, except builders, which are instance ids (removing one
-//! terminates it: kill its process group, then delete its root).
+//! terminates it: kill its process group, then delete its root), and
+//! images: an image still `baking` (`kiln:state`) whose run is dead never
+//! finished its bake; removing it checks that again under the state lock.
 
 use std::path::{Component, Path};
 use std::time::{Duration, SystemTime};
@@ -9,8 +11,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::LocalCloud;
+use super::images::MANIFEST;
 use crate::error::{CloudError, Result};
-use crate::ids::{InstanceId, Region, RunId};
+use crate::ids::{ImageId, InstanceId, Region, RunId};
+use crate::images::BakeState;
 use crate::instances::Builders;
 use crate::sweep::{Janitor, Leftover, ResourceKind};
 
@@ -98,6 +102,15 @@ impl Janitor for LocalCloud {
                 push(ResourceKind::Dir, format!("images/{name}"), None, &path);
             }
         }
+        // Images whose bake never finished: a complete (or unmarked) one is
+        // a release, whatever its run.
+        for m in self.all_manifests()? {
+            let run = super::images::run_of(&m);
+            if BakeState::of(&m.tags) == BakeState::Baking && self.dead(&run) {
+                let path = root.join("images").join(m.id.as_str()).join(MANIFEST);
+                push(ResourceKind::Image, m.id.to_string(), Some(run), &path);
+            }
+        }
         // Run locks last: they are what marks the rest as alive.
         for run in self.state.runs()? {
             if self.dead(&run) {
@@ -125,6 +138,9 @@ impl Janitor for LocalCloud {
         }
         match item.kind {
             ResourceKind::Instance => self.terminate(&InstanceId::new(item.id.clone())).await,
+            ResourceKind::Image => {
+                self.deregister_unfinished(&ImageId::new(item.id.clone()), item.run.as_ref())
+            }
             ResourceKind::Dir | ResourceKind::File => {
                 let rel = Path::new(&item.id);
                 if rel.components().any(|c| !matches!(c, Component::Normal(_))) {

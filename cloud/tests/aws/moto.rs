@@ -578,6 +578,29 @@ async fn moto_copies_are_removed_in_their_region() {
         .copy_to_region(&source, &west, &spec)
         .await
         .expect("copy");
+    // Tagged in its region (the completion mark of a bake).
+    let mut done = Tags::new();
+    done.insert("kiln:state".into(), "complete".into());
+    cloud
+        .images()
+        .tag_copy(&copy, &west, &done)
+        .await
+        .expect("tag the copy");
+    let tagged = moto
+        .ec2_in(TEST_KEY, TEST_KEY, "eu-west-1")
+        .await
+        .describe_images()
+        .image_ids(copy.as_str())
+        .send()
+        .await
+        .expect("DescribeImages eu-west-1");
+    assert!(
+        tagged.images()[0]
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("kiln:state") && t.value() == Some("complete")),
+        "{tagged:?}"
+    );
     let during = census().await;
     assert_eq!(during["eu-west-1"].images, before["eu-west-1"].images + 1);
     assert_eq!(
