@@ -5,10 +5,14 @@
 //! image a successful run produces, and its copies in other regions, are
 //! [`Cleanup::keep`]-ed, i.e. taken off the list, as the run's very last
 //! step.
+//!
+//! A run removes only what it made: an image carrying another run's tag
+//! (locally, the same content baked before is the same image, and a bake
+//! that finds it in place gets its id back) is left alone.
 
 use std::sync::Mutex;
 
-use cloud::{Cloud, ImageId, InstanceId, Region};
+use cloud::{Cloud, CloudError, ImageId, InstanceId, Region, RunId, tags};
 use tokio::sync::watch;
 
 use crate::error::BakeError;
@@ -25,12 +29,21 @@ pub enum Action {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Cleanup {
+    run: RunId,
     actions: Mutex<Vec<Action>>,
 }
 
 impl Cleanup {
+    /// The cleanup list of `run`.
+    pub fn new(run: RunId) -> Cleanup {
+        Cleanup {
+            run,
+            actions: Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn push(&self, a: Action) {
         if let Ok(mut v) = self.actions.lock() {
             v.push(a);
@@ -60,7 +73,7 @@ impl Cleanup {
         for a in actions.into_iter().rev() {
             let r = match &a {
                 Action::TerminateBuilder(id) => cloud.builders().terminate(id).await,
-                Action::DeregisterImage(id) => cloud.images().deregister(id).await,
+                Action::DeregisterImage(id) => self.deregister_own(cloud, id).await,
                 Action::DeregisterCopy { image, region } => {
                     cloud.images().deregister_copy(image, region).await
                 }
@@ -70,6 +83,19 @@ impl Cleanup {
             }
         }
         errors
+    }
+
+    /// Deregisters `id` unless another run's tag says it is not ours.
+    async fn deregister_own(&self, cloud: &Cloud, id: &ImageId) -> Result<(), CloudError> {
+        let maker = match cloud.images().describe(id).await {
+            Ok(info) => info.tags.get(tags::RUN).cloned(),
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if maker.is_some_and(|m| m != self.run.as_str()) {
+            return Ok(());
+        }
+        cloud.images().deregister(id).await
     }
 }
 

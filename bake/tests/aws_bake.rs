@@ -885,3 +885,276 @@ async fn moto_kill9_after_copy_then_gc_with_region_leaves_nothing() {
         "gc leaves nothing in either region"
     );
 }
+
+/// The account's images in `region`.
+async fn owned_images(moto: &Moto, region: &str) -> Vec<aws_sdk_ec2::types::Image> {
+    moto.ec2_in(TEST_KEY, TEST_KEY, region)
+        .await
+        .describe_images()
+        .owners("self")
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()
+        .to_vec()
+}
+
+fn tag_of(img: &aws_sdk_ec2::types::Image, key: &str) -> Option<String> {
+    img.tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+        .map(str::to_owned)
+}
+
+/// Spawns `bake build` (through the fault proxy) and waits until the call
+/// `action@region` the proxy holds has arrived, then kills bake (-9).
+fn bake_killed_at(fx: &Fixture, moto: &Moto, proxy: &FaultProxy, action: &str, region: &str) {
+    let recipe = fx.recipe();
+    let mut child = fx
+        .bake(moto, &["build", recipe.to_str().expect("path")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn bake");
+    assert!(
+        proxy.wait_for_hit(action, region, Duration::from_secs(120)),
+        "bake never got to {action} in {region}"
+    );
+    signal(&child, "-KILL");
+    let _ = child.wait();
+}
+
+/// The bug this guards against: bake killed after its image became
+/// available but before publishing finished (here: while sharing, with
+/// the copy made). The image is `baking`, so the next bake of the same
+/// inputs does not answer "nothing to bake" but bakes again, publishes
+/// and marks its image (and copy) complete; the bake after that finds
+/// it. `bake gc` — without `--region` — then removes the dead run's image,
+/// its snapshot and its copy in eu-west-1 (found from the image's
+/// `kiln:copies` tag), and nothing of the good one.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_kill9_while_publishing_then_the_same_inputs_bake_again_and_gc_finds_the_copy() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let proxy = FaultProxy::start(&moto);
+    let emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            proxy_port: Some(proxy.port()),
+            ..EmulatorOptions::default()
+        },
+    );
+    proxy.on("ModifyImageAttribute", "us-east-1", Fault::Hang);
+    let mut fx = Fixture::new(&moto);
+    fx.endpoint = Some(proxy.endpoint());
+    fx.publish(&["eu-west-1"], &["111122223333"]);
+    let before = regions_census(&moto, &["eu-west-1"]).await;
+
+    bake_killed_at(&fx, &moto, &proxy, "ModifyImageAttribute", "us-east-1");
+    let dead = owned_images(&moto, "us-east-1").await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let dead_id = dead[0].image_id().expect("id").to_owned();
+    assert_eq!(tag_of(&dead[0], "kiln:state").as_deref(), Some("baking"));
+    assert_eq!(
+        tag_of(&dead[0], "kiln:copies").as_deref(),
+        Some("eu-west-1")
+    );
+    let dead_copy = owned_images(&moto, "eu-west-1").await;
+    assert_eq!(dead_copy.len(), 1, "the copy exists: {dead_copy:?}");
+    assert_eq!(
+        tag_of(&dead_copy[0], "kiln:state").as_deref(),
+        Some("baking")
+    );
+    let dead_copy_id = dead_copy[0].image_id().expect("id").to_owned();
+    // `bake list` says so.
+    fx.endpoint = None;
+    let out = fx.bake(&moto, &["list", "--json"]).output().expect("list");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(list[0]["bake_state"], "baking", "{list}");
+
+    proxy.clear();
+    fx.endpoint = Some(proxy.endpoint());
+    let out = fx.build(&moto, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("nothing to bake"), "{stderr}");
+    let second = ok_json(&out);
+    assert_eq!(second["found"], false, "{stderr}");
+    assert_eq!(second["launched"], 1);
+    assert_eq!(emu.handled().len(), 2);
+    let good = image(&second);
+    assert_ne!(good, dead_id);
+    eprintln!(
+        "API calls, bake with one copy, one share and the completion marks ({} total): {}",
+        calls(&second),
+        second["api_calls"]
+    );
+    let here = owned_images(&moto, "us-east-1").await;
+    let img = here
+        .iter()
+        .find(|i| i.image_id() == Some(good.as_str()))
+        .expect("the new image");
+    assert_eq!(tag_of(img, "kiln:state").as_deref(), Some("complete"));
+    let copies = owned_images(&moto, "eu-west-1").await;
+    let copy = copies
+        .iter()
+        .find(|i| i.image_id() != Some(dead_copy_id.as_str()))
+        .expect("the new copy");
+    assert_eq!(tag_of(copy, "kiln:state").as_deref(), Some("complete"));
+    assert_eq!(tag_of(copy, "kiln:bake"), tag_of(img, "kiln:bake"));
+
+    let third = ok_json(&fx.build(&moto, &[]));
+    assert_eq!(third["found"], true);
+    assert_eq!(image(&third), good);
+    assert_eq!(emu.handled().len(), 2, "the third bake launched nothing");
+
+    // gc without --region: the dead run's copy is found from its image.
+    fx.endpoint = None;
+    let out = fx
+        .bake(&moto, &["gc", "--older-than", "0", "--json"])
+        .output()
+        .expect("bake gc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let removed = report["removed"].as_array().expect("removed");
+    let has = |kind: &str, id: &str, region: Option<&str>| {
+        removed.iter().any(|l| {
+            l["kind"] == kind && l["id"] == id && l.get("region").and_then(|r| r.as_str()) == region
+        })
+    };
+    assert!(has("image", &dead_id, None), "{report}");
+    assert!(has("image", &dead_copy_id, Some("eu-west-1")), "{report}");
+    assert!(
+        !removed.iter().any(|l| l["id"] == good.as_str()),
+        "{report}"
+    );
+    let after = regions_census(&moto, &["eu-west-1"]).await;
+    for region in ["us-east-1", "eu-west-1"] {
+        let (b, a) = (before[region], after[region]);
+        assert_eq!(a.images, b.images + 1, "{region}: {b:?} -> {a:?}");
+        assert_eq!(a.snapshots, b.snapshots + 1, "{region}: {b:?} -> {a:?}");
+    }
+    let (b, a) = (before["us-east-1"], after["us-east-1"]);
+    assert_eq!(
+        (a.instances, a.security_groups, a.objects),
+        (b.instances, b.security_groups, b.objects + 1),
+        "only the manifest stays: {b:?} -> {a:?}"
+    );
+    // And the good image is still the answer.
+    let fourth = ok_json(&fx.build(&moto, &[]));
+    assert_eq!(image(&fourth), good);
+    assert_eq!(fourth["found"], true);
+}
+
+/// The narrowest window: everything published and the copies marked
+/// complete, the image's own mark held (the proxy holds that CreateTags)
+/// when bake is killed. The image stays `baking`, so the run did not
+/// finish: a young run is left alone by the default `--older-than`, and
+/// `gc --older-than 0` without `--region` removes the image and both
+/// copies — complete or not — in their regions. A region gc cannot scan
+/// (its DescribeImages refused) holds the image back, so a later gc still
+/// finds that region's copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_kill9_before_the_image_is_marked_then_gc_removes_image_and_marked_copies() {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let proxy = FaultProxy::start(&moto);
+    let _emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            proxy_port: Some(proxy.port()),
+            ..EmulatorOptions::default()
+        },
+    );
+    proxy.on_body("CreateTags", "us-east-1", "Value=complete", Fault::Hang);
+    let mut fx = Fixture::new(&moto);
+    fx.endpoint = Some(proxy.endpoint());
+    fx.publish(&["eu-west-1", "eu-west-2"], &[]);
+    let regions = ["eu-west-1", "eu-west-2"];
+    let before = regions_census(&moto, &regions).await;
+
+    bake_killed_at(&fx, &moto, &proxy, "CreateTags", "us-east-1");
+    let leaked = regions_census(&moto, &regions).await;
+    let dead = owned_images(&moto, "us-east-1").await;
+    assert_eq!(tag_of(&dead[0], "kiln:state").as_deref(), Some("baking"));
+    for region in regions {
+        let copies = owned_images(&moto, region).await;
+        assert_eq!(copies.len(), 1, "{region}: {copies:?}");
+        assert_eq!(
+            tag_of(&copies[0], "kiln:state").as_deref(),
+            Some("complete"),
+            "{region}: copies are marked before the image"
+        );
+    }
+
+    // A young run may be alive: the default --older-than (1h) keeps it.
+    let out = fx.bake(&moto, &["gc"]).output().expect("bake gc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(regions_census(&moto, &regions).await, leaked);
+
+    // eu-west-2 cannot be scanned: its copy and the image stay.
+    proxy.clear();
+    proxy.on(
+        "DescribeImages",
+        "eu-west-2",
+        Fault::Fail(Reply::ec2_error(
+            "UnauthorizedOperation",
+            "You are not authorized to perform this operation.",
+        )),
+    );
+    let out = fx
+        .bake(&moto, &["gc", "--older-than", "0"])
+        .output()
+        .expect("bake gc");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("eu-west-2"), "{stderr}");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("image@eu-west-1\tami-"), "{listed}");
+    let partial = regions_census(&moto, &regions).await;
+    // (The bucket is the same from every region: the image's manifest
+    // stays with it.)
+    let images_snaps = |c: Census| (c.images, c.snapshots);
+    assert_eq!(
+        images_snaps(partial["eu-west-1"]),
+        images_snaps(before["eu-west-1"]),
+        "{partial:?}"
+    );
+    assert_eq!(
+        images_snaps(partial["eu-west-2"]),
+        images_snaps(leaked["eu-west-2"]),
+        "{partial:?}"
+    );
+    assert_eq!(
+        partial["us-east-1"].images, leaked["us-east-1"].images,
+        "the image is held back: {partial:?}"
+    );
+    assert_eq!(
+        partial["us-east-1"].instances,
+        before["us-east-1"].instances
+    );
+
+    proxy.clear();
+    let out = fx
+        .bake(&moto, &["gc", "--older-than", "0"])
+        .output()
+        .expect("bake gc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        regions_census(&moto, &regions).await,
+        before,
+        "gc leaves nothing in any region"
+    );
+}

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 
 use crate::{
-    BaseSelector, BuilderSettings, BuilderSpec, Cloud, CloudError, ImageId, ImageManifest,
-    ImageSpec, ImageState, IndexRecord, InstanceState, MANIFEST_FORMAT, Payload, RunId, Tags, tags,
-    time,
+    BakeState, BaseSelector, BuilderSettings, BuilderSpec, Cloud, CloudError, ImageId,
+    ImageManifest, ImageSpec, ImageState, IndexRecord, InstanceState, MANIFEST_FORMAT, Payload,
+    RunId, Tags, tags, time,
 };
 
 /// What a backend's test harness provides.
@@ -92,6 +92,7 @@ pub async fn bake_round_trip(cloud: &Cloud, fx: &Fixture) {
     let mut t = run_tags.clone();
     t.insert(tags::DIGEST.into(), digest.clone());
     t.insert(tags::NAME.into(), "conformance".into());
+    t.insert(tags::STATE.into(), tags::STATE_BAKING.into());
     let now = time::now_unix();
     let manifest = ImageManifest {
         format: MANIFEST_FORMAT,
@@ -139,6 +140,19 @@ pub async fn bake_round_trip(cloud: &Cloud, fx: &Fixture) {
         fail("tags at creation")
     );
     assert_eq!(info.tags.get(tags::RUN), Some(&run.to_string()));
+    assert_eq!(info.bake_state(), BakeState::Baking);
+    assert!(
+        images
+            .find_by_digest(&digest)
+            .await
+            .expect("find")
+            .is_none(),
+        "{}",
+        fail("a baking image is not a digest hit")
+    );
+    let mut done = Tags::new();
+    done.insert(tags::STATE.into(), tags::STATE_COMPLETE.into());
+    images.tag(&id, &done).await.expect("mark complete");
     let found = images.find_by_digest(&digest).await.expect("find");
     assert_eq!(
         found.map(|i| i.id),

@@ -237,14 +237,16 @@ pub trait Images: Send + Sync {
     /// Images carrying tag `key=value`, newest first.
     async fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<ImageInfo>>;
 
-    /// The available image with this input digest, if any (the newest when
-    /// several exist, e.g. after `--force`).
+    /// The available, complete ([`tags::STATE`]) image with this input
+    /// digest, if any (the newest when several exist, e.g. after
+    /// `--force`). An image whose bake is still publishing, or died doing
+    /// so, is not one.
     async fn find_by_digest(&self, digest: &str) -> Result<Option<ImageInfo>> {
         Ok(self
             .find_by_tag(tags::DIGEST, digest)
             .await?
             .into_iter()
-            .find(|i| i.state == ImageState::Available))
+            .find(|i| i.state == ImageState::Available && i.bake_state() == BakeState::Complete))
     }
 
     /// [`crate::CloudError::NotFound`] if it does not exist.

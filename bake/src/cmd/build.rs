@@ -1,13 +1,14 @@
 //! `bake build RECIPE`: resolve base → digest → look up → builder →
-//! report → image → publish → clean up. Stdout: the image id (or one JSON
-//! object with `--json`); progress on stderr.
+//! report → image (`kiln:state=baking`) → publish → mark complete → clean
+//! up. Stdout: the image id (or one JSON object with `--json`); progress on
+//! stderr.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cloud::{
-    BuilderSpec, Cloud, FileRecord, GoldenRecord, ImageId, ImageManifest, ImageSpec, IndexRecord,
-    MANIFEST_FORMAT, Payload, RunId, StateDir, Tags, tags, time,
+    BakeState, BuilderSpec, Cloud, FileRecord, GoldenRecord, ImageId, ImageManifest, ImageSpec,
+    IndexRecord, MANIFEST_FORMAT, Payload, Region, RunId, StateDir, Tags, tags, time,
 };
 use serde::Serialize;
 
@@ -53,7 +54,15 @@ pub struct Plan {
 pub enum Fault {
     /// Announce a wrong payload sha256 to the builder (`payload-sha256`).
     PayloadSha256,
+    /// Wait (up to [`HOLD_SECS`], or until interrupted) with the image
+    /// made and published but not yet marked complete
+    /// (`hold-before-complete`): the local backend publishes nothing, so
+    /// nothing else holds a bake in that window for a test to kill it.
+    HoldBeforeComplete,
 }
+
+/// How long [`Fault::HoldBeforeComplete`] holds.
+pub const HOLD_SECS: u64 = 120;
 
 pub const FAULT_ENV: &str = "KILN_TEST_FAULT";
 
@@ -66,6 +75,7 @@ pub fn plan(args: Args) -> Result<Plan, BakeError> {
     let fault = match std::env::var(FAULT_ENV).as_deref() {
         Err(_) | Ok("") => None,
         Ok("payload-sha256") => Some(Fault::PayloadSha256),
+        Ok("hold-before-complete") => Some(Fault::HoldBeforeComplete),
         Ok(other) => {
             return Err(BakeError::Usage(format!(
                 "{FAULT_ENV}={other:?}: unknown fault"
@@ -108,7 +118,7 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     cancel
         .on_signals()
         .map_err(|e| BakeError::Failed(format!("cannot watch signals: {e}")))?;
-    let cleanup = Cleanup::default();
+    let cleanup = Cleanup::new(run.clone());
 
     let result = bake(
         &plan,
@@ -233,7 +243,7 @@ async fn bake(
     };
     let sha256 = match plan.fault {
         Some(Fault::PayloadSha256) => "0".repeat(64),
-        None => sha256,
+        _ => sha256,
     };
     let searchd_version = searchd_version(&r.searchd).await;
     let index = index_record(&inputs);
@@ -280,12 +290,13 @@ async fn bake(
     cancel.check()?;
 
     progress.step("creating the image");
+    // The previous release: an unfinished image is nobody's parent.
     let parent = cloud
         .images()
         .find_by_tag(tags::NAME, &r.name)
         .await?
         .into_iter()
-        .find(|i| i.digest() != Some(digest.as_str()))
+        .find(|i| i.digest() != Some(digest.as_str()) && i.bake_state() != BakeState::Baking)
         .map(|i| i.id);
     let now = time::now_unix();
     let mut image_tags = run_tags;
@@ -298,6 +309,13 @@ async fn bake(
     image_tags.insert(tags::CREATED.into(), time::rfc3339(now));
     if let Some(p) = &parent {
         image_tags.insert(tags::PARENT.into(), p.to_string());
+    }
+    // Not a digest hit until the whole bake succeeded (see `mark_complete`).
+    image_tags.insert(tags::STATE.into(), tags::STATE_BAKING.into());
+    // Where the copies will be, on the image from the start: `bake gc`
+    // finds a dead run's copies from it.
+    if !r.regions.is_empty() {
+        image_tags.insert(tags::COPIES.into(), r.regions.join(","));
     }
     let manifest = ImageManifest {
         format: MANIFEST_FORMAT,
@@ -337,13 +355,29 @@ async fn bake(
         )
         .await?;
     cleanup.push(Action::DeregisterImage(image.clone()));
-    tokio::select! {
-        r = cloud.images().wait_available(&image, cloud.wait_params()) => { r?; }
+    let info = tokio::select! {
+        r = cloud.images().wait_available(&image, cloud.wait_params()) => r?,
         _ = cancel.cancelled() => return Err(BakeError::Interrupted),
+    };
+    if let Some(maker) = info.tags.get(tags::RUN).filter(|m| *m != run.as_str()) {
+        // Local: the same content for the same inputs is the same image,
+        // and a finished one stays its maker's (cleanup leaves it alone).
+        progress.note(format!("{image} exists already (baked by {maker})"));
     }
     cancel.check()?;
 
     let copies = publish(cloud, r, &image, run, cleanup, cancel, progress).await?;
+
+    if plan.fault == Some(Fault::HoldBeforeComplete) {
+        progress.note(format!(
+            "test fault: holding before marking {image} complete"
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(HOLD_SECS)) => {}
+            _ = cancel.cancelled() => return Err(BakeError::Interrupted),
+        }
+    }
+    mark_complete(cloud, &image, &copies, cancel, progress).await?;
 
     // The result: off the cleanup list, so only the builder is removed.
     for c in &copies {
@@ -386,7 +420,7 @@ async fn publish(
             tags: Tags::new(),
             encrypted: true,
         };
-        let region = cloud::Region::new(region.clone());
+        let region = Region::new(region.clone());
         match cloud.images().copy_to_region(image, &region, &spec).await {
             Ok(copy) => {
                 progress.note(format!("copied to {region}: {copy}"));
@@ -423,6 +457,33 @@ async fn publish(
     }
     cancel.check()?;
     Ok(copies)
+}
+
+/// The last step of a successful bake, before the builder is cleaned up:
+/// `kiln:state=complete` on each copy (in its region), then on the image.
+/// Until the image's own tag is written, nothing finds it by digest, and a
+/// dead run's image (copies included, marked or not) is `bake gc`'s; so
+/// the image is never `complete` while a copy or share is missing.
+/// Cancellation is checked between the calls, as while publishing.
+async fn mark_complete(
+    cloud: &Cloud,
+    image: &ImageId,
+    copies: &[Action],
+    cancel: &Cancel,
+    progress: &Progress,
+) -> Result<(), BakeError> {
+    progress.step("marking the image complete");
+    let mut done = Tags::new();
+    done.insert(tags::STATE.into(), tags::STATE_COMPLETE.into());
+    for c in copies {
+        if let Action::DeregisterCopy { image, region } = c {
+            cancel.check()?;
+            cloud.images().tag_copy(image, region, &done).await?;
+        }
+    }
+    cancel.check()?;
+    cloud.images().tag(image, &done).await?;
+    Ok(())
 }
 
 /// Builds (or takes) the snapshot and hashes every installed file.

@@ -1,8 +1,11 @@
 //! `bake gc`: remove what crashed runs left (found by run id, see
-//! [`cloud::Janitor`]). Live runs are never touched: locally a run holds a
-//! lock while it lives; on aws only resources older than `--older-than`
-//! are considered. `--region` adds regions to scan for image copies
-//! (`[publish] regions`); what is found there is removed there.
+//! [`cloud::Janitor`]), including images whose bake never completed
+//! (`kiln:state=baking`) and, on aws, their copies in the regions the
+//! image names (`kiln:copies`). Live runs are never touched: locally a run
+//! holds a lock while it lives; on aws only resources older than
+//! `--older-than` are considered (a run's resources are as old as its
+//! unfinished image). `--region` adds regions to scan; what is found there
+//! is removed there.
 
 use std::time::Duration;
 
@@ -19,10 +22,11 @@ pub struct Args {
     /// Default: 0 on local (liveness is known), 1h on aws.
     #[arg(long, value_name = "AGE", value_parser = parse_duration)]
     pub older_than: Option<Duration>,
-    /// aws: also scan REGION for image copies a crashed run left (its
-    /// `[publish] regions`); repeatable. The configured region (AWS_REGION)
-    /// is always scanned. Name every region in one pass: a run counts as
-    /// unfinished while its builder exists, and gc removes that too.
+    /// aws: also scan REGION for image copies a crashed run left;
+    /// repeatable. The configured region (AWS_REGION) is always scanned,
+    /// and so are the regions an unfinished image names in its
+    /// `kiln:copies` tag; REGION is needed only for copies of images
+    /// baked before that tag existed.
     #[arg(long = "region", value_name = "REGION", value_parser = parse_region)]
     pub regions: Vec<Region>,
     /// List what would be removed; remove nothing.

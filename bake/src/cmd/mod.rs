@@ -102,8 +102,8 @@ pub enum Command {
     /// uses or may roll back to.
     #[command(after_help = AFTER_HELP)]
     Prune(prune::Args),
-    /// Remove what crashed runs left behind (builders, partial images,
-    /// scratch files).
+    /// Remove what crashed runs left behind (builders, images whose bake
+    /// never completed and their copies, scratch files).
     #[command(after_help = AFTER_HELP)]
     Gc(gc::Args),
 }

@@ -1,10 +1,13 @@
 //! `bake prune --keep N`: delete all but the newest N images of each name,
 //! never one a group uses or may roll back to ([`cloud::protected_images`]).
+//! Only releases count: an image still `baking` (`kiln:state`) is a bake
+//! in progress or a dead run's leftover — `bake gc`'s to judge, never
+//! prune's — so it is neither one of the N nor deleted.
 //! The decision is the pure [`plan`]; the command only executes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cloud::{ImageId, ImageInfo, protected_images, tags};
+use cloud::{BakeState, ImageId, ImageInfo, protected_images, tags};
 use serde::Serialize;
 
 use super::Global;
@@ -34,19 +37,26 @@ pub struct PrunePlan {
     pub keep: Vec<ImageId>,
     /// Older than the newest N, but in use or a rollback target.
     pub protected: Vec<ImageId>,
+    /// Not releases (`baking`): left to `bake gc`.
+    pub unfinished: Vec<ImageId>,
 }
 
 /// Pure: which images to delete. `images` in any order.
 pub fn plan(images: &[ImageInfo], protected: &BTreeSet<ImageId>, keep: usize) -> PrunePlan {
     let mut by_name: BTreeMap<&str, Vec<&ImageInfo>> = BTreeMap::new();
+    let mut p = PrunePlan::default();
     for i in images {
+        if i.bake_state() == BakeState::Baking {
+            p.unfinished.push(i.id.clone());
+            continue;
+        }
         let name = i
             .tags
             .get(tags::NAME)
             .map_or(i.name.as_str(), String::as_str);
         by_name.entry(name).or_default().push(i);
     }
-    let mut p = PrunePlan::default();
+    p.unfinished.sort();
     for (_, mut list) in by_name {
         list.sort_by(|a, b| {
             b.created_unix
@@ -82,6 +92,11 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     for id in &p.protected {
         eprintln!("bake: keeping {id}: a group uses it or may roll back to it");
     }
+    for id in &p.unfinished {
+        eprintln!(
+            "bake: skipping {id}: its bake has not completed (`bake gc` removes it once its run is dead)"
+        );
+    }
     if !args.dry_run {
         for id in &p.delete {
             cloud.images().deregister(id).await?;
@@ -108,8 +123,15 @@ mod tests {
     use super::*;
 
     fn img(id: &str, name: &str, t: u64) -> ImageInfo {
+        with_state(id, name, t, tags::STATE_COMPLETE)
+    }
+
+    fn with_state(id: &str, name: &str, t: u64, state: &str) -> ImageInfo {
         let mut tags = cloud::Tags::new();
         tags.insert(tags::NAME.into(), name.into());
+        if !state.is_empty() {
+            tags.insert(tags::STATE.into(), state.into());
+        }
         ImageInfo {
             id: ImageId::from(id),
             name: name.into(),
@@ -135,5 +157,23 @@ mod tests {
         assert_eq!(p.delete, vec![ImageId::from("a2")]);
         assert_eq!(p.protected, vec![ImageId::from("a1")]);
         assert_eq!(plan(&images, &protected, 0).keep, vec![]);
+    }
+
+    #[test]
+    fn baking_images_are_neither_releases_nor_deleted() {
+        let images = vec![
+            img("a1", "a", 1),
+            // Newest, but unfinished: must not push a1 out of the newest 1.
+            with_state("a2", "a", 2, tags::STATE_BAKING),
+            // Made before the marker: a release like a complete one.
+            with_state("a0", "a", 0, ""),
+        ];
+        let p = plan(&images, &BTreeSet::new(), 1);
+        assert_eq!(p.keep, vec![ImageId::from("a1")]);
+        assert_eq!(p.delete, vec![ImageId::from("a0")]);
+        assert_eq!(p.unfinished, vec![ImageId::from("a2")]);
+        let p = plan(&images, &BTreeSet::new(), 0);
+        assert_eq!(p.delete, vec![ImageId::from("a1"), ImageId::from("a0")]);
+        assert_eq!(p.unfinished, vec![ImageId::from("a2")]);
     }
 }

@@ -1,6 +1,9 @@
-//! `bake show ID`: one image's manifest.
+//! `bake show ID`: one image's manifest, with its tags as they are now
+//! (the manifest keeps those it was created with; `kiln:state` changes
+//! when the bake completes) and its bake state.
 
-use cloud::ImageId;
+use cloud::{BakeState, ImageId, ImageManifest};
+use serde::Serialize;
 
 use super::Global;
 use crate::error::BakeError;
@@ -16,21 +19,36 @@ pub struct Args {
     pub json: bool,
 }
 
+/// `--json`: the manifest (with the current tags) and the bake state.
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    manifest: &'a ImageManifest,
+    bake_state: BakeState,
+}
+
 pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     let (_state, cloud) = super::open(global).await?;
-    let m = match cloud.images().manifest(&ImageId::new(args.id)).await {
-        Ok(m) => m,
+    let id = ImageId::new(args.id);
+    let (info, mut m) = match cloud.images().describe(&id).await {
+        Ok(info) => (info, cloud.images().manifest(&id).await?),
         // A wrong id is the caller's input, not a failing cloud.
         Err(e @ cloud::CloudError::NotFound { .. }) => return Err(BakeError::Usage(e.to_string())),
         Err(e) => return Err(e.into()),
     };
+    m.tags = info.tags.clone();
+    let state = info.bake_state();
     if args.json {
-        super::print_json(&m)?;
+        super::print_json(&Shown {
+            manifest: &m,
+            bake_state: state,
+        })?;
         return Ok(exit::OK);
     }
     let mut out = String::new();
     outln!(out, "id:              {}", m.id);
     outln!(out, "name:            {}", m.name);
+    outln!(out, "state:           {}", state.as_str());
     outln!(out, "digest:          {}", m.digest);
     outln!(out, "created:         {}", m.created);
     outln!(out, "base:            {} ({})", m.base.id, m.base.name);

@@ -2,6 +2,7 @@
 //! of `images/`, a temp state dir.
 
 use std::process::Stdio;
+use std::sync::Arc;
 
 use crate::common::*;
 
@@ -434,5 +435,239 @@ fn list_show_and_prune_keep_what_groups_use() {
     want.sort();
     assert_eq!(left, want);
     assert_eq!(fx.bake(&["show", &ids[1]]).status.code(), Some(2));
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+}
+
+/// A bake that stopped just before marking its image complete
+/// (`KILN_TEST_FAULT=hold-before-complete`): the child, the image, and its
+/// stderr so far (read by a thread, so the child never blocks on it).
+struct Held {
+    child: std::process::Child,
+    image: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Held {
+    /// Signals the bake and waits for it; its exit code and stderr.
+    fn stop(mut self, sig: &str) -> (Option<i32>, String) {
+        signal(self.child.id(), sig);
+        let status = self.child.wait().unwrap();
+        // The reader thread sees EOF once the bake is gone.
+        eventually(10, || Arc::strong_count(&self.stderr) == 1);
+        let err = self.stderr.lock().unwrap().clone();
+        (status.code(), err)
+    }
+}
+
+const HOLDING: &str = "test fault: holding before marking ";
+
+fn start_bake_holding_before_complete(fx: &Fx, extra: &[&str]) -> Held {
+    let recipe = fx.recipe();
+    let mut args = vec!["build", recipe.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut child = fx
+        .cmd(&args)
+        .env("KILN_TEST_FAULT", "hold-before-complete")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+    let pipe = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    let mut image = None;
+    let ok = eventually(120, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "bake ended before holding ({status:?}): {}",
+                stderr.lock().unwrap()
+            );
+        }
+        let err = stderr.lock().unwrap();
+        image = err.lines().find_map(|l| {
+            let rest = l.split_once(HOLDING)?.1;
+            Some(rest.split_whitespace().next()?.to_owned())
+        });
+        image.is_some()
+    });
+    assert!(ok, "the bake never held: {}", stderr.lock().unwrap());
+    Held {
+        child,
+        image: image.unwrap_or_default(),
+        stderr,
+    }
+}
+
+/// `bake show --json ID`'s `bake_state`.
+fn bake_state(fx: &Fx, id: &str) -> String {
+    let out = fx.bake(&["show", "--json", id]);
+    if !out.status.success() {
+        return String::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["bake_state"].as_str().unwrap_or_default().to_owned()
+}
+
+fn show(fx: &Fx, id: &str) -> serde_json::Value {
+    let out = fx.bake(&["show", "--json", id]);
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_bake_marks_its_image_complete_and_list_and_show_say_so() {
+    let fx = Fx::new();
+    let id = fx.build_json()["image"].as_str().unwrap().to_owned();
+    let m = show(&fx, &id);
+    assert_eq!(m["bake_state"], "complete");
+    assert_eq!(m["tags"]["kiln:state"], "complete");
+    let out = fx.bake(&["show", &id]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("state:           complete"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = fx.bake(&["list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["bake_state"], "complete", "{list}");
+    let out = fx.bake(&["list"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim_end()
+            .ends_with("\tcomplete")
+    );
+}
+
+/// kill -9 once the image exists but before it is marked complete: the
+/// image stays `baking`, is no digest hit, and `bake gc` removes it (its
+/// run's lock is free) with everything else the run left.
+#[test]
+fn kill_9_before_complete_leaves_a_baking_image_that_gc_removes() {
+    let fx = Fx::new();
+    let held = start_bake_holding_before_complete(&fx, &[]);
+    let id = held.image.clone();
+    assert_eq!(bake_state(&fx, &id), "baking");
+    // gc leaves a live run's unfinished image alone.
+    let out = fx.bake(&["gc", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"], serde_json::json!([]), "{report}");
+    held.stop("-KILL");
+
+    assert_eq!(fx.images(), vec![id.clone()]);
+    assert_eq!(bake_state(&fx, &id), "baking");
+    let table = fx.bake(&["list"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("\tbaking"));
+    // prune neither counts nor deletes it.
+    let out = fx.bake(&["prune", "--keep", "0", "--json"]);
+    assert_ok(&out);
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["delete"], serde_json::json!([]), "{p}");
+    assert_eq!(p["unfinished"], serde_json::json!([id]), "{p}");
+    assert_eq!(fx.images(), vec![id.clone()]);
+
+    let dry = fx.bake(&["gc", "--dry-run", "--json"]);
+    assert_ok(&dry);
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert!(
+        report["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["kind"] == "image" && l["id"] == id.as_str()),
+        "{report}"
+    );
+    assert_eq!(fx.images(), vec![id.clone()], "--dry-run removed it");
+
+    let out = fx.bake(&["gc"]);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("image\t{id}")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(fx.images(), Vec::<String>::new());
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+}
+
+/// The bug: after a kill -9 between "image available" and "marked
+/// complete", the next bake of the same inputs must bake (not answer
+/// "nothing to bake"), take the unfinished image over and complete it;
+/// the one after that finds it.
+#[test]
+fn kill_9_before_complete_then_the_same_inputs_bake_again() {
+    let fx = Fx::new();
+    let held = start_bake_holding_before_complete(&fx, &[]);
+    let id = held.image.clone();
+    held.stop("-KILL");
+    assert_eq!(fx.launches(), 1);
+    assert_eq!(bake_state(&fx, &id), "baking");
+
+    let out = fx.bake(&["build", "--json", fx.recipe().to_str().unwrap()]);
+    assert_ok(&out);
+    assert!(
+        !stderr(&out).contains("nothing to bake"),
+        "{}",
+        stderr(&out)
+    );
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["found"], false);
+    assert_eq!(again["launched"], 1);
+    assert_eq!(fx.launches(), 2);
+    // Same content, same id: now this run's, and complete.
+    assert_eq!(again["image"], id.as_str());
+    let m = show(&fx, &id);
+    assert_eq!(m["bake_state"], "complete");
+    assert_eq!(m["tags"]["kiln:bake"], again["run"]);
+    assert_eq!(m["run"], again["run"]);
+
+    // gc removes what the killed run left (its lock, its scratch), not
+    // the image.
+    let out = fx.bake(&["gc"]);
+    assert_ok(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("image"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(fx.images(), vec![id.clone()]);
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+
+    let third = fx.build_json();
+    assert_eq!(third["found"], true);
+    assert_eq!(third["image"], id.as_str());
+    assert_eq!(fx.launches(), 2);
+}
+
+/// Ctrl-C before the image is marked complete removes it (it is this
+/// run's); but a forced rebake interrupted there leaves the complete
+/// image an earlier bake made (the same id) alone.
+#[test]
+fn sigint_before_complete_removes_only_the_runs_own_image() {
+    let fx = Fx::new();
+    let held = start_bake_holding_before_complete(&fx, &[]);
+    let (code, err) = held.stop("-INT");
+    assert_eq!(code, Some(130), "{err}");
+    assert_eq!(fx.images(), Vec::<String>::new());
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+
+    let first = fx.build_json();
+    let id = first["image"].as_str().unwrap().to_owned();
+    let held = start_bake_holding_before_complete(&fx, &["--force"]);
+    assert_eq!(held.image, id);
+    let (code, err) = held.stop("-INT");
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("exists already"), "{err}");
+    assert_eq!(fx.images(), vec![id.clone()], "the release was removed");
+    assert_eq!(bake_state(&fx, &id), "complete");
+    assert_eq!(show(&fx, &id)["run"], first["run"]);
     assert_eq!(fx.leftovers(), Vec::<String>::new());
 }

@@ -75,4 +75,19 @@ async fn local_backend_refuses_aws_only_things_as_bad_input() {
         .unwrap_err();
     assert!(err.is_bad_input(), "{err}");
     assert!(err.to_string().contains("nope.tar"), "{err}");
+    // No regions, so no copies to tag or remove.
+    let west = cloud::Region::from("eu-west-1");
+    let img = cloud::ImageId::from("img-000000000000000000000000");
+    let err = cloud
+        .images()
+        .tag_copy(&img, &west, &cloud::Tags::new())
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    let err = cloud
+        .images()
+        .deregister_copy(&img, &west)
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
 }
