@@ -102,8 +102,48 @@ impl<'a> PostingList<'a> {
 /// A term -> posting list table (an exact or a partial index).
 pub struct Postings {
     fst: fst::Map<Bytes>,
+    starts: Starts,
     offsets: U64s,
     data: U32s,
+}
+
+/// The top two levels of a table's fst, decoded once at open. They are
+/// its widest nodes, the costliest to decode, and every lookup passes
+/// through them: a lookup starts two bytes down.
+struct Starts {
+    /// The term number of the empty term, if it is in the table.
+    empty: Option<u64>,
+    /// The term numbers of the one-byte terms, by byte.
+    one: Box<[Option<u64>; 256]>,
+    /// Per two-byte prefix (first byte high): the output so far and the
+    /// node it leads to, sorted by prefix.
+    two: Vec<(u16, u64, fst::raw::CompiledAddr)>,
+}
+
+impl Starts {
+    fn new(fst: &fst::raw::Fst<Bytes>) -> Starts {
+        let root = fst.root();
+        let mut one = Box::new([None; 256]);
+        let mut two = Vec::new();
+        for t in root.transitions() {
+            let node = fst.node(t.addr);
+            let out = t.out.value();
+            if node.is_final() {
+                one[usize::from(t.inp)] = Some(out.wrapping_add(node.final_output().value()));
+            }
+            for u in node.transitions() {
+                let prefix = u16::from(t.inp) << 8 | u16::from(u.inp);
+                two.push((prefix, out.wrapping_add(u.out.value()), u.addr));
+            }
+        }
+        // Transitions come in byte order, so this is sorted already.
+        two.sort_unstable_by_key(|e| e.0);
+        Starts {
+            empty: root.is_final().then(|| root.final_output().value()),
+            one,
+            two,
+        }
+    }
 }
 
 impl Postings {
@@ -118,11 +158,36 @@ impl Postings {
                 kinds[1]
             )));
         }
-        Ok(Postings { fst, offsets, data })
+        let starts = Starts::new(fst.as_fst());
+        Ok(Postings {
+            fst,
+            starts,
+            offsets,
+            data,
+        })
     }
 
+    /// [`fst::Map::get`], starting two bytes down (see [`Starts`]).
     pub fn get(&self, term: &str) -> Option<PostingList<'_>> {
-        self.fst.get(term).and_then(|n| self.term(n))
+        let starts = &self.starts;
+        let (prefix, rest) = match term.as_bytes() {
+            [] => return starts.empty.and_then(|n| self.term(n)),
+            [b] => return starts.one[usize::from(*b)].and_then(|n| self.term(n)),
+            [a, b, rest @ ..] => (u16::from(*a) << 8 | u16::from(*b), rest),
+        };
+        let i = starts.two.binary_search_by_key(&prefix, |e| e.0).ok()?;
+        let (_, mut out, addr) = starts.two[i];
+        let fst = self.fst.as_fst();
+        let mut node = fst.node(addr);
+        for &b in rest {
+            let t = node.transition(node.find_input(b)?);
+            out = out.wrapping_add(t.out.value());
+            node = fst.node(t.addr);
+        }
+        if !node.is_final() {
+            return None;
+        }
+        self.term(out.wrapping_add(node.final_output().value()))
     }
 
     /// The list of term number `n`; `None` if the file is inconsistent.
@@ -489,5 +554,66 @@ impl Engine {
             }
         }
         failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Writer, u32s_to_bytes, u64s_to_bytes};
+    use std::path::Path;
+
+    /// Lookups that start two bytes down find exactly what the fst finds:
+    /// every term, every prefix of one, and misses, of every length.
+    #[test]
+    fn postings_find_what_the_fst_finds() {
+        let mut terms: Vec<String> = [
+            "", "a", "ab", "abc", "abd", "b", "ba", "bcd", "é", "éa", "zz",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for i in 0..300u32 {
+            terms.push(format!(
+                "{}{}",
+                char::from(b'a' + (i % 26) as u8),
+                i * 7919 % 1000
+            ));
+        }
+        terms.sort();
+        terms.dedup();
+        let mut builder = fst::MapBuilder::memory();
+        let (mut offsets, mut data) = (vec![0u64], Vec::new());
+        for (n, t) in terms.iter().enumerate() {
+            builder.insert(t, n as u64).unwrap();
+            data.extend([n as u32, n as u32 + 1]);
+            offsets.push(data.len() as u64);
+        }
+        let fst_bytes = builder.into_inner().unwrap();
+        let mut w = Writer::default();
+        w.add(Kind::ExactFst, 0, fst_bytes.clone());
+        w.add(Kind::ExactOffsets, 0, u64s_to_bytes(&offsets));
+        w.add(Kind::ExactPostings, 0, u32s_to_bytes(&data));
+        let snap = Snapshot::from_bytes(Path::new("t.idx"), w.finish().0, Verify::Full).unwrap();
+        let postings = Postings::open(
+            &snap,
+            [Kind::ExactFst, Kind::ExactOffsets, Kind::ExactPostings],
+            0,
+        )
+        .unwrap();
+        let map = fst::Map::new(fst_bytes).unwrap();
+        let mut probes: Vec<String> = Vec::new();
+        for t in &terms {
+            for end in (0..=t.len()).filter(|&e| t.is_char_boundary(e)) {
+                probes.push(t[..end].to_string());
+            }
+            probes.push(format!("{t}x"));
+        }
+        probes.extend(["q", "qq", "zzz", "é", "ée", "\u{0}"].map(String::from));
+        for p in &probes {
+            let expected = map.get(p).map(|n| vec![n as u32, n as u32 + 1]);
+            let got = postings.get(p).map(|l| l.iter().collect::<Vec<_>>());
+            assert_eq!(got, expected, "{p:?}");
+        }
     }
 }
