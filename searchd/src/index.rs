@@ -107,24 +107,28 @@ pub struct Postings {
     data: U32s,
 }
 
-/// The top two levels of a table's fst, decoded once at open. They are
+/// The top three levels of a table's fst, decoded once at open. They are
 /// its widest nodes, the costliest to decode, and every lookup passes
-/// through them: a lookup starts two bytes down.
+/// through them: terms of up to two bytes are found without decoding a
+/// node, longer ones start three bytes down.
 struct Starts {
     /// The term number of the empty term, if it is in the table.
     empty: Option<u64>,
     /// The term numbers of the one-byte terms, by byte.
     one: Box<[Option<u64>; 256]>,
-    /// Per two-byte prefix (first byte high): the output so far and the
-    /// node it leads to, sorted by prefix.
-    two: Vec<(u16, u64, fst::raw::CompiledAddr)>,
+    /// The term numbers of the two-byte terms (first byte high), sorted.
+    two: Vec<(u16, u64)>,
+    /// Per three-byte prefix (first byte highest): the output so far and
+    /// the node it leads to, sorted by prefix.
+    three: Vec<(u32, u64, fst::raw::CompiledAddr)>,
 }
 
 impl Starts {
     fn new(fst: &fst::raw::Fst<Bytes>) -> Starts {
         let root = fst.root();
         let mut one = Box::new([None; 256]);
-        let mut two = Vec::new();
+        let (mut two, mut three) = (Vec::new(), Vec::new());
+        // Transitions come in byte order, so every table is built sorted.
         for t in root.transitions() {
             let node = fst.node(t.addr);
             let out = t.out.value();
@@ -132,16 +136,23 @@ impl Starts {
                 one[usize::from(t.inp)] = Some(out.wrapping_add(node.final_output().value()));
             }
             for u in node.transitions() {
+                let node = fst.node(u.addr);
+                let out = out.wrapping_add(u.out.value());
                 let prefix = u16::from(t.inp) << 8 | u16::from(u.inp);
-                two.push((prefix, out.wrapping_add(u.out.value()), u.addr));
+                if node.is_final() {
+                    two.push((prefix, out.wrapping_add(node.final_output().value())));
+                }
+                for v in node.transitions() {
+                    let prefix = u32::from(prefix) << 8 | u32::from(v.inp);
+                    three.push((prefix, out.wrapping_add(v.out.value()), v.addr));
+                }
             }
         }
-        // Transitions come in byte order, so this is sorted already.
-        two.sort_unstable_by_key(|e| e.0);
         Starts {
             empty: root.is_final().then(|| root.final_output().value()),
             one,
             two,
+            three,
         }
     }
 }
@@ -167,16 +178,21 @@ impl Postings {
         })
     }
 
-    /// [`fst::Map::get`], starting two bytes down (see [`Starts`]).
+    /// [`fst::Map::get`], starting three bytes down (see [`Starts`]).
     pub fn get(&self, term: &str) -> Option<PostingList<'_>> {
         let starts = &self.starts;
-        let (prefix, rest) = match term.as_bytes() {
+        let (prefix, rest) = match *term.as_bytes() {
             [] => return starts.empty.and_then(|n| self.term(n)),
-            [b] => return starts.one[usize::from(*b)].and_then(|n| self.term(n)),
-            [a, b, rest @ ..] => (u16::from(*a) << 8 | u16::from(*b), rest),
+            [a] => return starts.one[usize::from(a)].and_then(|n| self.term(n)),
+            [a, b] => {
+                let prefix = u16::from(a) << 8 | u16::from(b);
+                let i = starts.two.binary_search_by_key(&prefix, |e| e.0).ok()?;
+                return self.term(starts.two[i].1);
+            }
+            [a, b, c, ref rest @ ..] => (u32::from_be_bytes([0, a, b, c]), rest),
         };
-        let i = starts.two.binary_search_by_key(&prefix, |e| e.0).ok()?;
-        let (_, mut out, addr) = starts.two[i];
+        let i = starts.three.binary_search_by_key(&prefix, |e| e.0).ok()?;
+        let (_, mut out, addr) = starts.three[i];
         let fst = self.fst.as_fst();
         let mut node = fst.node(addr);
         for &b in rest {
