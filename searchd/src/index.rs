@@ -380,7 +380,23 @@ impl Engine {
         Self::from_snapshot(Snapshot::open(path, verify)?)
     }
 
+    /// Wires up the sections. A snapshot opened with [`Verify::Structure`]
+    /// may hold damaged term tables that pass every structural check; the
+    /// `fst` crate panics on some damaged nodes, so decoding them at open
+    /// turns such a panic into [`SnapshotError::Corrupt`] here rather than
+    /// a stuck start-up.
     pub fn from_snapshot(snapshot: Snapshot) -> Result<Engine, SnapshotError> {
+        let path = snapshot.path().to_owned();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::wire(snapshot)))
+            .unwrap_or_else(|_| {
+                Err(SnapshotError::Corrupt {
+                    path,
+                    why: "a term table is damaged (decoding it failed)".into(),
+                })
+            })
+    }
+
+    fn wire(snapshot: Snapshot) -> Result<Engine, SnapshotError> {
         let meta_bytes = snapshot.section(Kind::Meta, NO_CATEGORY)?;
         let meta: Meta = serde_json::from_slice(meta_bytes.as_ref())
             .map_err(|e| snapshot.corrupt(format!("metadata is not valid: {e}")))?;
@@ -487,6 +503,11 @@ impl Engine {
             doc_offsets,
             doc_bytes,
         })
+    }
+
+    /// The snapshot file (names it in messages).
+    pub fn path(&self) -> &Path {
+        self.snapshot.path()
     }
 
     pub fn name(&self) -> &str {

@@ -216,7 +216,14 @@ impl State {
     /// recorded, starts serving it and flips `/ready` to 200 (unless the
     /// server is already draining). An engine is installed at most once.
     pub fn install(&self, engine: Engine) -> Result<(), LoadError> {
-        let failures = engine.check_golden();
+        // Damaged data that passed a structure-only verify can make the
+        // term tables panic: that is a refused snapshot, not a stuck start.
+        let failures =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.check_golden()))
+                .map_err(|_| SnapshotError::Corrupt {
+                    path: engine.path().to_owned(),
+                    why: "replaying the golden queries failed on damaged data".into(),
+                })?;
         if !failures.is_empty() {
             return Err(LoadError::Golden(failures));
         }
