@@ -126,6 +126,38 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// moto with the bucket, a fault proxy in front of it (bake and the
+/// emulated builder both talk through it), the instance emulator, and a
+/// fixture pointed at the proxy. Bindings drop in reverse: fixture,
+/// emulator, proxy, then moto.
+struct Proxied {
+    moto: Moto,
+    proxy: FaultProxy,
+    _emu: Emulator,
+    fx: Fixture,
+}
+
+async fn proxied() -> Proxied {
+    let moto = Moto::start();
+    make_bucket(&moto).await;
+    let proxy = FaultProxy::start(&moto);
+    let _emu = Emulator::start(
+        &moto,
+        EmulatorOptions {
+            proxy_port: Some(proxy.port()),
+            ..EmulatorOptions::default()
+        },
+    );
+    let mut fx = Fixture::new(&moto);
+    fx.endpoint = Some(proxy.endpoint());
+    Proxied {
+        moto,
+        proxy,
+        _emu,
+        fx,
+    }
+}
+
 /// The bucket must exist: `policies/bake.json` does not allow creating it.
 async fn make_bucket(moto: &Moto) {
     moto.s3(TEST_KEY, TEST_KEY)
@@ -695,16 +727,12 @@ async fn regions_census(
 /// removes the first copy along with the image — nothing left anywhere.
 #[tokio::test(flavor = "multi_thread")]
 async fn moto_failed_second_copy_leaves_nothing_in_any_region() {
-    let moto = Moto::start();
-    make_bucket(&moto).await;
-    let proxy = FaultProxy::start(&moto);
-    let _emu = Emulator::start(
-        &moto,
-        EmulatorOptions {
-            proxy_port: Some(proxy.port()),
-            ..EmulatorOptions::default()
-        },
-    );
+    let Proxied {
+        moto,
+        proxy,
+        _emu,
+        fx,
+    } = proxied().await;
     proxy.on(
         "CopyImage",
         "eu-west-2",
@@ -713,8 +741,6 @@ async fn moto_failed_second_copy_leaves_nothing_in_any_region() {
             "You are not subscribed to this service. Please go to http://aws.amazon.com to subscribe.",
         )),
     );
-    let mut fx = Fixture::new(&moto);
-    fx.endpoint = Some(proxy.endpoint());
     fx.publish(&["eu-west-1", "eu-west-2"], &[]);
     let regions = ["eu-west-1", "eu-west-2"];
     let before = regions_census(&moto, &regions).await;
@@ -743,23 +769,17 @@ async fn moto_failed_second_copy_leaves_nothing_in_any_region() {
 /// and the image and exits 130.
 #[tokio::test(flavor = "multi_thread")]
 async fn moto_sigint_while_copying_leaves_nothing_in_any_region() {
-    let moto = Moto::start();
-    make_bucket(&moto).await;
-    let proxy = FaultProxy::start(&moto);
-    let _emu = Emulator::start(
-        &moto,
-        EmulatorOptions {
-            proxy_port: Some(proxy.port()),
-            ..EmulatorOptions::default()
-        },
-    );
+    let Proxied {
+        moto,
+        proxy,
+        _emu,
+        fx,
+    } = proxied().await;
     proxy.on(
         "CopyImage",
         "eu-west-2",
         Fault::Delay(Duration::from_secs(2)),
     );
-    let mut fx = Fixture::new(&moto);
-    fx.endpoint = Some(proxy.endpoint());
     fx.publish(&["eu-west-1", "eu-west-2"], &[]);
     let regions = ["eu-west-1", "eu-west-2"];
     let before = regions_census(&moto, &regions).await;
@@ -792,19 +812,13 @@ async fn moto_sigint_while_copying_leaves_nothing_in_any_region() {
 /// removes all of it, the copy in its own region.
 #[tokio::test(flavor = "multi_thread")]
 async fn moto_kill9_after_copy_then_gc_with_region_leaves_nothing() {
-    let moto = Moto::start();
-    make_bucket(&moto).await;
-    let proxy = FaultProxy::start(&moto);
-    let _emu = Emulator::start(
-        &moto,
-        EmulatorOptions {
-            proxy_port: Some(proxy.port()),
-            ..EmulatorOptions::default()
-        },
-    );
+    let Proxied {
+        moto,
+        proxy,
+        _emu,
+        mut fx,
+    } = proxied().await;
     proxy.on("ModifyImageAttribute", "us-east-1", Fault::Hang);
-    let mut fx = Fixture::new(&moto);
-    fx.endpoint = Some(proxy.endpoint());
     fx.publish(&["eu-west-1"], &["111122223333"]);
     let before = regions_census(&moto, &["eu-west-1"]).await;
 
@@ -935,19 +949,13 @@ fn bake_killed_at(fx: &Fixture, moto: &Moto, proxy: &FaultProxy, action: &str, r
 /// `kiln:copies` tag), and nothing of the good one.
 #[tokio::test(flavor = "multi_thread")]
 async fn moto_kill9_while_publishing_then_the_same_inputs_bake_again_and_gc_finds_the_copy() {
-    let moto = Moto::start();
-    make_bucket(&moto).await;
-    let proxy = FaultProxy::start(&moto);
-    let emu = Emulator::start(
-        &moto,
-        EmulatorOptions {
-            proxy_port: Some(proxy.port()),
-            ..EmulatorOptions::default()
-        },
-    );
+    let Proxied {
+        moto,
+        proxy,
+        _emu: emu,
+        mut fx,
+    } = proxied().await;
     proxy.on("ModifyImageAttribute", "us-east-1", Fault::Hang);
-    let mut fx = Fixture::new(&moto);
-    fx.endpoint = Some(proxy.endpoint());
     fx.publish(&["eu-west-1"], &["111122223333"]);
     let before = regions_census(&moto, &["eu-west-1"]).await;
 
@@ -1060,19 +1068,13 @@ async fn moto_kill9_while_publishing_then_the_same_inputs_bake_again_and_gc_find
 /// finds that region's copy.
 #[tokio::test(flavor = "multi_thread")]
 async fn moto_kill9_before_the_image_is_marked_then_gc_removes_image_and_marked_copies() {
-    let moto = Moto::start();
-    make_bucket(&moto).await;
-    let proxy = FaultProxy::start(&moto);
-    let _emu = Emulator::start(
-        &moto,
-        EmulatorOptions {
-            proxy_port: Some(proxy.port()),
-            ..EmulatorOptions::default()
-        },
-    );
+    let Proxied {
+        moto,
+        proxy,
+        _emu,
+        fx,
+    } = proxied().await;
     proxy.on_body("CreateTags", "us-east-1", "Value=complete", Fault::Hang);
-    let mut fx = Fixture::new(&moto);
-    fx.endpoint = Some(proxy.endpoint());
     fx.publish(&["eu-west-1", "eu-west-2"], &[]);
     let regions = ["eu-west-1", "eu-west-2"];
     let before = regions_census(&moto, &regions).await;
