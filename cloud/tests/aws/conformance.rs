@@ -4,36 +4,17 @@
 //! `images/install.sh` on a real payload (static searchd + books snapshot)
 //! fetched from and reported to moto's S3.
 
-use std::time::Duration;
-
-use cloud::aws::AwsOptions;
+use crate::support::{self, FAST};
 use cloud::conformance::{self, Fixture};
-use cloud::{BaseSelector, BuilderSettings, BuilderSpec, Cloud, Payload, RunId, Tags, WaitParams};
+use cloud::{BaseSelector, BuilderSettings, BuilderSpec, Cloud, Payload, RunId, Tags};
 use motokit::{Census, Emulator, EmulatorOptions, Moto, TEST_KEY, Tamper};
 
 const BUCKET: &str = "kiln-conformance";
 
-const FAST: WaitParams = WaitParams {
-    timeout: Duration::from_secs(120),
-    interval: Duration::from_millis(50),
-    backoff: 1.5,
-    max_interval: Duration::from_millis(500),
-};
-
 async fn connect(moto: &Moto) -> Cloud {
-    cloud::aws::connect(AwsOptions {
-        region: Some(motokit::REGION.into()),
-        endpoint_url: Some(moto.endpoint()),
-        static_credentials: Some((TEST_KEY.into(), TEST_KEY.into())),
-        bucket: Some(BUCKET.into()),
-        create_bucket: true,
-        retries: false,
-        wait: FAST,
-        ..AwsOptions::default()
-    })
-    .await
-    .expect("connect to moto")
-    .0
+    support::connect(moto, BUCKET, (TEST_KEY, TEST_KEY), true)
+        .await
+        .0
 }
 
 fn fixture(dir: &std::path::Path) -> Fixture {
@@ -57,12 +38,7 @@ fn fixture(dir: &std::path::Path) -> Fixture {
 }
 
 async fn census(moto: &Moto) -> Census {
-    Census::take(
-        &moto.ec2(TEST_KEY, TEST_KEY).await,
-        &moto.s3(TEST_KEY, TEST_KEY).await,
-        BUCKET,
-    )
-    .await
+    support::census(moto, BUCKET).await
 }
 
 #[tokio::test]

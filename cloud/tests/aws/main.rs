@@ -12,3 +12,4 @@
 mod conformance;
 mod moto;
 mod scripted;
+mod support;

@@ -4,43 +4,20 @@
 
 use std::time::Duration;
 
-use cloud::aws::{ApiCalls, AwsOptions};
-use cloud::{BaseSelector, BuilderSettings, BuilderSpec, Cloud, Payload, RunId, Tags, WaitParams};
+use crate::support::{self, FAST};
+use cloud::aws::ApiCalls;
+use cloud::{BaseSelector, BuilderSettings, BuilderSpec, Cloud, Payload, RunId, Tags};
 use motokit::{Census, Emulator, EmulatorOptions, Moto, TEST_KEY};
 
 const BUCKET: &str = "kiln-test";
 const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 
-/// Polls fast: moto answers at once, and the emulator within ~100 ms.
-const FAST: WaitParams = WaitParams {
-    timeout: Duration::from_secs(120),
-    interval: Duration::from_millis(50),
-    backoff: 1.5,
-    max_interval: Duration::from_millis(500),
-};
-
 async fn connect(moto: &Moto, key: &str, secret: &str, create_bucket: bool) -> (Cloud, ApiCalls) {
-    cloud::aws::connect(AwsOptions {
-        region: Some(motokit::REGION.into()),
-        endpoint_url: Some(moto.endpoint()),
-        static_credentials: Some((key.into(), secret.into())),
-        bucket: Some(BUCKET.into()),
-        create_bucket,
-        retries: false,
-        wait: FAST,
-        ..AwsOptions::default()
-    })
-    .await
-    .expect("connect to moto")
+    support::connect(moto, BUCKET, (key, secret), create_bucket).await
 }
 
 async fn census(moto: &Moto) -> Census {
-    Census::take(
-        &moto.ec2(TEST_KEY, TEST_KEY).await,
-        &moto.s3(TEST_KEY, TEST_KEY).await,
-        BUCKET,
-    )
-    .await
+    support::census(moto, BUCKET).await
 }
 
 #[tokio::test]
