@@ -1305,22 +1305,21 @@ impl Results<'_> {
     /// Picky's JSON, with `duration` in seconds (rounded to 6 places).
     pub fn write_json(&self, duration: f64, out: &mut Vec<u8>) {
         out.extend_from_slice(JSON_HEAD);
-        let docs = self.engine.docs();
-        let name = self.engine.name_json();
-        let mut first = true;
+        // The same writer the server's answers go through.
+        let mut json = JsonAnswer {
+            out: &mut *out,
+            name: self.engine.name_json(),
+            docs: self.engine.docs(),
+            first: true,
+        };
         for a in &self.allocations {
-            if !write_allocation_head(out, &mut first, name, a.score, a.count) {
-                continue;
-            }
-            let parts = self.parts[a.parts.clone()].iter();
-            write_parts(out, parts.map(|r| fragment(&self.fragments, r)));
-            for (i, &id) in a.ids.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(docs.json(id));
-            }
-            out.extend_from_slice(b"]]");
+            json.allocation(
+                a.score,
+                a.count,
+                &self.parts[a.parts.clone()],
+                &self.fragments,
+                PageIds::Slice(&a.ids),
+            );
         }
         write_json_tail(self.offset, duration, self.total, out);
     }
