@@ -342,63 +342,16 @@ async fn moto_new_base_ami_gives_a_new_image() {
         "owners = [\"{}\"]\nname = \"kiln-test-base-*\"\narchitecture = \"x86_64\"",
         motokit::ACCOUNT
     ));
-    let base1 = register_base(&moto, "kiln-test-base-1").await;
+    let base1 = moto.register_base("kiln-test-base-1").await;
     let first = ok_json(&fx.build(&moto, &[]));
     assert_eq!(first["base"], base1.as_str());
     // CreationDate has one-second resolution.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let base2 = register_base(&moto, "kiln-test-base-2").await;
+    let base2 = moto.register_base("kiln-test-base-2").await;
     let second = ok_json(&fx.build(&moto, &[]));
     assert_eq!(second["base"], base2.as_str());
     assert_ne!(image(&second), image(&first));
     assert_ne!(second["digest"], first["digest"]);
-}
-
-async fn register_base(moto: &Moto, name: &str) -> String {
-    let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
-    let seed = ec2
-        .describe_images()
-        .owners("amazon")
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("name")
-                .values("al2023-ami-2023.*-x86_64")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("DescribeImages")
-        .images()[0]
-        .image_id()
-        .expect("id")
-        .to_owned();
-    let inst = ec2
-        .run_instances()
-        .image_id(seed)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .expect("RunInstances")
-        .instances()[0]
-        .instance_id()
-        .expect("id")
-        .to_owned();
-    let id = ec2
-        .create_image()
-        .instance_id(&inst)
-        .name(name)
-        .send()
-        .await
-        .expect("CreateImage")
-        .image_id
-        .expect("id");
-    ec2.terminate_instances()
-        .instance_ids(inst)
-        .send()
-        .await
-        .expect("TerminateInstances");
-    id
 }
 
 /// The builder refuses a payload whose sha256 does not match (moto cannot

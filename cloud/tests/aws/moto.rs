@@ -88,66 +88,18 @@ async fn moto_newer_base_ami_wins() {
         name: "kiln-test-base-*".into(),
         architecture: "x86_64".into(),
     };
-    let first = register_base(&moto, "kiln-test-base-1").await;
+    let first = moto.register_base("kiln-test-base-1").await;
     let got = cloud.images().resolve_base(&filter).await.expect("resolve");
     assert_eq!(got.id.as_str(), first);
     // CreationDate has one-second resolution.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let second = register_base(&moto, "kiln-test-base-2").await;
+    let second = moto.register_base("kiln-test-base-2").await;
     let got = cloud.images().resolve_base(&filter).await.expect("resolve");
     assert_eq!(
         got.id.as_str(),
         second,
         "the newest matching AMI is the base"
     );
-}
-
-/// A new AMI named `name` owned by the test account (what a patched base
-/// image looks like to kiln).
-pub async fn register_base(moto: &Moto, name: &str) -> String {
-    let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
-    let seed = ec2
-        .describe_images()
-        .owners("amazon")
-        .filters(aws_sdk_ec2_filter("name", "al2023-ami-2023.*-x86_64"))
-        .send()
-        .await
-        .expect("DescribeImages")
-        .images()
-        .first()
-        .and_then(|i| i.image_id().map(str::to_owned))
-        .expect("a seeded AL2023 image");
-    let run = ec2
-        .run_instances()
-        .image_id(seed)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .expect("RunInstances");
-    let inst = run.instances()[0].instance_id().expect("id").to_owned();
-    let id = ec2
-        .create_image()
-        .instance_id(&inst)
-        .name(name)
-        .send()
-        .await
-        .expect("CreateImage")
-        .image_id
-        .expect("id");
-    ec2.terminate_instances()
-        .instance_ids(inst)
-        .send()
-        .await
-        .expect("TerminateInstances");
-    id
-}
-
-fn aws_sdk_ec2_filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
-    aws_sdk_ec2::types::Filter::builder()
-        .name(name)
-        .values(value)
-        .build()
 }
 
 #[tokio::test]
@@ -539,7 +491,7 @@ async fn moto_janitor_removes_an_image_of_an_unfinished_run() {
 async fn moto_copies_are_removed_in_their_region() {
     let moto = Moto::start();
     let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, true).await;
-    let source = cloud::ImageId::new(register_base(&moto, "kiln-copy-source").await);
+    let source = cloud::ImageId::new(moto.register_base("kiln-copy-source").await);
     let west = cloud::Region::new("eu-west-1");
     let census = || Census::regions(&moto, TEST_KEY, TEST_KEY, BUCKET, &["eu-west-1"]);
     let before = census().await;

@@ -165,6 +165,56 @@ impl Moto {
         aws_sdk_ec2::Client::new(&self.sdk_config(key, secret).await)
     }
 
+    /// A new AMI named `name`, owned by the test account and made from a
+    /// seeded Amazon Linux 2023 image: what a patched base image looks like
+    /// to kiln. Returns its id.
+    pub async fn register_base(&self, name: &str) -> String {
+        let ec2 = self.ec2(TEST_KEY, TEST_KEY).await;
+        let seed = ec2
+            .describe_images()
+            .owners("amazon")
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("name")
+                    .values("al2023-ami-2023.*-x86_64")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("DescribeImages")
+            .images()
+            .first()
+            .and_then(|i| i.image_id().map(str::to_owned))
+            .expect("a seeded AL2023 image");
+        let inst = ec2
+            .run_instances()
+            .image_id(seed)
+            .min_count(1)
+            .max_count(1)
+            .send()
+            .await
+            .expect("RunInstances")
+            .instances()[0]
+            .instance_id()
+            .expect("id")
+            .to_owned();
+        let id = ec2
+            .create_image()
+            .instance_id(&inst)
+            .name(name)
+            .send()
+            .await
+            .expect("CreateImage")
+            .image_id
+            .expect("id");
+        ec2.terminate_instances()
+            .instance_ids(inst)
+            .send()
+            .await
+            .expect("TerminateInstances");
+        id
+    }
+
     /// An EC2 client for another region (where image copies go).
     pub async fn ec2_in(&self, key: &str, secret: &str, region: &str) -> aws_sdk_ec2::Client {
         aws_sdk_ec2::Client::from_conf(
