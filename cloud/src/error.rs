@@ -47,6 +47,10 @@ pub enum CloudError {
     /// Another process holds a lock we need right now.
     #[error("{what} is locked by another process ({path})")]
     Locked { what: &'static str, path: PathBuf },
+    /// Someone else holds this for a while (a roll's lease on a group);
+    /// `holder` names them (roll id, pid, host, command, since when).
+    #[error("{what} is held by {holder}")]
+    Busy { what: String, holder: String },
     /// A wait ran out of time.
     #[error("timed out after {:.1}s waiting for {what}", .after.as_secs_f64())]
     Timeout { what: String, after: Duration },

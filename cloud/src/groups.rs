@@ -1,6 +1,20 @@
-//! Groups: a set of identical instances launched from one image (aws: an
-//! Auto Scaling group with a launch template; local: supervised processes).
-//! `roll` drives these; `bake prune` reads them to keep images in use.
+//! Groups: a set of identical instances launched from one image, kept at a
+//! desired size (aws: an Auto Scaling group with a launch template; local:
+//! instances the fleet daemon supervises). `roll` drives these; `bake
+//! prune` reads them to keep images in use.
+//!
+//! The model is Auto Scaling's, so one planner serves both backends:
+//! - The group launches from its current template version until it has
+//!   `desired` instances, and replaces one that dies.
+//! - A new instance is [`Lifecycle::Pending`] until the group's own launch
+//!   check passes, then [`Lifecycle::InService`]: registered in the group's
+//!   target group. While launches are *held* ([`Groups::hold_launches`], an
+//!   Auto Scaling launch lifecycle hook), new instances wait in
+//!   [`Lifecycle::PendingWait`] instead, until the holder (a roll that gates
+//!   them itself) calls [`Groups::put_in_service`] or terminates them.
+//! - Roll keeps its state in the group's tags ([`Groups::tag_group`]), never
+//!   only in its own process, and serialises itself with a lease
+//!   ([`Groups::acquire_lease`]).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -9,7 +23,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::ids::{GroupName, ImageId, InstanceId, TargetGroupId};
+use crate::ids::{GroupName, ImageId, InstanceId, Tags, TargetGroupId};
 use crate::instances::InstanceState;
 
 /// One launch-template version: which image new instances boot.
@@ -20,6 +34,34 @@ pub struct TemplateVersion {
     pub created_unix: u64,
 }
 
+/// Where an instance is in its group's life cycle (Auto Scaling's states,
+/// reduced to the ones a roll decides on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// Launched; the group's own launch check has not passed yet. Not in
+    /// the target group.
+    Pending,
+    /// Launches are held: waits for [`Groups::put_in_service`] (or a
+    /// terminate). Not in the target group.
+    PendingWait,
+    /// In service: registered in the group's target group.
+    InService,
+    /// Being stopped; gone from [`GroupInfo::instances`] once stopped.
+    Terminating,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Pending => "pending",
+            Lifecycle::PendingWait => "pending-wait",
+            Lifecycle::InService => "in-service",
+            Lifecycle::Terminating => "terminating",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupInstance {
     pub id: InstanceId,
@@ -27,27 +69,121 @@ pub struct GroupInstance {
     /// version the group reports).
     pub image: ImageId,
     pub state: InstanceState,
+    pub lifecycle: Lifecycle,
+    /// Where it serves (local: its loopback address; aws: its private IP
+    /// and the service port).
     pub address: Option<SocketAddr>,
+    /// When it was launched, Unix ms ([`crate::time::now_ms`]).
+    pub launched_ms: u64,
+    /// Why the group's own launch check refused it, if it did (it then
+    /// stays `Pending`, out of service, until someone terminates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_error: Option<String>,
+}
+
+/// The group's size set to `desired` at `at_ms` (aws: a scheduled action;
+/// roll uses it to stop a blue/green standby when its window ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledDesired {
+    pub at_ms: u64,
+    pub desired: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupInfo {
     pub name: GroupName,
     pub desired: u32,
+    pub min: u32,
+    pub max: u32,
     /// The version new instances launch from.
     pub current: TemplateVersion,
     /// Earlier versions, newest first (rollback targets).
     pub previous: Vec<TemplateVersion>,
+    /// Every instance not yet stopped, oldest launch first.
     pub instances: Vec<GroupInstance>,
+    /// Where in-service instances are registered.
     pub target_group: Option<TargetGroupId>,
+    #[serde(default)]
+    pub tags: Tags,
+    /// New instances wait in [`Lifecycle::PendingWait`].
+    #[serde(default)]
+    pub hold_launches: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<ScheduledDesired>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl GroupInfo {
+    pub fn instance(&self, id: &InstanceId) -> Option<&GroupInstance> {
+        self.instances.iter().find(|i| &i.id == id)
+    }
+
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSpec {
     pub name: GroupName,
     pub image: ImageId,
     pub desired: u32,
+    pub min: u32,
+    pub max: u32,
     pub target_group: Option<TargetGroupId>,
+    /// Applied at creation.
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+impl GroupSpec {
+    /// A group of `desired` instances whose limits are exactly that size.
+    pub fn fixed(name: GroupName, image: ImageId, desired: u32) -> GroupSpec {
+        GroupSpec {
+            name,
+            image,
+            desired,
+            min: desired,
+            max: desired,
+            target_group: None,
+            tags: Tags::new(),
+        }
+    }
+}
+
+/// Who holds a group's lease: enough for another process to name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseHolder {
+    /// The roll id.
+    pub id: String,
+    pub pid: u32,
+    pub host: String,
+    /// The command line, shortened.
+    pub command: String,
+    pub since_ms: u64,
+}
+
+impl std::fmt::Display for LeaseHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (pid {} on {}, `{}`, since {})",
+            self.id,
+            self.pid,
+            self.host,
+            self.command,
+            crate::time::rfc3339(self.since_ms / 1000)
+        )
+    }
+}
+
+/// A held lease. Dropping it releases the lease (a process killed with
+/// `kill -9` releases it too: locally the kernel drops its lock; on aws it
+/// expires).
+#[async_trait]
+pub trait Lease: Send + Sync {
+    fn holder(&self) -> &LeaseHolder;
+    /// Extends an expiring lease; a no-op where leases do not expire.
+    async fn renew(&self) -> Result<()>;
 }
 
 #[async_trait]
@@ -57,17 +193,24 @@ pub trait Groups: Send + Sync {
     /// [`crate::CloudError::NotFound`] if there is no such group.
     async fn describe_group(&self, name: &GroupName) -> Result<GroupInfo>;
 
+    /// Creates the group, which starts launching. Idempotent: a group of
+    /// that name is returned as it is.
     async fn create_group(&self, spec: &GroupSpec) -> Result<GroupInfo>;
 
-    /// Makes `image` the group's desired image (aws: a new launch template
-    /// version, set as default, full data — moto ignores SourceVersion).
-    /// Running instances are not touched.
+    /// Makes `image` the group's desired image: a new template version
+    /// (aws: a new launch-template version with the full launch data,
+    /// referenced by number). Running instances are not touched.
     async fn set_image(&self, name: &GroupName, image: &ImageId) -> Result<TemplateVersion>;
 
+    /// [`crate::CloudError::Invalid`] outside `min..=max`.
     async fn set_desired(&self, name: &GroupName, desired: u32) -> Result<()>;
 
-    /// Terminates one member; `decrement` lowers desired capacity with it
-    /// (else the group replaces it).
+    /// Changes the size limits (desired is clamped into them).
+    async fn set_limits(&self, name: &GroupName, min: u32, max: u32) -> Result<()>;
+
+    /// Terminates one member (deregistered from the target group first,
+    /// without waiting: drain before you call this); `decrement` lowers
+    /// desired with it (else the group replaces it). Idempotent.
     async fn terminate_instance(
         &self,
         name: &GroupName,
@@ -75,7 +218,33 @@ pub trait Groups: Send + Sync {
         decrement: bool,
     ) -> Result<()>;
 
+    /// Deletes the group and terminates its instances. Idempotent.
     async fn delete_group(&self, name: &GroupName) -> Result<()>;
+
+    /// Sets the tags in `set` and removes the keys in `remove`, in one
+    /// call.
+    async fn tag_group(&self, name: &GroupName, set: &Tags, remove: &[String]) -> Result<()>;
+
+    /// While held, new instances wait in [`Lifecycle::PendingWait`] for
+    /// [`Groups::put_in_service`] instead of going in service on their own.
+    async fn hold_launches(&self, name: &GroupName, hold: bool) -> Result<()>;
+
+    /// Puts a waiting instance in service: it is registered in the group's
+    /// target group. Idempotent for an instance already in service.
+    async fn put_in_service(&self, name: &GroupName, id: &InstanceId) -> Result<()>;
+
+    /// Sets (or with `None` cancels) a scheduled change of desired size.
+    async fn schedule_desired(
+        &self,
+        name: &GroupName,
+        scheduled: Option<ScheduledDesired>,
+    ) -> Result<()>;
+
+    /// Takes the group's lease for `holder`, or fails with
+    /// [`crate::CloudError::Busy`] naming the live holder. A dead holder's
+    /// lease is taken over.
+    async fn acquire_lease(&self, name: &GroupName, holder: &LeaseHolder)
+    -> Result<Box<dyn Lease>>;
 }
 
 /// Images `bake prune` must keep: every group's current image, the images
@@ -113,15 +282,23 @@ mod tests {
         let g = GroupInfo {
             name: GroupName::from("web"),
             desired: 1,
+            min: 1,
+            max: 1,
             current: v(4, "d"),
             previous: vec![v(3, "c"), v(2, "b"), v(1, "a")],
             instances: vec![GroupInstance {
                 id: InstanceId::from("i-1"),
                 image: ImageId::from("x"),
                 state: InstanceState::Running,
+                lifecycle: Lifecycle::InService,
                 address: None,
+                launched_ms: 0,
+                launch_error: None,
             }],
             target_group: None,
+            tags: Tags::new(),
+            hold_launches: false,
+            scheduled: None,
         };
         let keep: Vec<String> = protected_images(&[g], 2).into_iter().map(|i| i.0).collect();
         assert_eq!(keep, vec!["b", "c", "d", "x"]);

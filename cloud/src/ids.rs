@@ -57,6 +57,11 @@ id_type!(
     TargetGroupId
 );
 id_type!(
+    /// A load balancer's listener (aws: a listener ARN; local: the
+    /// balancer's name, the group's).
+    ListenerId
+);
+id_type!(
     /// A region (aws: `eu-west-1`; local: `local`).
     Region
 );
@@ -111,4 +116,9 @@ pub mod tags {
     /// comma-separated), set at creation so `bake gc` finds a dead run's
     /// copies from the image itself.
     pub const COPIES: &str = "kiln:copies";
+
+    /// On groups, listeners and target groups that `roll up` created: the
+    /// group (service) they belong to. Roll never writes [`RUN`], so
+    /// `bake gc` never takes a serving instance or a standby.
+    pub const ROLL_GROUP: &str = "kiln:roll-group";
 }

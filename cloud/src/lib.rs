@@ -28,11 +28,13 @@ use std::sync::Arc;
 pub mod aws;
 pub mod error;
 pub mod groups;
+pub mod http;
 pub mod ids;
 pub mod images;
 pub mod instances;
 pub mod lb;
 pub mod local;
+pub mod probe;
 pub mod state;
 pub mod sweep;
 pub mod time;
@@ -42,16 +44,24 @@ pub mod wait;
 pub mod conformance;
 
 pub use error::{CloudError, Result};
-pub use groups::{GroupInfo, GroupInstance, GroupSpec, Groups, TemplateVersion, protected_images};
+pub use groups::{
+    GroupInfo, GroupInstance, GroupSpec, Groups, Lease, LeaseHolder, Lifecycle, ScheduledDesired,
+    TemplateVersion, protected_images,
+};
 pub use ids::{
-    AccountId, GroupName, ImageId, InstanceId, Region, RunId, Tags, TargetGroupId, tags,
+    AccountId, GroupName, ImageId, InstanceId, ListenerId, Region, RunId, Tags, TargetGroupId, tags,
 };
 pub use images::{
     BakeState, BaseImage, BaseSelector, CopySpec, FileRecord, GoldenRecord, ImageInfo,
     ImageManifest, ImageSpec, ImageState, Images, IndexRecord, MANIFEST_FORMAT, RootfsRecord,
 };
 pub use instances::{BuildReport, BuilderSettings, BuilderSpec, Builders, InstanceState, Payload};
-pub use lb::{LoadBalancers, Target, TargetHealth, TargetStatus};
+pub use lb::{
+    HealthCheck, LatencySummary, LbCounters, ListenerInfo, ListenerSpec, LoadBalancers,
+    ShadowExample, ShadowReport, ShadowSpec, Target, TargetCounters, TargetGroupInfo, TargetHealth,
+    TargetStatus, TlsFiles,
+};
+pub use probe::{GateOutcome, GateSpec, Probes};
 pub use state::{RunGuard, StateDir};
 pub use sweep::{Janitor, Leftover, ResourceKind};
 pub use wait::{WaitParams, wait_until};
@@ -65,6 +75,7 @@ pub struct Cloud {
     builders: Arc<dyn Builders>,
     groups: Arc<dyn Groups>,
     lbs: Arc<dyn LoadBalancers>,
+    probes: Arc<dyn Probes>,
     janitor: Arc<dyn Janitor>,
     wait: WaitParams,
     api_calls: Option<ApiCallCounter>,
@@ -83,6 +94,7 @@ pub struct CloudParts {
     pub builders: Arc<dyn Builders>,
     pub groups: Arc<dyn Groups>,
     pub lbs: Arc<dyn LoadBalancers>,
+    pub probes: Arc<dyn Probes>,
     pub janitor: Arc<dyn Janitor>,
     /// How this backend's waits should poll by default.
     pub wait: WaitParams,
@@ -97,6 +109,7 @@ impl Cloud {
             builders: parts.builders,
             groups: parts.groups,
             lbs: parts.lbs,
+            probes: parts.probes,
             janitor: parts.janitor,
             wait: parts.wait,
             api_calls: None,
@@ -138,6 +151,9 @@ impl Cloud {
     }
     pub fn lbs(&self) -> &dyn LoadBalancers {
         self.lbs.as_ref()
+    }
+    pub fn probes(&self) -> &dyn Probes {
+        self.probes.as_ref()
     }
     pub fn janitor(&self) -> &dyn Janitor {
         self.janitor.as_ref()

@@ -9,7 +9,7 @@
 //!   images/<id>/          local images: rootfs.tar.zst + manifest.json
 //!   images/.tmp-<run>-*   an image being written (renamed into place)
 //!   builders/<instance>/  a local builder: root/, payload, result, run
-//!   groups/<name>.json    local groups
+//!   fleet/                the fleet daemon: groups, balancers, instances (local/fleet/)
 //!   stats/launches        how many builders this state dir ever launched
 //! ```
 //!
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{CloudError, Result};
 use crate::ids::RunId;
 
-const SUBDIRS: [&str; 6] = ["runs", "tmp", "images", "builders", "groups", "stats"];
+const SUBDIRS: [&str; 6] = ["runs", "tmp", "images", "builders", "fleet", "stats"];
 
 #[derive(Debug, Clone)]
 pub struct StateDir {

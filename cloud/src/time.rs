@@ -1,6 +1,12 @@
 //! Wall-clock helpers without a date library: kiln only needs "now" and
 //! RFC 3339 in UTC for tags and manifests.
+//!
+//! [`now_ms`] is the clock roll's decisions run on: Unix milliseconds read
+//! through tokio's clock, so a test that pauses time (`tokio::time::pause`)
+//! moves it with `tokio::time::advance` and nothing sleeps for real.
+//! Outside a paused runtime it is the wall clock.
 
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn now_unix() -> u64 {
@@ -8,6 +14,26 @@ pub fn now_unix() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Unix time in milliseconds on tokio's clock: the wall clock when this
+/// process first asked, plus however far tokio's (possibly paused)
+/// clock moved since. Two processes agree to within their start-up skew.
+/// (One paused runtime per process, as nextest runs tests: a second
+/// runtime's clock may start behind the first one's and read as stopped
+/// until it catches up.)
+pub fn now_ms() -> u64 {
+    static BASE: OnceLock<(u64, std::time::Instant)> = OnceLock::new();
+    let now = tokio::time::Instant::now().into_std();
+    let (wall, at) = *BASE.get_or_init(|| (wall_ms(), now));
+    wall + now.saturating_duration_since(at).as_millis() as u64
 }
 
 /// `2024-05-01T12:00:00Z` for seconds since the epoch (proleptic Gregorian,

@@ -99,6 +99,7 @@ pub async fn connect(opts: AwsOptions) -> Result<(Cloud, ApiCalls)> {
         builders: Arc::new(builders::AwsBuilders::new(ctx.clone())),
         groups: Arc::new(unsupported::NotYet),
         lbs: Arc::new(unsupported::NotYet),
+        probes: Arc::new(unsupported::NotYet),
         janitor: Arc::new(janitor::AwsJanitor::new(ctx.clone())),
         wait: ctx.wait,
     });

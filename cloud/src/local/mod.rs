@@ -1,7 +1,8 @@
 //! The local backend: a cloud made of files and processes under a
 //! [`StateDir`]. Images are content-addressed directories, a builder is a
 //! throwaway root directory plus the install script running as a child
-//! process group, groups are JSON files. Load balancers arrive with `roll`.
+//! process group, and groups and load balancers are the fleet daemon's
+//! ([`fleet`]): searchd processes behind a real reverse proxy.
 //!
 //! Immutability: an image directory is written under a temporary name
 //! (`images/.tmp-<run>-…`), fsynced, and renamed into place; only its tags
@@ -16,10 +17,9 @@ use crate::wait::WaitParams;
 use crate::{Cloud, CloudParts};
 
 mod builders;
-mod groups;
+pub mod fleet;
 mod images;
 mod janitor;
-mod lb;
 pub mod pack;
 
 pub use builders::HOLD_ENV;
@@ -38,14 +38,30 @@ struct Child {
 pub struct LocalCloud {
     state: StateDir,
     children: Mutex<HashMap<InstanceId, Child>>,
+    fleet: fleet::FleetClient,
 }
 
 impl LocalCloud {
+    /// The local backend; groups and load balancers are read from the
+    /// fleet's persisted state unless a daemon runs (see
+    /// [`LocalCloud::with_fleet_daemon`]).
     pub fn new(state: StateDir) -> LocalCloud {
         LocalCloud {
+            fleet: fleet::FleetClient::new(state.clone(), None),
             state,
             children: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Starts the fleet daemon with `cmd` when a call needs it and none
+    /// runs (roll passes its own executable).
+    pub fn with_fleet_daemon(mut self, cmd: fleet::DaemonCommand) -> LocalCloud {
+        self.fleet = fleet::FleetClient::new(self.state.clone(), Some(cmd));
+        self
+    }
+
+    pub fn fleet(&self) -> &fleet::FleetClient {
+        &self.fleet
     }
 
     pub fn state(&self) -> &StateDir {
@@ -61,6 +77,7 @@ impl LocalCloud {
             builders: me.clone(),
             groups: me.clone(),
             lbs: me.clone(),
+            probes: me.clone(),
             janitor: me,
             wait: WaitParams::LOCAL,
         })

@@ -1,0 +1,45 @@
+//! balancer: the local fleet's load balancer, an HTTP/1.1 reverse proxy
+//! built on hyper.
+//!
+//! One [`Balancer`] is one listener (optionally TLS) with named target
+//! groups; it forwards every new request to exactly one of them
+//! ([`Balancer::forward_to`] switches atomically: requests in flight finish
+//! where they are). Per target group:
+//! - least-outstanding-requests balancing over the healthy targets,
+//!   through pooled keep-alive connections;
+//! - active health checks (`GET <path>`, interval, timeout, healthy and
+//!   unhealthy thresholds);
+//! - deregistration with draining: a deregistered target gets no new
+//!   requests and is gone once its in-flight requests finished, or the
+//!   deregistration delay passed;
+//! - one retry of an idempotent request (GET/HEAD without a body) on
+//!   another healthy target when the first attempt failed before any
+//!   response byte came back (refused, reset, closed), so a crashed
+//!   instance drops no request;
+//! - shadow comparison: a sample of live GETs mirrored to another target
+//!   group, answers compared without Picky's `duration`;
+//! - counters ([`Balancer::counters`]) and Prometheus text on the admin
+//!   address (`/metrics`), an access log line per request at debug level.
+//!
+//! The `cloud` crate's fleet daemon drives it and re-exports its value
+//! types ([`types`]) as part of the load-balancer seam.
+
+mod body;
+mod config;
+mod health;
+mod lb;
+mod metrics;
+mod pool;
+mod proxy;
+mod server;
+mod shadow;
+mod tls;
+pub mod types;
+mod upstream;
+
+pub use config::{Config, Error, TargetSpec};
+pub use lb::Balancer;
+pub use types::{
+    HealthCheck, LatencySummary, LbCounters, ShadowExample, ShadowReport, TargetCounters,
+    TargetHealth, TargetView, TlsFiles, without_duration,
+};

@@ -1,0 +1,236 @@
+//! `roll out --group G --image ID`: the gated roll to a new image, and the
+//! runner `back` and `scale` share: lease, executor, report, summary,
+//! result, exit code.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cloud::{Cloud, GroupName, ImageId};
+use serde::Serialize;
+
+use super::{
+    GateArgs, Global, StderrProgress, check_image, group_error, holder, interrupt_flag, open,
+    parse_duration, parse_group, parse_image, parse_percent, print_json, roll_id, write_stdout,
+};
+use crate::error::RollError;
+use crate::exec::{ExecOptions, Executor, Service};
+use crate::exit;
+use crate::plan::{Goal, Intent, Outcome};
+use crate::record::Strategy;
+use crate::report::Report;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StrategyArg {
+    /// Replace instances a few at a time (surge first, then drain old).
+    Rolling,
+    /// A full second set, gated, then one atomic switch; the old set is
+    /// kept (out of service) for the rollback window.
+    BlueGreen,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The group to roll.
+    #[arg(long, value_parser = parse_group)]
+    pub group: GroupName,
+    /// The image to roll out (a complete bake: `bake list`).
+    #[arg(long, value_parser = parse_image)]
+    pub image: ImageId,
+    #[arg(long, value_enum, default_value = "rolling")]
+    pub strategy: StrategyArg,
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// Shadow comparison before the new image takes traffic: for this long
+    /// the balancer mirrors live GETs to the first new instance (rolling)
+    /// or the new set (blue/green) and compares the answers with the old
+    /// image's. An error where the old image answered 200 fails the roll;
+    /// with an unchanged index digest (a security rebake) any difference
+    /// does; otherwise differences are counted in the report.
+    #[arg(long, value_name = "D", default_value = "0s", value_parser = parse_duration)]
+    pub bake_time: Duration,
+    /// Share of live GETs mirrored during bake time.
+    #[arg(long, value_name = "P%", default_value = "10%", value_parser = parse_percent)]
+    pub shadow_percent: u32,
+    /// Blue/green: how long the old set is kept running (health-checked,
+    /// out of service) so `roll back` is one switch; then it is stopped.
+    #[arg(long, value_name = "D", default_value = "1h", value_parser = parse_duration)]
+    pub keep: Duration,
+}
+
+/// What a roll run prints with `--json`.
+#[derive(Debug, Serialize)]
+pub struct RollResult<'a> {
+    pub group: &'a str,
+    pub outcome: Option<Outcome>,
+    /// The image the group runs now.
+    pub image: Option<&'a ImageId>,
+    pub from: Option<&'a ImageId>,
+    pub to: Option<&'a ImageId>,
+    pub strategy: &'a str,
+    pub instances: u32,
+    pub duration_ms: u64,
+    pub requests: Option<u64>,
+    pub failed: Option<u64>,
+    pub switch_ms: Option<u64>,
+    pub reason: Option<&'a str>,
+    pub report: Option<&'a PathBuf>,
+}
+
+/// Everything a roll run needs beyond the intent.
+pub struct RunSpec {
+    pub group: GroupName,
+    pub intent: Intent,
+    pub gate: GateArgs,
+    pub bake: Duration,
+    pub shadow_percent: u32,
+    pub keep: Duration,
+    /// Whether a gate failure ending in a rollback is the command's
+    /// failure (exit 1: `out`), or the point (`back`).
+    pub rollback_is_failure: bool,
+}
+
+pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
+    let cloud = open(global).await?;
+    check_image(&cloud, &a.image).await?;
+    let strategy = match a.strategy {
+        StrategyArg::Rolling => Strategy::Rolling,
+        StrategyArg::BlueGreen => Strategy::BlueGreen,
+    };
+    run_roll(
+        &cloud,
+        RunSpec {
+            group: a.group,
+            intent: Intent::Out {
+                image: a.image,
+                strategy,
+            },
+            gate: a.gate,
+            bake: a.bake_time,
+            shadow_percent: a.shadow_percent.max(1),
+            keep: a.keep,
+            rollback_is_failure: true,
+        },
+    )
+    .await
+}
+
+/// Whether the index an image serves is the one the group serves now (a
+/// rebake that changed only the base or the binary): then any shadow
+/// difference is a failure.
+async fn same_index(cloud: &Cloud, group: &GroupName, intent: &Intent) -> Result<bool, RollError> {
+    let Intent::Out { image, .. } = intent else {
+        return Ok(false);
+    };
+    let g = cloud
+        .groups()
+        .describe_group(group)
+        .await
+        .map_err(|e| group_error(group, e))?;
+    let current = cloud.images().manifest(&g.current.image).await;
+    let new = cloud.images().manifest(image).await?;
+    Ok(current.is_ok_and(|m| m.index.digest == new.index.digest))
+}
+
+pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
+    let svc = Service::named(&spec.group);
+    // Unknown group: bad input before anything else.
+    cloud
+        .groups()
+        .describe_group(&spec.group)
+        .await
+        .map_err(|e| group_error(&spec.group, e))?;
+    let id = roll_id();
+    let _lease = cloud
+        .groups()
+        .acquire_lease(&spec.group, &holder(&id))
+        .await?;
+    let strict = same_index(cloud, &spec.group, &spec.intent).await?;
+    let goal = Goal {
+        intent: spec.intent.clone(),
+        roll_id: id,
+        max_surge: spec.gate.max_surge,
+        min_healthy_pct: spec.gate.min_healthy,
+        warmup_ms: spec.gate.warmup.as_millis() as u64,
+        bake_ms: spec.bake.as_millis() as u64,
+        gate_timeout_ms: spec.gate.gate_timeout.as_millis() as u64,
+        keep_ms: spec.keep.as_millis() as u64,
+        probe_every_ms: 100,
+        shadow_strict: strict,
+        twin: svc.twin.clone(),
+    };
+    let opts = ExecOptions {
+        poll: Duration::from_millis(if cloud.backend() == "local" { 50 } else { 2000 }),
+        shadow_percent: spec.shadow_percent,
+    };
+    let mut exec = Executor::new(
+        cloud,
+        svc,
+        goal,
+        opts,
+        Box::new(StderrProgress::new()),
+        interrupt_flag(),
+    );
+    exec.report.command = std::env::args().collect::<Vec<_>>().join(" ");
+    let result = exec.run().await;
+    let report = exec.report;
+    if let Some(path) = &spec.gate.report {
+        write_report(path, &report)?;
+    }
+    let outcome = result?;
+    eprintln!("roll: {}", report.summary());
+    let now_on = serving_image(cloud, &Service::named(&spec.group)).await;
+    finish_output(&spec, &report, outcome, now_on.as_ref())
+}
+
+fn write_report(path: &PathBuf, report: &Report) -> Result<(), RollError> {
+    let json = serde_json::to_vec_pretty(report)
+        .map_err(|e| RollError::Failed(format!("cannot encode the report: {e}")))?;
+    std::fs::write(path, json).map_err(|e| RollError::Io {
+        what: format!("cannot write the report {}", path.display()),
+        source: e,
+    })
+}
+
+/// The image of the group behind the listener now.
+async fn serving_image(cloud: &Cloud, svc: &Service) -> Option<ImageId> {
+    let listener = cloud.lbs().listener(&svc.listener).await.ok()?;
+    for g in [&svc.group, &svc.twin] {
+        if let Ok(info) = cloud.groups().describe_group(g).await
+            && info.target_group.as_ref() == Some(&listener.forward)
+        {
+            return Some(info.current.image);
+        }
+    }
+    None
+}
+
+fn finish_output(
+    spec: &RunSpec,
+    report: &Report,
+    outcome: Outcome,
+    now_on: Option<&ImageId>,
+) -> Result<u8, RollError> {
+    if spec.gate.json {
+        print_json(&RollResult {
+            group: spec.group.as_str(),
+            outcome: Some(outcome),
+            image: now_on,
+            from: report.from.as_ref(),
+            to: report.to.as_ref(),
+            strategy: &report.strategy,
+            instances: report.instances,
+            duration_ms: report.duration_ms,
+            requests: report.traffic.as_ref().map(|t| t.requests),
+            failed: report.traffic.as_ref().map(|t| t.failed),
+            switch_ms: report.switch_ms,
+            reason: report.reason.as_deref(),
+            report: spec.gate.report.as_ref(),
+        })?;
+    } else if let Some(image) = now_on {
+        write_stdout(&format!("{image}\n"))?;
+    }
+    Ok(match outcome {
+        Outcome::RolledBack if spec.rollback_is_failure => exit::ROLLED_BACK,
+        _ => exit::OK,
+    })
+}

@@ -1,0 +1,305 @@
+//! The roll record: everything a roll must remember, kept in the service
+//! group's tags (locally in the fleet daemon's state, on aws as Auto
+//! Scaling tags), never only in the roll process. `kill -9` of `roll`
+//! loses nothing: the next run reads the record and continues.
+//!
+//! One tag per field (aws tag values are at most 256 characters), all
+//! under `kiln:roll-…`, plus the blue/green standby (`kiln:standby-…`)
+//! and the last image a roll finished from (`kiln:previous-image`), which
+//! `roll back` returns to.
+
+use cloud::{GroupName, ImageId, Tags};
+use serde::{Deserialize, Serialize};
+
+pub mod keys {
+    pub const ID: &str = "kiln:roll-id";
+    pub const STRATEGY: &str = "kiln:roll-strategy";
+    pub const PHASE: &str = "kiln:roll-phase";
+    pub const FROM: &str = "kiln:roll-from";
+    pub const TO: &str = "kiln:roll-to";
+    pub const SIZE: &str = "kiln:roll-size";
+    pub const DESIRED: &str = "kiln:roll-desired";
+    pub const DESIRED_PREV: &str = "kiln:roll-desired-prev";
+    pub const STARTED: &str = "kiln:roll-started";
+    pub const BAKE_STARTED: &str = "kiln:roll-bake-started";
+    pub const BAKE_DONE: &str = "kiln:roll-bake-done";
+    pub const REASON: &str = "kiln:roll-reason";
+    pub const GROUP: &str = "kiln:roll-group";
+    pub const MIN_ORIG: &str = "kiln:roll-min-orig";
+    pub const MAX_ORIG: &str = "kiln:roll-max-orig";
+    pub const STANDBY: &str = "kiln:standby";
+    pub const STANDBY_IMAGE: &str = "kiln:standby-image";
+    pub const STANDBY_UNTIL: &str = "kiln:standby-until";
+    pub const PREVIOUS: &str = "kiln:previous-image";
+
+    /// Every key a roll in progress writes (cleared when it finishes).
+    pub const ROLL: [&str; 15] = [
+        ID,
+        STRATEGY,
+        PHASE,
+        FROM,
+        TO,
+        SIZE,
+        DESIRED,
+        DESIRED_PREV,
+        STARTED,
+        BAKE_STARTED,
+        BAKE_DONE,
+        REASON,
+        GROUP,
+        MIN_ORIG,
+        MAX_ORIG,
+    ];
+    pub const STANDBY_ALL: [&str; 3] = [STANDBY, STANDBY_IMAGE, STANDBY_UNTIL];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    Rolling,
+    BlueGreen,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Rolling => "rolling",
+            Strategy::BlueGreen => "blue-green",
+        }
+    }
+    fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "rolling" => Some(Strategy::Rolling),
+            "blue-green" => Some(Strategy::BlueGreen),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Towards `to`.
+    Rolling,
+    /// A gate failed: back towards `from`.
+    RollingBack,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Rolling => "rolling",
+            Phase::RollingBack => "rolling-back",
+        }
+    }
+}
+
+/// A roll in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roll {
+    pub id: String,
+    pub strategy: Strategy,
+    pub phase: Phase,
+    pub from: ImageId,
+    pub to: ImageId,
+    /// Instances the service should have when the roll is done.
+    pub size: u32,
+    /// The desired size the roll last asked for on the group it changes,
+    /// written before asking, and the one before that: a group showing
+    /// neither was resized by someone else (drift).
+    pub desired: u32,
+    pub desired_prev: u32,
+    pub started_ms: u64,
+    pub bake_started_ms: Option<u64>,
+    pub bake_done: bool,
+    /// Why it is rolling back.
+    pub reason: Option<String>,
+    /// The group the new image comes up in (blue/green: the idle one).
+    pub group: GroupName,
+    pub min_orig: u32,
+    pub max_orig: u32,
+}
+
+impl Roll {
+    /// The image the roll is heading to now.
+    pub fn target(&self) -> &ImageId {
+        match self.phase {
+            Phase::Rolling => &self.to,
+            Phase::RollingBack => &self.from,
+        }
+    }
+}
+
+/// A blue/green standby: the previous set, kept running (out of service)
+/// until `until_ms` so `roll back` is one switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standby {
+    pub group: GroupName,
+    pub image: ImageId,
+    pub until_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub roll: Option<Roll>,
+    pub standby: Option<Standby>,
+    /// What `roll back` returns to by default.
+    pub previous: Option<ImageId>,
+}
+
+fn num(t: &Tags, k: &str) -> Option<u64> {
+    t.get(k).and_then(|v| v.parse().ok())
+}
+
+impl Record {
+    /// Reads the record from a group's tags. A roll whose tags are
+    /// incomplete (a write cut short) reads as no roll: its images are
+    /// still visible on the instances, and the next roll starts over.
+    pub fn from_tags(t: &Tags) -> Record {
+        let get = |k: &str| t.get(k).cloned();
+        let roll = (|| {
+            Some(Roll {
+                id: get(keys::ID)?,
+                strategy: Strategy::parse(&get(keys::STRATEGY)?)?,
+                phase: match get(keys::PHASE)?.as_str() {
+                    "rolling" => Phase::Rolling,
+                    "rolling-back" => Phase::RollingBack,
+                    _ => return None,
+                },
+                from: ImageId::new(get(keys::FROM)?),
+                to: ImageId::new(get(keys::TO)?),
+                size: num(t, keys::SIZE)? as u32,
+                desired: num(t, keys::DESIRED)? as u32,
+                desired_prev: num(t, keys::DESIRED_PREV)? as u32,
+                started_ms: num(t, keys::STARTED)?,
+                bake_started_ms: num(t, keys::BAKE_STARTED),
+                bake_done: get(keys::BAKE_DONE).as_deref() == Some("true"),
+                reason: get(keys::REASON),
+                group: GroupName::new(get(keys::GROUP)?),
+                min_orig: num(t, keys::MIN_ORIG)? as u32,
+                max_orig: num(t, keys::MAX_ORIG)? as u32,
+            })
+        })();
+        let standby = (|| {
+            Some(Standby {
+                group: GroupName::new(get(keys::STANDBY)?),
+                image: ImageId::new(get(keys::STANDBY_IMAGE)?),
+                until_ms: num(t, keys::STANDBY_UNTIL)?,
+            })
+        })();
+        Record {
+            roll,
+            standby,
+            previous: get(keys::PREVIOUS).map(ImageId::new),
+        }
+    }
+}
+
+/// Tag values: aws allows 256 characters.
+fn short(s: &str) -> String {
+    if s.len() <= 256 {
+        return s.to_owned();
+    }
+    let mut end = 253;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+impl Roll {
+    pub fn to_tags(&self) -> Tags {
+        let mut t = Tags::new();
+        let mut put = |k: &str, v: String| {
+            t.insert(k.to_owned(), short(&v));
+        };
+        put(keys::ID, self.id.clone());
+        put(keys::STRATEGY, self.strategy.as_str().into());
+        put(keys::PHASE, self.phase.as_str().into());
+        put(keys::FROM, self.from.to_string());
+        put(keys::TO, self.to.to_string());
+        put(keys::SIZE, self.size.to_string());
+        put(keys::DESIRED, self.desired.to_string());
+        put(keys::DESIRED_PREV, self.desired_prev.to_string());
+        put(keys::STARTED, self.started_ms.to_string());
+        if let Some(b) = self.bake_started_ms {
+            put(keys::BAKE_STARTED, b.to_string());
+        }
+        if self.bake_done {
+            put(keys::BAKE_DONE, "true".into());
+        }
+        if let Some(r) = &self.reason {
+            put(keys::REASON, r.clone());
+        }
+        put(keys::GROUP, self.group.to_string());
+        put(keys::MIN_ORIG, self.min_orig.to_string());
+        put(keys::MAX_ORIG, self.max_orig.to_string());
+        t
+    }
+}
+
+impl Standby {
+    pub fn to_tags(&self) -> Tags {
+        let mut t = Tags::new();
+        t.insert(keys::STANDBY.into(), self.group.to_string());
+        t.insert(keys::STANDBY_IMAGE.into(), self.image.to_string());
+        t.insert(keys::STANDBY_UNTIL.into(), self.until_ms.to_string());
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_round_trips_through_tags() {
+        let roll = Roll {
+            id: "roll-1".into(),
+            strategy: Strategy::BlueGreen,
+            phase: Phase::RollingBack,
+            from: ImageId::from("img-a"),
+            to: ImageId::from("img-b"),
+            size: 3,
+            desired: 4,
+            desired_prev: 3,
+            started_ms: 1000,
+            bake_started_ms: Some(2000),
+            bake_done: true,
+            reason: Some("x".repeat(300)),
+            group: GroupName::from("web--b"),
+            min_orig: 0,
+            max_orig: 3,
+        };
+        let standby = Standby {
+            group: GroupName::from("web"),
+            image: ImageId::from("img-0"),
+            until_ms: 99,
+        };
+        let mut tags = roll.to_tags();
+        tags.extend(standby.to_tags());
+        tags.insert(keys::PREVIOUS.into(), "img-0".into());
+        let back = Record::from_tags(&tags);
+        let r = back.roll.unwrap();
+        assert_eq!(r.reason.as_ref().unwrap().len(), 256);
+        assert_eq!(
+            Roll {
+                reason: roll.reason.clone().map(|s| short(&s)),
+                ..roll.clone()
+            },
+            r
+        );
+        assert_eq!(back.standby, Some(standby));
+        assert_eq!(back.previous, Some(ImageId::from("img-0")));
+        for k in keys::ROLL {
+            assert!(k.starts_with("kiln:roll-"));
+        }
+    }
+
+    #[test]
+    fn an_incomplete_record_is_no_roll() {
+        let mut tags = Tags::new();
+        tags.insert(keys::ID.into(), "roll-1".into());
+        assert_eq!(Record::from_tags(&tags).roll, None);
+    }
+}
