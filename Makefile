@@ -68,7 +68,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-demo: static
+demo: deps-apt static
 	bash scripts/demo.sh
 
 bench: deps static

@@ -8,7 +8,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -129,7 +129,7 @@ impl Relay {
         let elapsed = self.start.elapsed();
         self.state.stats.finished(elapsed);
         if let Some(tee) = self.tee.take() {
-            tee.complete(&self.state, elapsed);
+            tee.complete(&self.state.settings.rt, elapsed);
         }
     }
 }

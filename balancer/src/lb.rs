@@ -16,9 +16,10 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Error, TargetSpec};
 use crate::metrics::{self, Stats, TargetGauge, TargetStats, TargetStatsMap};
 use crate::pool::{Group, Settings, lock, read, write};
+use crate::server::{self, Connections};
 use crate::shadow::ShadowSlot;
+use crate::tls;
 use crate::types::{LbCounters, ShadowReport, TargetView};
-use crate::{server, tls};
 
 pub(crate) struct State {
     pub(crate) settings: Arc<Settings>,
@@ -47,13 +48,9 @@ impl State {
     }
 
     pub(crate) fn render_metrics(&self) -> String {
-        let groups: Vec<Arc<Group>> = read(&self.groups).values().cloned().collect();
-        let members: Vec<(Arc<Group>, Vec<_>)> = groups
-            .into_iter()
-            .map(|g| {
-                let m = g.members();
-                (g, m)
-            })
+        let members: Vec<(Arc<Group>, Vec<_>)> = read(&self.groups)
+            .values()
+            .map(|g| (Arc::clone(g), g.members()))
             .collect();
         let gauges: Vec<TargetGauge<'_>> = members
             .iter()
@@ -91,8 +88,8 @@ struct Inner {
     address: SocketAddr,
     admin_address: Option<SocketAddr>,
     stop: watch::Sender<bool>,
-    force: watch::Sender<bool>,
-    accepting: Mutex<Option<JoinHandle<hyper_util::server::graceful::GracefulShutdown>>>,
+    accepting: Mutex<Option<JoinHandle<()>>>,
+    connections: Arc<Connections>,
 }
 
 impl Balancer {
@@ -141,14 +138,14 @@ impl Balancer {
         });
 
         let (stop, stop_rx) = watch::channel(false);
-        let (force, force_rx) = watch::channel(false);
         let is_tls = tls.is_some();
+        let connections = Arc::new(Connections::new());
         let accepting = rt.spawn(server::proxy(
             listener,
             Arc::clone(&state),
             tls,
+            Arc::clone(&connections),
             stop_rx.clone(),
-            force_rx,
         ));
         let admin_address = admin.map(|(listener, addr)| {
             rt.spawn(server::admin(listener, Arc::clone(&state), stop_rx));
@@ -168,8 +165,8 @@ impl Balancer {
                 address,
                 admin_address,
                 stop,
-                force,
                 accepting: Mutex::new(Some(accepting)),
+                connections,
             }),
         })
     }
@@ -321,27 +318,30 @@ impl Balancer {
 
     /// Stops accepting, lets requests in flight finish for at most
     /// `grace` (idle keep-alive connections close at once), then closes
-    /// what is left and stops health checks.
+    /// what is left, stops health checks and closes idle connections to
+    /// targets.
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &self.inner;
         let _ = inner.stop.send(true);
         let accepting = lock(&inner.accepting).take();
-        if let Some(Ok(open)) = match accepting {
-            Some(task) => Some(task.await),
-            None => None,
-        } {
-            let connections = open.count();
-            if tokio::time::timeout(grace, open.shutdown()).await.is_err() {
-                tracing::warn!(
-                    listener = %inner.state.settings.listener,
-                    connections,
-                    "grace period over: closing connections still busy"
-                );
-            }
+        if let Some(task) = accepting {
+            // The listener is closed once the accept loop is over.
+            let _ = task.await;
         }
-        let _ = inner.force.send(true);
+        inner.connections.close(false);
+        if tokio::time::timeout(grace, inner.connections.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                listener = %inner.state.settings.listener,
+                connections = inner.connections.open(),
+                "grace period over: closing connections still busy"
+            );
+        }
+        inner.connections.close(true);
         for group in read(&inner.state.groups).values() {
-            group.stop_checks();
+            group.stop();
         }
         tracing::info!(listener = %inner.state.settings.listener, "balancer stopped");
     }

@@ -23,6 +23,22 @@
 //!
 //! The `cloud` crate's fleet daemon drives it and re-exports its value
 //! types ([`types`]) as part of the load-balancer seam.
+//!
+//! # Layout
+//!
+//! - `lb`: [`Balancer`], the handle, and the state its tasks share;
+//! - `server`: accepting (plain or TLS, `tls`), the admin listener, shutdown;
+//! - `proxy`: one request: header rewriting, picking, the retry, local
+//!   answers (503/502/504); `body`: the answer body passed through;
+//! - `upstream`: connections to targets, pooled per target and driven by
+//!   the request's own task (no task per connection);
+//! - `pool`: target groups, targets, their health state machine, least
+//!   outstanding requests, draining; `health`: the active checks;
+//! - `shadow`: sampling, mirroring and comparing;
+//! - `metrics`: counters and the Prometheus text.
+//!
+//! Everything runs as tasks on the tokio runtime [`Balancer::start`] is
+//! called on.
 
 mod body;
 mod config;

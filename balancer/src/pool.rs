@@ -267,10 +267,12 @@ impl Target {
         self.pool.clear();
     }
 
-    fn stop_checks(&self) {
+    /// The balancer stopped: no more checks, no idle connections.
+    fn stop(&self) {
         if let Some(task) = lock(&self.state).checker.take() {
             task.abort();
         }
+        self.pool.clear();
     }
 }
 
@@ -467,9 +469,10 @@ impl Group {
         }
     }
 
-    pub(crate) fn stop_checks(&self) {
+    /// The balancer stopped: no more checks, no idle connections.
+    pub(crate) fn stop(&self) {
         for t in read(&self.members).iter() {
-            t.stop_checks();
+            t.stop();
         }
     }
 }

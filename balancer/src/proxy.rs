@@ -5,13 +5,17 @@
 //! Per request this takes no lock across an await and allocates little
 //! beyond what hyper does: the forwarded group and its members are read
 //! under short read locks, counters are atomics, per-connection values
-//! (`X-Forwarded-For`) are built once per connection, and upstream
-//! connections come from one keep-alive pool keyed by target address.
+//! (`X-Forwarded-For`) are built once per connection, and the upstream
+//! connection comes from the picked target's own keep-alive pool
+//! ([`crate::upstream`]). The only copy is of the headers of a GET or
+//! HEAD, kept to retry it (or mirror it).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use hyper::body::{Body, Incoming};
@@ -24,7 +28,7 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 
 use crate::body::ProxyBody;
 use crate::lb::State;
-use crate::pool::{InFlight, Pick, Target};
+use crate::pool::{Group, InFlight, Pick, Target};
 use crate::shadow::{Mirror, Sample};
 use crate::upstream::{self, Failure, Lease, UpBody, UpstreamBody};
 
@@ -96,8 +100,7 @@ pub(crate) async fn handle(
     let state = &conn.state;
     state.stats.request();
     let (parts, body) = req.into_parts();
-    let method = parts.method;
-    let mut headers = parts.headers;
+    let (method, mut headers) = (parts.method, parts.headers);
     let path = parts
         .uri
         .path_and_query()
@@ -111,7 +114,7 @@ pub(crate) async fn handle(
 
     let bodiless = !has_body(&headers);
     let idempotent = bodiless && (method == Method::GET || method == Method::HEAD);
-    let sample = if method == Method::GET {
+    let sample = if idempotent && method == Method::GET {
         state.shadow.sample()
     } else {
         None
@@ -120,76 +123,97 @@ pub(crate) async fn handle(
 
     let group = state.forwarded();
     let Some(claim) = group.pick(Pick::FailOpen, None) else {
-        return Ok(local(
-            state,
-            &access,
-            StatusCode::SERVICE_UNAVAILABLE,
-            NO_TARGET,
-        ));
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(local(state, &access, status, NO_TARGET));
     };
-    // Kept for a retry or a mirror; the first attempt takes the original.
-    let mut spare = (idempotent || sample.is_some()).then(|| headers.clone());
+    // For a retry or a mirror; the first attempt takes the original.
+    let spare = idempotent.then(|| headers.clone());
     let body = if bodiless {
         UpBody::Empty
     } else {
         UpBody::Client(body)
     };
-
-    let req = upstream_request(claim.target(), &method, &path, headers, body);
-    let outcome = match upstream::send(claim.target(), req, UPSTREAM_TIMEOUT).await {
-        Ok(answer) => Ok((claim, answer)),
-        Err(failure @ (Failure::Connect(_) | Failure::Broken(_))) if idempotent => {
-            // Nothing of the answer reached the client yet, and repeating a
-            // bodiless GET or HEAD is harmless: one more try elsewhere.
-            match (
-                group.pick(Pick::FailOpen, Some(claim.target())),
-                spare.take(),
-            ) {
-                (Some(second), Some(headers)) => {
-                    tracing::debug!(
-                        target = %claim.target().id,
-                        retry = %second.target().id,
-                        error = %failure,
-                        "retrying on another target"
-                    );
-                    state.stats.retry();
-                    drop(claim);
-                    if sample.is_some() {
-                        spare = Some(headers.clone());
-                    }
-                    let req =
-                        upstream_request(second.target(), &method, &path, headers, UpBody::Empty);
-                    upstream::send(second.target(), req, UPSTREAM_TIMEOUT)
-                        .await
-                        .map(|answer| (second, answer))
-                }
-                _ => Err(failure),
-            }
-        }
-        Err(failure) => Err(failure),
+    let attempt = Attempt {
+        state,
+        group: &group,
+        method: &method,
+        path: &path,
+        // One deadline for the request, retry included; from `start`,
+        // which saves reading the clock again.
+        deadline: start + UPSTREAM_TIMEOUT,
     };
-
-    match outcome {
-        Ok((claim, (resp, lease))) => {
+    match attempt.forward(claim, headers, body, spare.as_ref()).await {
+        Ok((claim, resp, lease)) => {
             let mirror = sample.zip(spare).map(|(sample, headers)| {
-                (
-                    sample,
-                    Mirror {
-                        path: path.clone(),
-                        headers,
-                    },
-                )
+                let path = path.clone();
+                (sample, Mirror { path, headers })
             });
             Ok(relay(state, &access, claim, resp, lease, mirror))
         }
         Err(failure) => {
-            tracing::debug!(method = %method, path = %path, error = %failure, "no answer from a target");
+            tracing::debug!(%method, %path, error = %failure, "no answer from a target");
             let (status, body) = match failure {
-                Failure::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, UPSTREAM_TIMED_OUT),
-                _ => (StatusCode::BAD_GATEWAY, UPSTREAM_ERROR),
+                Failure::Timeout => (StatusCode::GATEWAY_TIMEOUT, UPSTREAM_TIMED_OUT),
+                Failure::Connect(_) | Failure::Broken(_) => {
+                    (StatusCode::BAD_GATEWAY, UPSTREAM_ERROR)
+                }
             };
             Ok(local(state, &access, status, body))
         }
+    }
+}
+
+/// One request on its way to the forwarded group.
+struct Attempt<'a> {
+    state: &'a State,
+    group: &'a Group,
+    method: &'a Method,
+    path: &'a PathAndQuery,
+    deadline: Instant,
+}
+
+impl Attempt<'_> {
+    /// Sends the request to `claim`'s target. When that fails before any
+    /// answer came back and `retry` has the headers of a bodiless GET or
+    /// HEAD (harmless to repeat, and nothing reached the client yet), it
+    /// goes once more to another target of the same group.
+    async fn forward(
+        &self,
+        claim: InFlight,
+        headers: HeaderMap,
+        body: UpBody,
+        retry: Option<&HeaderMap>,
+    ) -> Result<(InFlight, Response<Incoming>, Lease), Failure> {
+        let req = upstream_request(claim.target(), self.method, self.path, headers, body);
+        let failure = match upstream::send(claim.target(), req, self.deadline).await {
+            Ok((resp, lease)) => return Ok((claim, resp, lease)),
+            // The target may still be working on it: not repeated.
+            Err(Failure::Timeout) => return Err(Failure::Timeout),
+            Err(failure) => failure,
+        };
+        let Some(headers) = retry else {
+            return Err(failure);
+        };
+        let Some(second) = self.group.pick(Pick::FailOpen, Some(claim.target())) else {
+            return Err(failure);
+        };
+        tracing::debug!(
+            failed = %claim.target().id,
+            retry = %second.target().id,
+            error = %failure,
+            "retrying on another target"
+        );
+        self.state.stats.retry();
+        drop(claim);
+        let req = upstream_request(
+            second.target(),
+            self.method,
+            self.path,
+            headers.clone(),
+            UpBody::Empty,
+        );
+        let (resp, lease) = upstream::send(second.target(), req, self.deadline).await?;
+        Ok((second, resp, lease))
     }
 }
 
@@ -243,6 +267,11 @@ fn rewrite_request(headers: &mut HeaderMap, conn: &Conn) {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: a scan of a few names is cheaper than
+    // seven hashed removals.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     // Headers the `Connection` header names are hop-by-hop as well.
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(CONNECTION) {

@@ -2,12 +2,19 @@
 //! keep-alive) and the admin listener (`/metrics`, `/live`), and how both
 //! stop.
 //!
-//! Shutdown is two signals: `stop` ends accepting and asks open
-//! connections to close after their current request (hyper's graceful
-//! shutdown); `force` drops whatever is still open once the grace is over.
+//! Shutdown: `stop` (a watch channel) ends accepting; then every open
+//! client connection is asked to close after its current request
+//! (hyper's graceful shutdown) and, once the grace is over, dropped. Each
+//! connection has its own [`Control`] for that rather than one shared
+//! channel: a connection task checks it with an atomic load on every
+//! poll, where a shared channel would take a shared lock each time.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,13 +25,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::lb::State;
+use crate::pool::lock;
 use crate::proxy::{self, Conn};
 
 /// A client connection may wait this long between requests (ALB's idle
@@ -41,16 +48,130 @@ async fn raised(signal: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Accepts and serves client connections until `stop`; returns the
-/// connections still open, for the caller to wait out.
+const OPEN: u8 = 0;
+const CLOSING: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// How one client connection is told to close.
+struct Control {
+    state: AtomicU8,
+    /// The connection's task, registered on its first poll.
+    task: OnceLock<Waker>,
+}
+
+impl Control {
+    fn set(&self, state: u8) {
+        // SeqCst here and in `Tracked`: either the task sees the new state
+        // or this sees the task's waker.
+        self.state.fetch_max(state, SeqCst);
+        if let Some(task) = self.task.get() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+/// The open client connections of a listener.
+pub(crate) struct Connections {
+    controls: Mutex<Vec<Weak<Control>>>,
+    open: AtomicUsize,
+    all_closed: Notify,
+}
+
+impl Connections {
+    pub(crate) fn new() -> Connections {
+        Connections {
+            controls: Mutex::new(Vec::new()),
+            open: AtomicUsize::new(0),
+            all_closed: Notify::new(),
+        }
+    }
+
+    fn track(self: &Arc<Self>) -> Tracked {
+        let control = Arc::new(Control {
+            state: AtomicU8::new(OPEN),
+            task: OnceLock::new(),
+        });
+        let open = self.open.fetch_add(1, SeqCst) + 1;
+        let mut controls = lock(&self.controls);
+        // Forget closed connections now and then (amortised).
+        if controls.len() >= 64 && controls.len() >= 2 * open {
+            controls.retain(|c| c.strong_count() > 0);
+        }
+        controls.push(Arc::downgrade(&control));
+        Tracked {
+            connections: Arc::clone(self),
+            control,
+        }
+    }
+
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(SeqCst)
+    }
+
+    /// Asks every open connection to close after its current request
+    /// (`force`: at once).
+    pub(crate) fn close(&self, force: bool) {
+        let state = if force { CLOSED } else { CLOSING };
+        for control in lock(&self.controls).iter().filter_map(Weak::upgrade) {
+            control.set(state);
+        }
+    }
+
+    /// Resolves once no connection is open.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let mut notified = pin!(self.all_closed.notified());
+            notified.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One open connection, counted until dropped.
+struct Tracked {
+    connections: Arc<Connections>,
+    control: Arc<Control>,
+}
+
+impl Tracked {
+    /// Runs a connection's future until it ends or the connection is
+    /// closed by force.
+    async fn run(&self, connection: impl Future<Output = ()>) {
+        let mut connection = pin!(connection);
+        poll_fn(|cx| {
+            self.control.task.get_or_init(|| cx.waker().clone());
+            if self.control.state.load(SeqCst) == CLOSED {
+                return Poll::Ready(());
+            }
+            connection.as_mut().poll(cx)
+        })
+        .await;
+    }
+
+    fn closing(&self) -> bool {
+        self.control.state.load(SeqCst) != OPEN
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.connections.open.fetch_sub(1, SeqCst) == 1 {
+            self.connections.all_closed.notify_waiters();
+        }
+    }
+}
+
+/// Accepts and serves client connections until `stop`.
 pub(crate) async fn proxy(
     listener: TcpListener,
     state: Arc<State>,
     tls: Option<TlsAcceptor>,
+    connections: Arc<Connections>,
     mut stop: watch::Receiver<bool>,
-    force: watch::Receiver<bool>,
-) -> GracefulShutdown {
-    let graceful = GracefulShutdown::new();
+) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(IDLE_TIMEOUT)
@@ -70,43 +191,51 @@ pub(crate) async fn proxy(
         // Small answers must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
         let conn = Arc::new(Conn::new(Arc::clone(&state), peer));
-        let watcher = graceful.watcher();
-        let mut force = force.clone();
+        let tracked = connections.track();
         let http = http.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let served = async {
-                match tls {
-                    None => serve(&http, TokioIo::new(stream), conn, watcher).await,
-                    Some(tls) => {
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await
-                        {
-                            Ok(Ok(stream)) => {
-                                serve(&http, TokioIo::new(stream), conn, watcher).await;
+            tracked
+                .run(async {
+                    match tls {
+                        None => serve(&http, TokioIo::new(stream), conn, &tracked).await,
+                        Some(tls) => {
+                            let handshake =
+                                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream));
+                            match handshake.await {
+                                Ok(Ok(stream)) => {
+                                    serve(&http, TokioIo::new(stream), conn, &tracked).await;
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                }
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                             }
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
                     }
-                }
-            };
-            tokio::select! {
-                () = served => {}
-                () = raised(&mut force) => {}
-            }
+                })
+                .await;
         });
     }
-    graceful
 }
 
-async fn serve<I>(http: &http1::Builder, io: TokioIo<I>, conn: Arc<Conn>, watcher: Watcher)
+async fn serve<I>(http: &http1::Builder, io: TokioIo<I>, conn: Arc<Conn>, tracked: &Tracked)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| proxy::handle(Arc::clone(&conn), req));
-    if let Err(e) = watcher.watch(http.serve_connection(io, service)).await {
+    let mut connection = pin!(http.serve_connection(io, service));
+    let mut closing = false;
+    let served = poll_fn(|cx| {
+        if !closing && tracked.closing() {
+            closing = true;
+            // Finishes the request in progress, if any, then closes.
+            connection.as_mut().graceful_shutdown();
+        }
+        connection.as_mut().poll(cx)
+    })
+    .await;
+    if let Err(e) = served {
         // Client-side trouble (reset, malformed request): hyper already
         // answered what could be answered.
         tracing::debug!(error = %e, "client connection ended with an error");

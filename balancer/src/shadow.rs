@@ -17,9 +17,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::http::uri::PathAndQuery;
 use hyper::{HeaderMap, Method};
+use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::lb::State;
 use crate::pool::Target;
 use crate::pool::{Group, Pick, lock, read, write};
 use crate::proxy;
@@ -199,7 +199,7 @@ impl Tee {
     }
 
     /// The live answer is complete: mirror and compare in the background.
-    pub(crate) fn complete(mut self: Box<Self>, state: &Arc<State>, live: Duration) {
+    pub(crate) fn complete(mut self: Box<Self>, rt: &Handle, live: Duration) {
         let Some((shadow, permit)) = self.sample.0.take() else {
             return;
         };
@@ -212,7 +212,7 @@ impl Tee {
             live_body: self.body,
             live,
         };
-        state.settings.rt.spawn(job.run());
+        rt.spawn(job.run());
     }
 }
 
@@ -292,7 +292,8 @@ async fn fetch(
     headers: HeaderMap,
 ) -> Result<(u16, Vec<u8>, bool), String> {
     let req = proxy::upstream_request(target, &Method::GET, path, headers, UpBody::Empty);
-    let (resp, lease) = upstream::send(target, req, proxy::UPSTREAM_TIMEOUT)
+    let deadline = tokio::time::Instant::now() + proxy::UPSTREAM_TIMEOUT;
+    let (resp, lease) = upstream::send(target, req, deadline)
         .await
         .map_err(|f| f.to_string())?;
     let status = resp.status().as_u16();

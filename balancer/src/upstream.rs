@@ -20,8 +20,9 @@
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, Wake, Waker, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -83,14 +84,32 @@ impl Body for UpBody {
 /// One connection to a target.
 pub(crate) struct Upstream {
     sender: SendRequest<UpBody>,
-    /// The connection's I/O; makes progress only when polled.
+    io: Io,
+    rounds: Rounds,
+}
+
+/// The connection's I/O; makes progress only when polled.
+struct Io {
     driver: Connection<TokioIo<TcpStream>, UpBody>,
     closed: bool,
 }
 
+impl Io {
+    /// Lets the connection make progress; `false` once it is closed.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.closed && Pin::new(&mut self.driver).poll(cx).is_ready() {
+            // Closed by either side, or broken: either way done.
+            self.closed = true;
+        }
+        !self.closed
+    }
+}
+
 impl Upstream {
-    /// Connects; `Err` is a short reason ("connection refused").
-    pub(crate) async fn open(addr: SocketAddr) -> Result<Upstream, String> {
+    /// Connects; `Err` is a short reason ("connection refused"). Boxed
+    /// once here, so handing the connection between pool, request and
+    /// answer body moves a pointer, not hyper's connection state.
+    pub(crate) async fn open(addr: SocketAddr) -> Result<Box<Upstream>, String> {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(io_reason(&e)),
@@ -106,27 +125,21 @@ impl Upstream {
         let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| hyper_reason(&e))?;
-        Ok(Upstream {
+        Ok(Box::new(Upstream {
             sender,
-            driver,
-            closed: false,
-        })
-    }
-
-    /// Lets the connection make progress; `false` once it is closed.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.closed && Pin::new(&mut self.driver).poll(cx).is_ready() {
-            // Closed by either side, or broken: either way done.
-            self.closed = true;
-        }
-        !self.closed
+            io: Io {
+                driver,
+                closed: false,
+            },
+            rounds: Rounds::new(),
+        }))
     }
 
     /// Whether a new request can go out on it now. Polls once without a
     /// waker: enough to notice a close that already arrived, and to let
     /// an answered connection become idle.
     fn reusable(&mut self) -> bool {
-        self.drive(&mut Context::from_waker(Waker::noop())) && self.sender.is_ready()
+        self.io.drive(&mut Context::from_waker(Waker::noop())) && self.sender.is_ready()
     }
 
     /// Sends a request and waits for the answer's head. A request the
@@ -135,18 +148,104 @@ impl Upstream {
         &mut self,
         req: Request<UpBody>,
     ) -> Result<Response<Incoming>, TrySendError<Request<UpBody>>> {
-        let mut answer = std::pin::pin!(self.sender.try_send_request(req));
+        let Upstream { sender, io, rounds } = self;
+        let mut answer = std::pin::pin!(sender.try_send_request(req));
         poll_fn(|cx| {
-            if let Poll::Ready(answer) = answer.as_mut().poll(cx) {
-                return Poll::Ready(answer);
-            }
-            // Writes the request, reads the answer; the answer may be in
-            // right after.
-            let open = !self.closed && Pin::new(&mut self.driver).poll(cx).is_pending();
-            self.closed = !open;
-            answer.as_mut().poll(cx)
+            rounds.run(cx, |cx| {
+                if let Poll::Ready(answer) = answer.as_mut().poll(cx) {
+                    return Poll::Ready(answer);
+                }
+                // Writes the request, reads the answer; the answer may be
+                // in right after.
+                io.drive(cx);
+                answer.as_mut().poll(cx)
+            })
         })
         .await
+    }
+}
+
+/// Keeps the wake-ups a connection causes while its own task polls it
+/// inside that poll.
+///
+/// Driving the connection fills the answer's channels, and filling a
+/// channel wakes whoever waits on it: the very task that is polling. Tokio
+/// reschedules a task that woke itself as a yield, and a yield also wakes
+/// an idle worker to steal it: a futex call, and often a thread hop, per
+/// request. So hyper's futures are polled with this waker: a wake-up while
+/// [`Rounds::run`] runs only asks for another round there; one from
+/// outside (the socket became readable) wakes the task as usual.
+struct Rounds {
+    shared: Arc<RoundsShared>,
+    waker: Waker,
+}
+
+struct RoundsShared {
+    /// `RUNNING` and `WOKEN` bits.
+    state: AtomicU8,
+    /// The task polling the connection now (or last).
+    task: Mutex<Option<Waker>>,
+}
+
+const RUNNING: u8 = 1;
+const WOKEN: u8 = 2;
+/// Rounds in one poll before yielding to other tasks anyway.
+const MAX_ROUNDS: usize = 32;
+
+impl Wake for RoundsShared {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // One atomic step, so a wake-up is either seen by the round that
+        // is running or goes to the task: never lost in between.
+        if self.state.fetch_or(WOKEN, Ordering::AcqRel) & RUNNING == 0
+            && let Some(task) = lock(&self.task).as_ref()
+        {
+            task.wake_by_ref();
+        }
+    }
+}
+
+impl Rounds {
+    fn new() -> Rounds {
+        let shared = Arc::new(RoundsShared {
+            state: AtomicU8::new(0),
+            task: Mutex::new(None),
+        });
+        Rounds {
+            waker: Waker::from(Arc::clone(&shared)),
+            shared,
+        }
+    }
+
+    /// Polls `f` with the connection's waker until it is ready or nothing
+    /// woke it during a round.
+    fn run<T>(
+        &self,
+        cx: &mut Context<'_>,
+        mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        {
+            let mut task = lock(&self.shared.task);
+            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        let mut inner = Context::from_waker(&self.waker);
+        for _ in 0..MAX_ROUNDS {
+            self.shared.state.store(RUNNING, Ordering::Release);
+            let polled = f(&mut inner);
+            let woken = self.shared.state.swap(0, Ordering::AcqRel) & WOKEN != 0;
+            // A wake-up during a round that ended ready needs nothing: the
+            // caller polls again for what comes next.
+            if polled.is_ready() || !woken {
+                return polled;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -156,8 +255,10 @@ pub(crate) struct Pool {
 }
 
 struct Idle {
-    conn: Upstream,
-    since: Instant,
+    conn: Box<Upstream>,
+    /// When a sweep first saw it idle (the clock is read per sweep, not
+    /// per request).
+    seen: Option<Instant>,
 }
 
 impl Pool {
@@ -169,45 +270,40 @@ impl Pool {
 
     /// The most recently used idle connection that is still open (the
     /// likeliest to be, and it lets the others time out).
-    fn checkout(&self) -> Option<Upstream> {
+    fn checkout(&self) -> Option<Box<Upstream>> {
         loop {
             let mut idle = lock(&self.idle).pop()?;
-            if idle.since.elapsed() < IDLE_TIMEOUT && idle.conn.reusable() {
+            if idle.conn.reusable() {
                 return Some(idle.conn);
             }
         }
     }
 
-    fn checkin(&self, mut conn: Upstream) {
+    fn checkin(&self, mut conn: Box<Upstream>) {
         if !conn.reusable() {
             return;
         }
+        // Nobody to wake while it idles.
+        *lock(&conn.rounds.shared.task) = None;
         let mut idle = lock(&self.idle);
         if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push(Idle { conn, seen: None });
         }
     }
 
     /// Closes idle connections that timed out or that the target closed.
+    /// Called every health-check interval: a connection is closed between
+    /// [`IDLE_TIMEOUT`] and that plus one interval after its last use.
     pub(crate) fn sweep(&self) {
-        let stale: Vec<Idle> = {
-            let mut idle = lock(&self.idle);
-            let (keep, stale) = std::mem::take(&mut *idle)
-                .into_iter()
-                .partition(|i| i.since.elapsed() < IDLE_TIMEOUT);
-            *idle = keep;
-            idle.retain_mut(|i| i.conn.reusable());
-            stale
-        };
-        drop(stale);
+        let now = Instant::now();
+        lock(&self.idle).retain_mut(|i| {
+            let seen = *i.seen.get_or_insert(now);
+            now.duration_since(seen) < IDLE_TIMEOUT && i.conn.reusable()
+        });
     }
 
     pub(crate) fn clear(&self) {
-        let idle = std::mem::take(&mut *lock(&self.idle));
-        drop(idle);
+        lock(&self.idle).clear();
     }
 }
 
@@ -218,27 +314,27 @@ pub(crate) enum Failure {
     /// The connection broke before the answer's head (reset, closed,
     /// malformed answer).
     Broken(String),
-    /// No answer head within the upstream timeout.
-    Timeout(Duration),
+    /// No answer head before the deadline.
+    Timeout,
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Connect(reason) | Failure::Broken(reason) => f.write_str(reason),
-            Failure::Timeout(after) => write!(f, "no answer within {}s", after.as_secs()),
+            Failure::Timeout => f.write_str("no answer in time"),
         }
     }
 }
 
 /// Sends `req` to `target` on a pooled connection, or a new one, and
-/// waits at most `timeout` for the answer's head. A failed connect counts
-/// as a failed health check at once (passive health), so a dead instance
-/// leaves rotation without waiting for the next active check.
+/// waits until `deadline` at most for the answer's head. A failed connect
+/// counts as a failed health check at once (passive health), so a dead
+/// instance leaves rotation without waiting for the next active check.
 pub(crate) async fn send(
     target: &Arc<Target>,
     mut req: Request<UpBody>,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<(Response<Incoming>, Lease), Failure> {
     let attempt = async {
         while let Some(mut conn) = target.pool.checkout() {
@@ -261,7 +357,7 @@ pub(crate) async fn send(
             Err(e) => Err(Failure::Broken(hyper_reason(&e.into_error()))),
         }
     };
-    match tokio::time::timeout(timeout, attempt).await {
+    match tokio::time::timeout_at(deadline, attempt).await {
         Ok(Ok((resp, conn))) => Ok((
             resp,
             Lease {
@@ -270,13 +366,13 @@ pub(crate) async fn send(
             },
         )),
         Ok(Err(failure)) => Err(failure),
-        Err(_) => Err(Failure::Timeout(timeout)),
+        Err(_) => Err(Failure::Timeout),
     }
 }
 
 /// A connection lent to one answer until its body is read.
 pub(crate) struct Lease {
-    conn: Upstream,
+    conn: Box<Upstream>,
     target: Arc<Target>,
 }
 
@@ -313,14 +409,23 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let mut polled = Pin::new(&mut this.body).poll_frame(cx);
-        if polled.is_pending()
-            && let Some(held) = &mut this.conn
-        {
-            // Reading the connection feeds the body; it may be ready now.
-            held.conn.drive(cx);
-            polled = Pin::new(&mut this.body).poll_frame(cx);
-        }
+        let body = &mut this.body;
+        let polled = match &mut this.conn {
+            Some(lease) => {
+                let Upstream { io, rounds, .. } = &mut *lease.conn;
+                rounds.run(cx, |cx| {
+                    let polled = Pin::new(&mut *body).poll_frame(cx);
+                    if polled.is_ready() {
+                        return polled;
+                    }
+                    // Reading the connection feeds the body; it may be
+                    // ready now.
+                    io.drive(cx);
+                    Pin::new(&mut *body).poll_frame(cx)
+                })
+            }
+            None => Pin::new(&mut *body).poll_frame(cx),
+        };
         let frame = ready!(polled);
         match &frame {
             Some(Ok(_)) if this.body.is_end_stream() => this.release(),

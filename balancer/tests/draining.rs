@@ -135,13 +135,13 @@ async fn registration_is_idempotent_and_brings_a_draining_target_back() {
     lb.shutdown(Duration::from_secs(1)).await;
 }
 
-/// 2000 GETs over 8 keep-alive connections while one target is killed
-/// outright and another deregistered (and stopped once it left): every
-/// request is answered 200.
+/// GETs over 8 keep-alive connections (at least 2000, at most 40000)
+/// while one target is killed outright and another deregistered (and
+/// stopped once it left): every request is answered 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_is_dropped_while_targets_die_and_drain() {
     const CONNECTIONS: usize = 8;
-    const PER_CONNECTION: usize = 250;
+    const MAX_PER_CONNECTION: usize = 5_000;
     let (a, b, c) = (
         Backend::start("a").await,
         Backend::start("b").await,
@@ -154,14 +154,18 @@ async fn no_request_is_dropped_while_targets_die_and_drain() {
     wait_healthy(&lb, "blue", &["a", "b", "c"]).await;
 
     let sent = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..CONNECTIONS {
-        let sent = sent.clone();
+        let (sent, done) = (sent.clone(), done.clone());
         let addr = lb.address();
         clients.push(tokio::spawn(async move {
             let mut client = Client::connect(addr).await;
             let mut failures = Vec::new();
-            for i in 0..PER_CONNECTION {
+            for i in 0..MAX_PER_CONNECTION {
+                if done.load(SeqCst) {
+                    break;
+                }
                 match client.get(&format!("/?n={i}")).await {
                     Ok(answer) if answer.status == 200 => {}
                     Ok(answer) => failures.push(format!("{} {}", answer.status, answer.text())),
@@ -172,22 +176,28 @@ async fn no_request_is_dropped_while_targets_die_and_drain() {
             failures
         }));
     }
+    let at_least = |n: u64| {
+        let sent = sent.clone();
+        async move {
+            wait_until(Duration::from_secs(20), &format!("{n} requests"), || {
+                sent.load(SeqCst) >= n
+            })
+            .await;
+        }
+    };
 
-    wait_until(Duration::from_secs(20), "400 requests", || {
-        sent.load(SeqCst) >= 400
-    })
-    .await;
+    at_least(400).await;
     a.kill();
-    wait_until(Duration::from_secs(20), "1000 requests", || {
-        sent.load(SeqCst) >= 1000
-    })
-    .await;
+    at_least(1000).await;
     let b_before_drain = b.requests();
     lb.deregister("blue", "b").unwrap();
     wait_until(Duration::from_secs(5), "b drained", || !listed(&lb, "b")).await;
     let b_after_drain = b.requests();
     b.kill();
-    let at_b_kill = sent.load(SeqCst);
+    // The load goes on a while after both events.
+    let after = sent.load(SeqCst) + 1000;
+    at_least(after.max(2000)).await;
+    done.store(true, SeqCst);
 
     let mut failures = Vec::new();
     for client in clients {
@@ -200,7 +210,8 @@ async fn no_request_is_dropped_while_targets_die_and_drain() {
         &failures[..failures.len().min(10)]
     );
     let counters = lb.counters();
-    assert_eq!(counters.requests, (CONNECTIONS * PER_CONNECTION) as u64);
+    assert_eq!(counters.requests, sent.load(SeqCst));
+    assert!(counters.requests >= 2000);
     assert_eq!(counters.by_status.get(&200), Some(&counters.requests));
     assert_eq!(counters.failed, 0);
     // Requests caught on the killed target were repeated elsewhere.
@@ -208,10 +219,6 @@ async fn no_request_is_dropped_while_targets_die_and_drain() {
     // Draining stopped new requests to b (at most those in flight at the
     // deregistration finished there).
     assert!(b_after_drain - b_before_drain <= CONNECTIONS as u64);
-    assert!(
-        at_b_kill < (CONNECTIONS * PER_CONNECTION) as u64,
-        "b stopped after the load"
-    );
     assert!(matches!(
         health_of(&lb, "blue", "a"),
         Some(TargetHealth::Unhealthy { .. })

@@ -111,6 +111,27 @@ async fn chunked_request_body_is_forwarded_and_keep_alive_holds() {
     lb.shutdown(Duration::from_secs(1)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_bodies_stream_both_ways() {
+    let a = Backend::start("a").await;
+    let lb = balancer(config(fast_health())).await;
+    lb.register("blue", spec(&a)).unwrap();
+    wait_healthy(&lb, "blue", &["a"]).await;
+
+    let mut client = Client::connect(lb.address()).await;
+    let big: Bytes = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let req = Request::put("/echo")
+        .header("host", "kiln.test")
+        .body(Full::new(big.clone()))
+        .unwrap();
+    let answer = client.send(req).await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(answer.body == big, "the body changed on the way");
+    let answer = client.get("/big/5000000").await.unwrap();
+    assert_eq!(answer.body.len(), 5_000_000);
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
 /// Reads one response with a content-length (the echo backend sends one).
 async fn read_response(stream: &mut TcpStream) -> String {
     let mut buf = Vec::new();
@@ -469,4 +490,37 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     lb.shutdown(Duration::from_secs(5)).await;
     assert_eq!(slow.await.unwrap().status, 200);
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cuts_requests_that_outlast_the_grace() {
+    let a = Backend::start("a").await;
+    let lb = balancer(config(fast_health())).await;
+    lb.register("blue", spec(&a)).unwrap();
+    wait_healthy(&lb, "blue", &["a"]).await;
+    let addr = lb.address();
+    // An idle keep-alive connection closes at once, a busy one is cut.
+    let mut idle = Client::connect(addr).await;
+    idle.get("/").await.unwrap();
+    let stuck = tokio::spawn(async move { Client::connect(addr).await.get("/sleep/10000").await });
+    wait_until(Duration::from_secs(2), "a request in flight", || {
+        lb.targets("blue").unwrap()[0].in_flight == 1
+    })
+    .await;
+    let started = std::time::Instant::now();
+    lb.shutdown(Duration::from_millis(200)).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    let cut = tokio::time::timeout(Duration::from_secs(2), stuck)
+        .await
+        .expect("the stuck request ends with the shutdown")
+        .unwrap();
+    assert!(cut.is_err(), "{cut:?}");
+    assert!(
+        idle.get("/").await.is_err(),
+        "the idle connection is still open"
+    );
 }

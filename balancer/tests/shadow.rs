@@ -141,7 +141,7 @@ async fn errors_and_skips_are_counted() {
     // No healthy target in the shadow group: skipped.
     wait_until(Duration::from_secs(3), "dead unhealthy", || {
         matches!(
-            health_of_in(&lb, "void", "dead"),
+            health_of(&lb, "void", "dead"),
             Some(TargetHealth::Unhealthy { .. })
         )
     })
@@ -153,12 +153,31 @@ async fn errors_and_skips_are_counted() {
     lb.shutdown(Duration::from_secs(1)).await;
 }
 
-fn health_of_in(lb: &Balancer, tg: &str, id: &str) -> Option<TargetHealth> {
-    lb.targets(tg)
-        .unwrap()
-        .into_iter()
-        .find(|t| t.id == id)
-        .map(|t| t.health)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_16_mirrors_run_at_once_the_rest_are_skipped() {
+    let (lb, _a, s) = live_and_shadow().await;
+    s.delay_ms.store(500, SeqCst);
+    lb.start_shadow("green", 100).unwrap();
+    let addr = lb.address();
+    let clients: Vec<_> = (0..24)
+        .map(|i| tokio::spawn(async move { get(addr, &format!("/search?q={i}")).await }))
+        .collect();
+    for c in clients {
+        // Live answers do not wait for the slow shadow.
+        let answer = tokio::time::timeout(Duration::from_millis(400), c)
+            .await
+            .expect("live answer in time")
+            .unwrap();
+        assert_eq!(answer.status, 200);
+    }
+    let report = wait_report(&lb, "24 sampled requests accounted for", |r| {
+        r.compared + r.skipped == 24
+    })
+    .await;
+    assert_eq!(report.mirrored, report.compared);
+    assert!(report.mirrored <= 16, "{report:?}");
+    assert!(report.skipped >= 8, "{report:?}");
+    lb.shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

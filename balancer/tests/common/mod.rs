@@ -140,6 +140,8 @@ pub struct Backend {
     pub variant: Arc<AtomicBool>,
     /// When not 0, every request but health checks is answered with it.
     pub force_status: Arc<AtomicU16>,
+    /// Extra delay before any request but a health check is answered.
+    pub delay_ms: Arc<AtomicU64>,
     pub last: Arc<Mutex<Option<Seen>>>,
     kill: watch::Sender<bool>,
 }
@@ -154,6 +156,7 @@ struct Shared {
     connections: Arc<AtomicU64>,
     variant: Arc<AtomicBool>,
     force_status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
     last: Arc<Mutex<Option<Seen>>>,
 }
 
@@ -172,6 +175,7 @@ impl Backend {
             connections: Arc::new(AtomicU64::new(0)),
             variant: Arc::new(AtomicBool::new(false)),
             force_status: Arc::new(AtomicU16::new(0)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
             last: Arc::new(Mutex::new(None)),
             kill,
         };
@@ -184,6 +188,7 @@ impl Backend {
             connections: backend.connections.clone(),
             variant: backend.variant.clone(),
             force_status: backend.force_status.clone(),
+            delay_ms: backend.delay_ms.clone(),
             last: backend.last.clone(),
         };
         tokio::spawn(async move {
@@ -258,6 +263,10 @@ async fn answer(s: Shared, req: Request<Incoming>) -> Result<Response<TestBody>,
         return Ok(reply(&s, status, Bytes::from_static(b"ready")));
     }
     s.requests.fetch_add(1, SeqCst);
+    let delay = s.delay_ms.load(SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let forced = s.force_status.load(SeqCst);
     if forced != 0 {
         let status = StatusCode::from_u16(forced).unwrap();

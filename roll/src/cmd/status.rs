@@ -187,12 +187,18 @@ pub fn render(s: &Status) -> String {
         None => out.push_str("no roll in progress\n"),
     }
     if let Some(sb) = &s.standby {
-        out.push_str(&format!(
-            "standby {} on {} kept until {}\n",
-            sb.group,
-            sb.image,
-            cloud::time::rfc3339(sb.until_ms / 1000)
-        ));
+        let until = cloud::time::rfc3339(sb.until_ms / 1000);
+        if sb.until_ms > cloud::time::now_ms() {
+            out.push_str(&format!(
+                "standby {} on {} kept until {until} (roll back switches to it)\n",
+                sb.group, sb.image
+            ));
+        } else {
+            out.push_str(&format!(
+                "standby {} on {}: window ended {until}, stopped (roll back rolls)\n",
+                sb.group, sb.image
+            ));
+        }
     }
     if let Some(p) = &s.previous {
         out.push_str(&format!(

@@ -76,6 +76,10 @@ impl Paths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("daemon.log")
     }
+    /// The running daemon's pid (informational: liveness is the lock).
+    pub fn pid(&self) -> PathBuf {
+        self.dir.join("daemon.pid")
+    }
     pub fn instance(&self, id: &InstanceId) -> PathBuf {
         supervisor::instance_dir(&self.dir, id)
     }
@@ -118,6 +122,7 @@ pub async fn run(state: StateDir) -> Result<bool> {
     let Some(_lock) = take_lock(&paths).await? else {
         return Ok(false);
     };
+    let _ = std::fs::write(paths.pid(), format!("{}\n", std::process::id()));
     let fleet = Arc::new(Fleet::open(state, paths)?);
     fleet.adopt().await?;
     let socket = fleet.paths.socket();
@@ -1100,6 +1105,11 @@ impl Fleet {
             Ok(rootfs) => supervisor::start(&dir, &rootfs, &image, None).await,
             Err(e) => Err(e),
         };
+        if result.is_ok() {
+            // Evidence for tests and operators: how many instances this
+            // state dir ever launched (no instance is launched twice).
+            let _ = self.state.bump("instance-launches");
+        }
         let mut inner = self.lock();
         inner.launching.remove(&id);
         inner.dirty = true;

@@ -7,6 +7,7 @@
 //!   daemon.lock        flock: held by the one running daemon
 //!   daemon.sock        its unix socket (proto.rs)
 //!   daemon.log         its stderr
+//!   daemon.pid         its pid (informational; liveness is the lock)
 //!   state.json         groups, listeners, targets (model.rs), atomic writes
 //!   leases/<group>.lock  a roll's lease (held by the roll process)
 //!   instances/<id>/    root/ (the image unpacked), instance.lock, pgid, console.log
