@@ -70,7 +70,7 @@ done
 
 echo "== 3. baking v2 from changed data (one more book)" >&2
 cp -r images "$WORK/images"
-echo '541,"Alan Turing: The Enigma","Hodges, Andrew",1983,Simon & Schuster,Biography' >> "$WORK/images/books/books.csv"
+printf '\n541,"Alan Turing: The Enigma","Hodges, Andrew",1983,Simon & Schuster,Biography\n' >> "$WORK/images/books/books.csv"
 V2="$("$BAKE" build "$WORK/images/searchd.toml")"
 echo "v2 = $V2" >&2
 

@@ -11,6 +11,9 @@
 //! Backends: [`local`] (the default; images, builders and groups are files
 //! and processes under a [`StateDir`]) and `aws` (behind the `aws` feature,
 //! in `src/aws/`). Both are held to the same behaviour by [`conformance`].
+//! For tests there is a third: `fake` (feature `fake`), an in-memory
+//! scripted fleet on tokio's clock, held to the local fleet's behaviour by
+//! `conformance::fleet`.
 //!
 //! Rules every backend follows (see README.md for the full contract):
 //! - Every resource a run creates is tagged with the run id *at creation*
@@ -42,6 +45,8 @@ pub mod wait;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 
 pub use error::{CloudError, Result};
 pub use groups::{

@@ -244,7 +244,7 @@ impl<'a> Executor<'a> {
                 self.report.from = Some(r.from.clone());
                 self.report.to = Some(r.to.clone());
                 self.report.instances = r.size;
-                if r.phase == Phase::RollingBack {
+                if r.phase != Phase::Rolling {
                     self.report.reason = r.reason.clone();
                 }
             }
@@ -478,16 +478,28 @@ impl<'a> Executor<'a> {
             Action::Switch { target_group } => {
                 self.switch(&target_group).await?;
             }
-            Action::Rollback { reason } => {
+            Action::Rollback { reason, requested } => {
                 let mut r = self.need_roll(roll)?;
-                self.step(format!("ROLLING BACK to {}: {reason}", r.from));
+                self.step(format!(
+                    "{} to {}: {reason}",
+                    if requested {
+                        "reverting"
+                    } else {
+                        "ROLLING BACK"
+                    },
+                    r.from
+                ));
                 if r.bake_started_ms.is_some() && !r.bake_done {
                     // Keep what the shadow saw: it may be the evidence.
                     if let Ok(s) = lbs.stop_shadow(&self.svc.listener).await {
                         self.report.shadow = Some(s);
                     }
                 }
-                r.phase = Phase::RollingBack;
+                r.phase = if requested {
+                    Phase::Reverting
+                } else {
+                    Phase::RollingBack
+                };
                 r.reason = Some(reason.clone());
                 self.report.reason = Some(reason);
                 self.write_roll(&r).await?;

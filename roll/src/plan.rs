@@ -26,7 +26,7 @@ use cloud::{
 };
 use serde::Serialize;
 
-use crate::record::{Phase, Record, Roll, Standby, Strategy};
+use crate::record::{Kind, Phase, Record, Roll, Standby, Strategy};
 
 /// One group as observed: the group and its target group's targets.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +114,8 @@ pub enum Outcome {
     RolledOut,
     /// A gate failed; the service is back on the previous image.
     RolledBack,
+    /// `roll back` undid an unfinished roll.
+    Reverted,
     /// `roll back` switched to the standby.
     SwitchedBack,
     NothingToDo,
@@ -197,9 +199,11 @@ pub enum Action {
     Switch {
         target_group: TargetGroupId,
     },
-    /// A gate failed: record the reason, head back to the previous image.
+    /// A gate failed (or `requested`: `roll back` undoes an unfinished
+    /// roll): record the reason, head back to the previous image.
     Rollback {
         reason: String,
+        requested: bool,
     },
     /// Drop the record of a standby that is about to be replaced.
     DropStandby,
@@ -249,10 +253,13 @@ pub fn plan(o: &Observed, g: &Goal) -> Action {
     match &o.record.roll {
         Some(r) if continues(r, &g.intent) => continue_roll(o, g, r),
         Some(r) => match &g.intent {
-            Intent::Back { .. } if r.phase == Phase::Rolling => Action::Rollback {
-                reason: "roll back requested".into(),
+            Intent::Back { .. } => Action::Rollback {
+                reason: format!(
+                    "roll back requested: undoing roll {} ({} -> {})",
+                    r.id, r.from, r.to
+                ),
+                requested: true,
             },
-            Intent::Back { .. } => continue_roll(o, g, r),
             Intent::Scale { .. } => Action::Refuse {
                 why: format!(
                     "roll {} ({} -> {}) is in progress on {}: rerun it (or roll back) first",
@@ -267,12 +274,24 @@ pub fn plan(o: &Observed, g: &Goal) -> Action {
     }
 }
 
-/// Whether the recorded roll is the one the goal asks for.
+/// Whether the recorded roll is the one the goal asks for (a rerun of
+/// the command that began it, or `roll back` of a roll already heading
+/// back).
 fn continues(r: &Roll, intent: &Intent) -> bool {
     match intent {
-        Intent::Out { image, strategy } => &r.to == image && r.strategy == *strategy,
-        Intent::Back { .. } => false,
-        Intent::Scale { size } => r.from == r.to && r.size == *size,
+        Intent::Out { image, strategy } => {
+            r.kind == Kind::Out && &r.to == image && r.strategy == *strategy
+        }
+        Intent::Back { .. } => r.kind == Kind::Back || r.phase != Phase::Rolling,
+        Intent::Scale { size } => r.kind == Kind::Scale && r.size == *size,
+    }
+}
+
+fn kind_of(intent: &Intent) -> Kind {
+    match intent {
+        Intent::Out { .. } => Kind::Out,
+        Intent::Back { .. } => Kind::Back,
+        Intent::Scale { .. } => Kind::Scale,
     }
 }
 
@@ -303,6 +322,29 @@ fn surge(size: u32, g: &Goal) -> u32 {
 
 fn min_in_service(size: u32, g: &Goal) -> u32 {
     (size * g.min_healthy_pct.min(100)).div_ceil(100)
+}
+
+/// A rolling replacement without surge must take an old instance out
+/// before its replacement launches: min-healthy of every instance
+/// forbids that (Auto Scaling refuses such an instance refresh too), and
+/// a bake keeps every old instance until the canary, which then has no
+/// room, passed. Either would wait forever.
+fn no_room(size: u32, g: &Goal, bake_pending: bool) -> Option<Action> {
+    if size == 0 || surge(size, g) > 0 {
+        return None;
+    }
+    let why = if min_in_service(size, g) >= size {
+        format!(
+            "--max-surge 0 with --min-healthy {}% of {size} instances leaves no room to replace one: allow a surge or lower --min-healthy",
+            g.min_healthy_pct
+        )
+    } else if bake_pending {
+        "--max-surge 0 leaves no room for the bake's canary beside the old instances: allow a surge"
+            .into()
+    } else {
+        return None;
+    };
+    Some(Action::Refuse { why })
 }
 
 /// Whether every instance of the group runs `image` and serves.
@@ -368,6 +410,7 @@ fn new_roll(
     };
     Roll {
         id: g.roll_id.clone(),
+        kind: kind_of(&g.intent),
         strategy,
         phase: Phase::Rolling,
         from: from.clone(),
@@ -409,6 +452,12 @@ fn begin(
         }
     });
     let size = prior.map_or(live.info.desired, |r| r.size).max(1);
+    if strategy == Strategy::Rolling
+        && from != *image
+        && let Some(refuse) = no_room(size, g, g.bake_ms > 0)
+    {
+        return refuse;
+    }
     let mut roll = new_roll(o, g, live, &from, image, strategy, size);
     if let Some(p) = prior.filter(|p| p.group == roll.group) {
         // The interrupted roll changed the limits: keep the originals.
@@ -549,6 +598,16 @@ impl Member<'_> {
         self.target
             .is_some_and(|t| t.health == TargetHealth::Healthy && now >= t.since_ms + warmup)
     }
+    /// Deregistered (draining or gone from its target group) while its
+    /// group still has it in service: on its way out.
+    fn taken_out(&self) -> bool {
+        self.i.lifecycle == Lifecycle::InService
+            && self.canary.is_none()
+            && matches!(
+                self.health(),
+                None | Some(TargetHealth::Unused | TargetHealth::Draining)
+            )
+    }
 }
 
 fn members<'a>(o: &'a Observed, v: &'a GroupView) -> Vec<Member<'a>> {
@@ -574,8 +633,13 @@ fn drift(v: &GroupView, r: &Roll) -> Option<Action> {
     if d == r.desired || d == r.desired_prev {
         return None;
     }
-    let size = (i64::from(r.size) + i64::from(d) - i64::from(r.desired)).max(0) as u32;
-    Some(Action::Adopt { size, desired: d })
+    // Their change is relative to what the roll asked for (its surge is
+    // not theirs), but whoever asked for instances gets at least one.
+    let size = (i64::from(r.size) + i64::from(d) - i64::from(r.desired)).max(i64::from(d.min(1)));
+    Some(Action::Adopt {
+        size: size as u32,
+        desired: d,
+    })
 }
 
 /// The steps both strategies share on the group where the new image comes
@@ -589,14 +653,7 @@ enum Step {
     },
 }
 
-fn bring_up(
-    o: &Observed,
-    g: &Goal,
-    r: &Roll,
-    v: &GroupView,
-    max_needed: u32,
-    min_needed: u32,
-) -> Step {
+fn bring_up(o: &Observed, g: &Goal, r: &Roll, v: &GroupView, max_needed: u32) -> Step {
     let name = &v.info.name;
     let target = r.target();
     if let Some(a) = drift(v, r) {
@@ -609,7 +666,11 @@ fn bring_up(
         });
     }
     let want_max = v.info.max.max(max_needed);
-    let want_min = v.info.min.min(min_needed);
+    // Every terminate lowers desired, and the group refuses one below its
+    // min: a roll back may have to remove a never-served instance while
+    // fewer than min-healthy serve. Min-healthy is kept here, counted in
+    // service; the group's min is restored when the roll finishes.
+    let want_min = 0;
     if (want_min, want_max) != (v.info.min, v.info.max) {
         return Step::Act(Action::Limits {
             group: name.clone(),
@@ -647,7 +708,15 @@ fn bring_up(
             Some(format!("{} failed its gate: {out}", m.i.id))
         } else if m.i.lifecycle == Lifecycle::PendingWait
             && o.now_ms > m.i.launched_ms + g.gate_timeout_ms
-            && !o.gates.get(&m.i.id).is_some_and(|p| p.outcome.is_passed())
+            // Judged by a probe after the deadline: one the executor lost
+            // (`kill -9`) is taken again first, unless there is nothing to
+            // probe.
+            && match o.gates.get(&m.i.id) {
+                Some(p) => {
+                    !p.outcome.is_passed() && p.at_ms > m.i.launched_ms + g.gate_timeout_ms
+                }
+                None => m.i.address.is_none(),
+            }
         {
             let why = match o.gates.get(&m.i.id) {
                 Some(Probe {
@@ -682,8 +751,11 @@ fn bring_up(
         };
         if let Some(why) = failure {
             return Step::Act(match r.phase {
-                Phase::Rolling => Action::Rollback { reason: why },
-                Phase::RollingBack => Action::Fail {
+                Phase::Rolling => Action::Rollback {
+                    reason: why,
+                    requested: false,
+                },
+                Phase::RollingBack | Phase::Reverting => Action::Fail {
                     why: format!("rolling back to {} failed too: {why}", r.from),
                 },
             });
@@ -707,7 +779,10 @@ fn bring_up(
             None
         };
         if let Some(reason) = diff {
-            return Step::Act(Action::Rollback { reason });
+            return Step::Act(Action::Rollback {
+                reason,
+                requested: false,
+            });
         }
     }
     // Instances of another image that never served: nothing to drain.
@@ -875,7 +950,13 @@ fn rolling(o: &Observed, g: &Goal, r: &Roll) -> Action {
     {
         return finish(o, r, v, None, Vec::new());
     }
-    let (new, _) = match bring_up(o, g, r, v, n + s, m.min(r.min_orig)) {
+    // Checked again: an adopted size can leave no room either.
+    if r.from != r.to
+        && let Some(refuse) = no_room(n, g, bake_pending)
+    {
+        return refuse;
+    }
+    let (new, _) = match bring_up(o, g, r, v, n + s) {
         Step::Act(a) => return a,
         Step::Counted { new, serving } => (new, serving),
     };
@@ -909,11 +990,28 @@ fn rolling(o: &Observed, g: &Goal, r: &Roll) -> Action {
     for c in candidates {
         if &c.i.image != target {
             out.push(c);
-        } else if extra_new > 0 && c.canary.is_none() {
-            extra_new -= 1;
+        } else if c.canary.is_none() && (extra_new > 0 || c.taken_out()) {
+            // Beyond size, or taken out before a roll back made its
+            // image the target again: nothing puts it back in service,
+            // so it leaves and is replaced.
+            extra_new = extra_new.saturating_sub(1);
             out.push(c);
         }
     }
+    // Old instances stay until the bake passed, but no more of them than
+    // the size: after an adopted smaller size they would leave the canary
+    // no room.
+    let mut old_beyond_size = out
+        .iter()
+        .filter(|c| {
+            &c.i.image != target
+                && !matches!(
+                    c.health(),
+                    None | Some(TargetHealth::Unused | TargetHealth::Draining)
+                )
+        })
+        .count()
+        .saturating_sub(n as usize);
     let mut draining: Option<Action> = None;
     for c in &out {
         match c.health() {
@@ -935,9 +1033,11 @@ fn rolling(o: &Observed, g: &Goal, r: &Roll) -> Action {
                 }
             }
             Some(_) => {
-                // Old instances stay until the bake passed.
                 if bake_pending && &c.i.image != target {
-                    continue;
+                    if old_beyond_size == 0 {
+                        continue;
+                    }
+                    old_beyond_size -= 1;
                 }
                 let counts = c.in_service(o.now_ms, g.warmup_ms);
                 if !counts || in_service > m {
@@ -997,6 +1097,7 @@ fn finish(
     let outcome = match r.phase {
         Phase::Rolling => Outcome::RolledOut,
         Phase::RollingBack => Outcome::RolledBack,
+        Phase::Reverting => Outcome::Reverted,
     };
     let previous = match (outcome, r.from != r.to) {
         (Outcome::RolledOut, true) => Some(r.from.clone()),
@@ -1021,8 +1122,12 @@ fn blue_green(o: &Observed, g: &Goal, r: &Roll) -> Action {
                 max: n,
             },
             // Nothing was ever created: rolling back is done.
-            Phase::RollingBack => Action::Finish {
-                outcome: Outcome::RolledBack,
+            Phase::RollingBack | Phase::Reverting => Action::Finish {
+                outcome: if r.phase == Phase::Reverting {
+                    Outcome::Reverted
+                } else {
+                    Outcome::RolledBack
+                },
                 standby: o.record.standby.clone(),
                 previous: o.record.previous.clone(),
                 schedule: Vec::new(),
@@ -1056,11 +1161,15 @@ fn blue_green(o: &Observed, g: &Goal, r: &Roll) -> Action {
         });
         return finish(o, r, idle, standby, schedule);
     }
-    if r.phase == Phase::RollingBack {
+    if r.phase != Phase::Rolling {
         // Never switched: the idle set goes away, the live one never
         // stopped serving.
         return scale_to_zero(o, r, idle, &idle_tg).unwrap_or_else(|| Action::Finish {
-            outcome: Outcome::RolledBack,
+            outcome: if r.phase == Phase::Reverting {
+                Outcome::Reverted
+            } else {
+                Outcome::RolledBack
+            },
             standby: None,
             previous: o.record.previous.clone(),
             schedule: vec![(r.group.clone(), None)],
@@ -1073,7 +1182,7 @@ fn blue_green(o: &Observed, g: &Goal, r: &Roll) -> Action {
     {
         return Action::DropStandby;
     }
-    let serving = match bring_up(o, g, r, idle, n, 0) {
+    let serving = match bring_up(o, g, r, idle, n) {
         Step::Act(a) => return a,
         Step::Counted { serving, .. } => serving,
     };
@@ -1102,11 +1211,17 @@ fn blue_green(o: &Observed, g: &Goal, r: &Roll) -> Action {
             };
         }
     }
+    // Every target healthy, draining ones gone too: the set the
+    // executor is willing to switch to.
     let all_in = serving == n
         && ms
             .iter()
             .filter(|m| m.i.lifecycle != Lifecycle::Terminating)
-            .all(|m| m.in_service(o.now_ms, g.warmup_ms));
+            .all(|m| m.in_service(o.now_ms, g.warmup_ms))
+        && idle
+            .targets
+            .iter()
+            .all(|t| t.health == TargetHealth::Healthy);
     if !all_in {
         return Action::Wait {
             why: waiting_for(o, g, &ms, &r.to),

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod keys {
     pub const ID: &str = "kiln:roll-id";
+    pub const KIND: &str = "kiln:roll-kind";
     pub const STRATEGY: &str = "kiln:roll-strategy";
     pub const PHASE: &str = "kiln:roll-phase";
     pub const FROM: &str = "kiln:roll-from";
@@ -33,8 +34,9 @@ pub mod keys {
     pub const PREVIOUS: &str = "kiln:previous-image";
 
     /// Every key a roll in progress writes (cleared when it finishes).
-    pub const ROLL: [&str; 15] = [
+    pub const ROLL: [&str; 16] = [
         ID,
+        KIND,
         STRATEGY,
         PHASE,
         FROM,
@@ -76,13 +78,44 @@ impl Strategy {
     }
 }
 
+/// Which command began the roll: a rerun of the same command continues
+/// it, another one supersedes or reverses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Out,
+    Back,
+    Scale,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Out => "out",
+            Kind::Back => "back",
+            Kind::Scale => "scale",
+        }
+    }
+    fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "out" => Some(Kind::Out),
+            "back" => Some(Kind::Back),
+            "scale" => Some(Kind::Scale),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// Towards `to`.
     Rolling,
-    /// A gate failed: back towards `from`.
+    /// A gate failed: back towards `from` (exit 1).
     RollingBack,
+    /// `roll back` asked to undo an unfinished roll: back towards `from`
+    /// (exit 0).
+    Reverting,
 }
 
 impl Phase {
@@ -90,6 +123,15 @@ impl Phase {
         match self {
             Phase::Rolling => "rolling",
             Phase::RollingBack => "rolling-back",
+            Phase::Reverting => "reverting",
+        }
+    }
+    fn parse(s: &str) -> Option<Phase> {
+        match s {
+            "rolling" => Some(Phase::Rolling),
+            "rolling-back" => Some(Phase::RollingBack),
+            "reverting" => Some(Phase::Reverting),
+            _ => None,
         }
     }
 }
@@ -98,6 +140,7 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Roll {
     pub id: String,
+    pub kind: Kind,
     pub strategy: Strategy,
     pub phase: Phase,
     pub from: ImageId,
@@ -125,7 +168,7 @@ impl Roll {
     pub fn target(&self) -> &ImageId {
         match self.phase {
             Phase::Rolling => &self.to,
-            Phase::RollingBack => &self.from,
+            Phase::RollingBack | Phase::Reverting => &self.from,
         }
     }
 }
@@ -160,12 +203,9 @@ impl Record {
         let roll = (|| {
             Some(Roll {
                 id: get(keys::ID)?,
+                kind: Kind::parse(&get(keys::KIND)?)?,
                 strategy: Strategy::parse(&get(keys::STRATEGY)?)?,
-                phase: match get(keys::PHASE)?.as_str() {
-                    "rolling" => Phase::Rolling,
-                    "rolling-back" => Phase::RollingBack,
-                    _ => return None,
-                },
+                phase: Phase::parse(&get(keys::PHASE)?)?,
                 from: ImageId::new(get(keys::FROM)?),
                 to: ImageId::new(get(keys::TO)?),
                 size: num(t, keys::SIZE)? as u32,
@@ -214,6 +254,7 @@ impl Roll {
             t.insert(k.to_owned(), short(&v));
         };
         put(keys::ID, self.id.clone());
+        put(keys::KIND, self.kind.as_str().into());
         put(keys::STRATEGY, self.strategy.as_str().into());
         put(keys::PHASE, self.phase.as_str().into());
         put(keys::FROM, self.from.to_string());
@@ -256,6 +297,7 @@ mod tests {
     fn a_record_round_trips_through_tags() {
         let roll = Roll {
             id: "roll-1".into(),
+            kind: Kind::Back,
             strategy: Strategy::BlueGreen,
             phase: Phase::RollingBack,
             from: ImageId::from("img-a"),

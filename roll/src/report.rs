@@ -142,6 +142,7 @@ impl Report {
         };
         let outcome = match self.outcome {
             Some(Outcome::RolledBack) => " ROLLED BACK",
+            Some(Outcome::Reverted) => " reverted",
             Some(Outcome::SwitchedBack) => " switched back",
             Some(Outcome::NothingToDo) => " (nothing to do)",
             _ => "",

@@ -403,20 +403,37 @@ fn list_show_and_prune_keep_what_groups_use() {
     assert_eq!(m["tags"]["kiln:index-digest"], m["index"]["digest"]);
     assert!(fx.bake(&["show", &ids[0]]).status.success());
 
-    // A group runs the oldest image: prune must keep it.
+    // A group runs the oldest image: prune must keep it. Groups live in
+    // the fleet daemon (here in this process, on the runtime's worker
+    // threads, so it keeps serving while bake runs); its instance is a
+    // real searchd from that image.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let state = cloud::StateDir::open(fx.state()).unwrap();
-        let c = cloud::Cloud::local(&state);
+    let state = cloud::StateDir::open(fx.state()).unwrap();
+    let c = cloud::Cloud::local(&state);
+    let web = cloud::GroupName::from("web");
+    let fleet = rt.block_on(async {
+        let fleet = InProcessFleet::start(&state).await;
         c.groups()
-            .create_group(&cloud::GroupSpec {
-                name: cloud::GroupName::from("web"),
-                image: cloud::ImageId::new(ids[0].clone()),
-                desired: 1,
-                target_group: None,
-            })
+            .create_group(&cloud::GroupSpec::fixed(
+                web.clone(),
+                cloud::ImageId::new(ids[0].clone()),
+                1,
+            ))
             .await
             .unwrap();
+        let params = c
+            .wait_params()
+            .with_timeout(std::time::Duration::from_secs(60));
+        cloud::wait_until(params, "the group's instance in service", || async {
+            let g = c.groups().describe_group(&web).await?;
+            Ok(g.instances
+                .iter()
+                .any(|i| i.lifecycle == cloud::Lifecycle::InService)
+                .then_some(()))
+        })
+        .await
+        .unwrap();
+        fleet
     });
 
     let dry = fx.bake(&["prune", "--keep", "1", "--dry-run"]);
@@ -436,6 +453,17 @@ fn list_show_and_prune_keep_what_groups_use() {
     assert_eq!(left, want);
     assert_eq!(fx.bake(&["show", &ids[1]]).status.code(), Some(2));
     assert_eq!(fx.leftovers(), Vec::<String>::new());
+
+    // The instance kept serving from the image prune kept; deleting the
+    // group stops it and, the fleet serving nothing more, the daemon.
+    rt.block_on(async {
+        let g = c.groups().describe_group(&web).await.unwrap();
+        assert_eq!(g.instances.len(), 1);
+        assert_eq!(g.instances[0].lifecycle, cloud::Lifecycle::InService);
+        assert_eq!(g.instances[0].image.as_str(), ids[0]);
+        c.groups().delete_group(&web).await.unwrap();
+        fleet.stopped().await;
+    });
 }
 
 /// A bake that stopped just before marking its image complete

@@ -189,3 +189,93 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The local fleet daemon (`cloud::local::fleet::run`) running inside this
+/// test process, on the caller's tokio runtime (multi-thread, so it keeps
+/// serving while the test thread runs other things). Dropped — test
+/// passed or panicked — it aborts the daemon and SIGKILLs every instance
+/// process group the fleet started, so no searchd outlives the test.
+pub struct InProcessFleet {
+    state: cloud::StateDir,
+    daemon: Option<tokio::task::JoinHandle<cloud::Result<bool>>>,
+}
+
+impl InProcessFleet {
+    /// Starts the daemon and waits until it answers on its socket.
+    pub async fn start(state: &cloud::StateDir) -> InProcessFleet {
+        let fleet = InProcessFleet {
+            state: state.clone(),
+            daemon: Some(tokio::spawn(cloud::local::fleet::run(state.clone()))),
+        };
+        let client = cloud::local::LocalCloud::new(state.clone());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while client.fleet().daemon_pid().await != Some(std::process::id()) {
+            let daemon = fleet.daemon.as_ref().expect("running");
+            assert!(
+                !daemon.is_finished(),
+                "the fleet daemon stopped while starting"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fleet daemon did not answer within 20 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        fleet
+    }
+
+    /// Waits for the daemon to exit — it does once it serves no group and
+    /// no listener — and checks it stopped every instance.
+    pub async fn stopped(mut self) {
+        let daemon = self.daemon.take().expect("running");
+        let out = tokio::time::timeout(std::time::Duration::from_secs(30), daemon)
+            .await
+            .expect("the fleet daemon exits once it serves nothing")
+            .expect("the daemon task");
+        assert!(matches!(out, Ok(true)), "the fleet daemon: {out:?}");
+        let left = fleet_instance_dirs(self.state.root());
+        assert!(left.is_empty(), "instances left behind: {left:?}");
+    }
+}
+
+impl Drop for InProcessFleet {
+    fn drop(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.abort();
+        }
+        kill_fleet_instances(self.state.root());
+    }
+}
+
+/// `fleet/instances/*` under the state dir.
+pub fn fleet_instance_dirs(state: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(state.join("fleet/instances"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// SIGKILLs the process group of every instance the fleet under `state`
+/// knows (its `pgid` file, and its state.json); returns them.
+pub fn kill_fleet_instances(state: &Path) -> Vec<u32> {
+    let mut pgids: Vec<u32> = fleet_instance_dirs(state)
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("pgid")).ok())
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    if let Ok(model) = cloud::local::fleet::model::Model::load(&state.join("fleet/state.json")) {
+        pgids.extend(
+            model
+                .groups
+                .values()
+                .flat_map(|g| g.instances.iter().filter_map(|i| i.pgid)),
+        );
+    }
+    pgids.sort();
+    pgids.dedup();
+    for &pgid in &pgids {
+        cloud::local::fleet::supervisor::kill(pgid);
+    }
+    pgids
+}

@@ -41,7 +41,6 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             bake: Duration::ZERO,
             shadow_percent: 1,
             keep: a.keep,
-            rollback_is_failure: false,
         },
     )
     .await

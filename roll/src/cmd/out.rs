@@ -84,9 +84,6 @@ pub struct RunSpec {
     pub bake: Duration,
     pub shadow_percent: u32,
     pub keep: Duration,
-    /// Whether a gate failure ending in a rollback is the command's
-    /// failure (exit 1: `out`), or the point (`back`).
-    pub rollback_is_failure: bool,
 }
 
 pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
@@ -108,7 +105,6 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             bake: a.bake_time,
             shadow_percent: a.shadow_percent.max(1),
             keep: a.keep,
-            rollback_is_failure: true,
         },
     )
     .await
@@ -230,7 +226,7 @@ fn finish_output(
         write_stdout(&format!("{image}\n"))?;
     }
     Ok(match outcome {
-        Outcome::RolledBack if spec.rollback_is_failure => exit::ROLLED_BACK,
+        Outcome::RolledBack => exit::ROLLED_BACK,
         _ => exit::OK,
     })
 }

@@ -32,7 +32,6 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             bake: Duration::ZERO,
             shadow_percent: 1,
             keep: Duration::ZERO,
-            rollback_is_failure: true,
         },
     )
     .await

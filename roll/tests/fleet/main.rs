@@ -41,7 +41,11 @@ fn rolling_v1_to_v2_drops_no_request() {
     let before = answers(addr);
     let load = Load::start(addr, 4);
     let rep = fx.path("rolling.json");
-    let out = fx.roll(&out_args("web", &fx.v2, &["--report", rep.to_str().unwrap(), "--json"]));
+    let out = fx.roll(&out_args(
+        "web",
+        &fx.v2,
+        &["--report", rep.to_str().unwrap(), "--json"],
+    ));
     assert_ok(&out, "roll out");
     let during = load.stop();
     let after = answers(addr);
@@ -56,20 +60,44 @@ fn rolling_v1_to_v2_drops_no_request() {
     assert_eq!(r["outcome"], "rolled-out");
     assert_eq!(r["traffic"]["failed"], 0);
     assert!(r["traffic"]["requests"].as_u64().unwrap() > 0);
-    assert!(r["gates"].as_array().unwrap().iter().filter(|g| g["outcome"] == "passed").count() >= 3);
-    let kinds: Vec<&str> = r["timeline"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(
+        r["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["outcome"] == "passed")
+            .count()
+            >= 3
+    );
+    let kinds: Vec<&str> = r["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     // Surge first, drain before terminate.
     let first_launch = kinds.iter().position(|k| *k == "launch").unwrap();
     let first_dereg = kinds.iter().position(|k| *k == "deregister").unwrap();
     let first_term = kinds.iter().position(|k| *k == "terminate").unwrap();
-    assert!(first_launch < first_dereg && first_dereg < first_term, "{kinds:?}");
-    assert!(stderr(&out).contains("requests through the balancer, 0 failed"), "{}", stderr(&out));
+    assert!(
+        first_launch < first_dereg && first_dereg < first_term,
+        "{kinds:?}"
+    );
+    assert!(
+        stderr(&out).contains("requests through the balancer, 0 failed"),
+        "{}",
+        stderr(&out)
+    );
     // Three new instances launched, no more.
     assert_eq!(fx.launches(), 6);
     // The same command again: nothing to do.
     let again = fx.roll(&out_args("web", &fx.v2, &[]));
     assert_ok(&again, "roll out again");
-    assert!(stderr(&again).contains("nothing to do"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("nothing to do"),
+        "{}",
+        stderr(&again)
+    );
     assert_eq!(fx.launches(), 6);
 }
 
@@ -83,7 +111,16 @@ fn blue_green_then_back_drops_no_request() {
     let out = fx.roll(&out_args(
         "web",
         &fx.v2,
-        &["--strategy", "blue-green", "--bake-time", "1s", "--shadow-percent", "100", "--report", rep.to_str().unwrap()],
+        &[
+            "--strategy",
+            "blue-green",
+            "--bake-time",
+            "1s",
+            "--shadow-percent",
+            "100",
+            "--report",
+            rep.to_str().unwrap(),
+        ],
     ));
     assert_ok(&out, "roll out --strategy blue-green");
     let v2 = answers(addr);
@@ -97,7 +134,13 @@ fn blue_green_then_back_drops_no_request() {
     assert_eq!(r["shadow"]["errors"], 0, "{r}");
 
     // roll back: one switch to the standby.
-    let back = fx.roll(&["back", "--group", "web", "--report", fx.path("back.json").to_str().unwrap()]);
+    let back = fx.roll(&[
+        "back",
+        "--group",
+        "web",
+        "--report",
+        fx.path("back.json").to_str().unwrap(),
+    ]);
     assert_ok(&back, "roll back");
     assert_eq!(String::from_utf8_lossy(&back.stdout).trim(), fx.v1);
     let during = load.stop();
@@ -136,7 +179,15 @@ fn bad_image(forge: impl FnOnce(&Fx) -> String, expect_in_reason: &str) {
     let load = Load::start(addr, 4);
     let rep = fx.path("bad.json");
     let out = fx.roll(&[
-        "out", "--group", "web", "--image", &bad, "--gate-timeout", "3s", "--report", rep.to_str().unwrap(),
+        "out",
+        "--group",
+        "web",
+        "--image",
+        &bad,
+        "--gate-timeout",
+        "3s",
+        "--report",
+        rep.to_str().unwrap(),
     ]);
     let during = load.stop();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -145,7 +196,10 @@ fn bad_image(forge: impl FnOnce(&Fx) -> String, expect_in_reason: &str) {
     let r = report(&fx, "bad.json");
     assert_eq!(r["outcome"], "rolled-back");
     let reason = r["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains(expect_in_reason), "reason {reason:?} lacks {expect_in_reason:?}");
+    assert!(
+        reason.contains(expect_in_reason),
+        "reason {reason:?} lacks {expect_in_reason:?}"
+    );
     assert!(stderr(&out).contains("ROLLED BACK"), "{}", stderr(&out));
     assert!(fx.status("web")["roll"].is_null());
 }
@@ -173,10 +227,18 @@ fn an_image_that_never_gets_ready_is_rolled_back() {
 fn an_image_whose_golden_query_answers_differently_is_rolled_back() {
     bad_image(
         |fx| {
-            fx.forge(&fx.v2, "golden", |_| {}, |m| {
-                let a = m["index"]["golden"][0]["answer"].as_str().unwrap().replace("\"total\":", "\"total\":1");
-                m["index"]["golden"][0]["answer"] = serde_json::Value::String(a);
-            })
+            fx.forge(
+                &fx.v2,
+                "golden",
+                |_| {},
+                |m| {
+                    let a = m["index"]["golden"][0]["answer"]
+                        .as_str()
+                        .unwrap()
+                        .replace("\"total\":", "\"total\":1");
+                    m["index"]["golden"][0]["answer"] = serde_json::Value::String(a);
+                },
+            )
         },
         "golden /books?query=",
     );
@@ -186,9 +248,14 @@ fn an_image_whose_golden_query_answers_differently_is_rolled_back() {
 fn an_image_reporting_another_index_digest_is_rolled_back() {
     bad_image(
         |fx| {
-            fx.forge(&fx.v2, "digest", |_| {}, |m| {
-                m["index"]["digest"] = serde_json::Value::String("0".repeat(64));
-            })
+            fx.forge(
+                &fx.v2,
+                "digest",
+                |_| {},
+                |m| {
+                    m["index"]["digest"] = serde_json::Value::String("0".repeat(64));
+                },
+            )
         },
         "/version index_digest",
     );
@@ -201,7 +268,10 @@ fn kill_9_of_roll_out_then_rerun_converges() {
     let v1 = answers(addr);
     let load = Load::start(addr, 4);
     // Kill it at three different points of the same roll.
-    for (i, marker) in ["desired 3 -> 4", "in service", "terminated"].iter().enumerate() {
+    for (i, marker) in ["desired 3 -> 4", "in service", "terminated"]
+        .iter()
+        .enumerate()
+    {
         let log = format!("roll-{i}.log");
         let mut child = spawn(&fx, &out_args("web", &fx.v2, &[]), &log);
         let seen = || std::fs::read_to_string(fx.path(&log)).unwrap_or_default();
@@ -236,12 +306,16 @@ fn a_killed_instance_is_replaced_without_a_failed_request() {
     let load = Load::start(addr, 4);
     let before = fx.instance_pgids();
     let (victim, pgid) = before.iter().next().map(|(k, v)| (k.clone(), *v)).unwrap();
-    sh(&format!("kill -KILL -- -{pgid}"));
+    let st = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    assert!(st.success());
     eventually(30, "a replacement in service", || {
         let now = fx.live_instances("web");
         now.len() == 3
             && !now.iter().any(|i| i.0 == victim)
-            && now.iter().all(|i| i.2 == "in-service" && i.3 == "healthy")
+            && now.iter().all(|i| i.2 == "in_service" && i.3 == "healthy")
     });
     std::thread::sleep(Duration::from_millis(300));
     let during = load.stop();
@@ -254,6 +328,8 @@ fn a_killed_daemon_comes_back_with_its_instances_and_balancer() {
     let fx = Fx::new();
     let addr = fx.up("web", &fx.v1, SIZE);
     let ids: Vec<String> = fx.live_instances("web").into_iter().map(|i| i.0).collect();
+    // Steady state: the daemon has persisted what it saw (every 100 ms).
+    std::thread::sleep(Duration::from_millis(500));
     let pid = fx.daemon_pid().expect("daemon pid");
     sh(&format!("kill -KILL {pid}"));
     std::thread::sleep(Duration::from_millis(100));
@@ -265,7 +341,8 @@ fn a_killed_daemon_comes_back_with_its_instances_and_balancer() {
     again.sort();
     want.sort();
     assert_eq!(again, want, "{s}");
-    // The balancer is back on the same address and answers.
+    // The balancer is back on the same address and answers, through the
+    // same instances, healthy as they were.
     let a = answers(addr);
     assert_eq!(a.len(), QUERIES.len());
     assert_eq!(fx.launches(), 3);
@@ -276,13 +353,23 @@ fn a_killed_daemon_comes_back_with_its_instances_and_balancer() {
 fn a_second_roll_of_the_same_group_exits_3_naming_the_holder() {
     let fx = Fx::new();
     fx.up("web", &fx.v1, 2);
-    let mut first = spawn(&fx, &out_args("web", &fx.v2, &["--bake-time", "3s"]), "first.log");
+    let mut first = spawn(
+        &fx,
+        &out_args("web", &fx.v2, &["--bake-time", "3s"]),
+        "first.log",
+    );
     eventually(30, "the first roll to start", || {
-        std::fs::read_to_string(fx.path("first.log")).unwrap_or_default().contains("bake time")
+        std::fs::read_to_string(fx.path("first.log"))
+            .unwrap_or_default()
+            .contains("bake time")
     });
     let second = fx.roll(&out_args("web", &fx.v2, &[]));
     assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
-    assert!(stderr(&second).contains("is held by roll-"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("is held by roll-"),
+        "{}",
+        stderr(&second)
+    );
     assert!(stderr(&second).contains("pid"), "{}", stderr(&second));
     assert!(first.wait().unwrap().success());
     fx.assert_fleet("web", &fx.v2, 2);
@@ -295,7 +382,17 @@ fn up_is_idempotent_and_down_stops_everything() {
     assert_eq!(fx.up("web", &fx.v1, 2), addr);
     assert_eq!(fx.launches(), 2);
     // Different arguments say which command changes them.
-    let out = fx.roll(&["up", "--group", "web", "--image", &fx.v2, "--size", "2", "--listen", "127.0.0.1:0"]);
+    let out = fx.roll(&[
+        "up",
+        "--group",
+        "web",
+        "--image",
+        &fx.v2,
+        "--size",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("roll out"), "{}", stderr(&out));
     let pgids = fx.instance_pgids();
@@ -303,10 +400,17 @@ fn up_is_idempotent_and_down_stops_everything() {
     fx.down("web");
     // Balancer gone, instances gone, the daemon exited.
     assert!(std::net::TcpStream::connect(addr).is_err());
-    eventually(10, "the daemon to exit", || !std::path::Path::new(&format!("/proc/{daemon}")).exists()
-        || std::fs::read_to_string(format!("/proc/{daemon}/stat")).is_ok_and(|s| s.contains(") Z ")));
+    eventually(10, "the daemon to exit", || {
+        !std::path::Path::new(&format!("/proc/{daemon}")).exists()
+            || std::fs::read_to_string(format!("/proc/{daemon}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
     for pgid in pgids.values() {
-        assert!(!std::path::Path::new(&format!("/proc/{pgid}")).exists() || std::fs::read_to_string(format!("/proc/{pgid}/stat")).is_ok_and(|s| s.contains(") Z ")));
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pgid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pgid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        );
     }
     let again = fx.roll(&["down", "--group", "web"]);
     assert_ok(&again, "roll down again");
@@ -317,10 +421,34 @@ fn bad_input_exits_2() {
     let fx = Fx::new();
     let cases: Vec<Vec<&str>> = vec![
         vec!["out", "--group", "nope", "--image", &fx.v1],
-        vec!["out", "--group", "web", "--image", "img-000000000000000000000000"],
+        vec![
+            "out",
+            "--group",
+            "web",
+            "--image",
+            "img-000000000000000000000000",
+        ],
         vec!["status", "--group", "nope"],
-        vec!["up", "--group", "web", "--image", &fx.v1, "--size", "0", "--listen", "127.0.0.1:0"],
-        vec!["out", "--group", "web", "--image", &fx.v1, "--min-healthy", "150%"],
+        vec![
+            "up",
+            "--group",
+            "web",
+            "--image",
+            &fx.v1,
+            "--size",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        vec![
+            "out",
+            "--group",
+            "web",
+            "--image",
+            &fx.v1,
+            "--min-healthy",
+            "150%",
+        ],
         vec!["out", "--group", "we b", "--image", &fx.v1],
         vec!["scale", "--group", "nope", "--size", "2"],
     ];
@@ -337,9 +465,15 @@ fn scale_up_and_down_drops_no_request() {
     let addr = fx.up("web", &fx.v1, 2);
     let v1 = answers(addr);
     let load = Load::start(addr, 4);
-    assert_ok(&fx.roll(&["scale", "--group", "web", "--size", "4"]), "scale up");
+    assert_ok(
+        &fx.roll(&["scale", "--group", "web", "--size", "4"]),
+        "scale up",
+    );
     fx.assert_fleet("web", &fx.v1, 4);
-    assert_ok(&fx.roll(&["scale", "--group", "web", "--size", "1"]), "scale down");
+    assert_ok(
+        &fx.roll(&["scale", "--group", "web", "--size", "1"]),
+        "scale down",
+    );
     let during = load.stop();
     assert_clean(&during, &[&v1]);
     fx.assert_fleet("web", &fx.v1, 1);

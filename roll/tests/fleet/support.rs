@@ -55,8 +55,9 @@ fn images_src() -> PathBuf {
 }
 
 /// The extra book v2 carries.
+/// (books.csv has no newline at its end.)
 pub const V2_BOOK: &str =
-    "541,\"Alan Turing: The Enigma\",\"Hodges, Andrew\",1983,Simon & Schuster,Biography\n";
+    "\n541,\"Alan Turing: The Enigma\",\"Hodges, Andrew\",1983,Simon & Schuster,Biography\n";
 
 /// Queries the load generator sends; some answer differently on v2.
 pub const QUERIES: [&str; 6] = [
@@ -103,7 +104,13 @@ impl Fx {
     pub fn bake_variant(&self, name: &str, extra: &str) -> String {
         let img = self.path(name);
         std::fs::create_dir_all(img.join("books")).unwrap();
-        for f in ["searchd.toml", "searchd.env", "install.sh", "books/index.toml", "books/books.csv"] {
+        for f in [
+            "searchd.toml",
+            "searchd.env",
+            "install.sh",
+            "books/index.toml",
+            "books/books.csv",
+        ] {
             std::fs::copy(images_src().join(f), img.join(f)).unwrap();
         }
         if !extra.is_empty() {
@@ -214,7 +221,7 @@ impl Fx {
         assert_eq!(got.len(), n, "{got:?}");
         for (id, img, lc, h) in &got {
             assert_eq!(img, image, "{id} runs {img}: {got:?}");
-            assert_eq!(lc, "in-service", "{id}: {got:?}");
+            assert_eq!(lc, "in_service", "{id}: {got:?}");
             assert_eq!(h, "healthy", "{id}: {got:?}");
         }
     }
@@ -235,7 +242,8 @@ impl Fx {
 
     /// Process group of each instance, from the fleet's state.
     pub fn instance_pgids(&self) -> BTreeMap<String, i32> {
-        let text = std::fs::read_to_string(self.state().join("fleet/state.json")).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.state().join("fleet/state.json")).unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         let mut out = BTreeMap::new();
         if let Some(groups) = v["groups"].as_object() {
@@ -260,7 +268,8 @@ impl Fx {
         mutate_manifest: impl FnOnce(&mut serde_json::Value),
     ) -> String {
         let images = self.state().join("images");
-        let id = format!("img-{:0>24}", tag);
+        let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
+        let id = format!("img-{hex:0>24.24}");
         let dir = images.join(&id);
         std::fs::create_dir_all(&dir).unwrap();
         let root = self.path(&format!("forge-{tag}"));
@@ -281,12 +290,16 @@ impl Fx {
             serde_json::from_slice(&std::fs::read(src.join("manifest.json")).unwrap()).unwrap();
         m["id"] = serde_json::Value::String(id.clone());
         // A forged image is its own: a digest nobody else has.
-        let digest = format!("{:0>64}", tag);
+        let digest = format!("{hex:0>64.64}");
         m["digest"] = serde_json::Value::String(digest.clone());
         m["tags"]["kiln:digest"] = serde_json::Value::String(digest);
         m["rootfs"] = serde_json::Value::Null;
         mutate_manifest(&mut m);
-        std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        std::fs::write(
+            dir.join("manifest.json"),
+            serde_json::to_vec_pretty(&m).unwrap(),
+        )
+        .unwrap();
         id
     }
 
@@ -309,10 +322,14 @@ impl Drop for Fx {
         }
         // Whatever survived (a test that failed half-way): kill it.
         for pgid in self.instance_pgids().values() {
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .status();
         }
         if let Some(pid) = self.daemon_pid() {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
     }
 }
@@ -438,11 +455,13 @@ async fn load(
                     match cloud::http::Http1::connect(addr, timeout).await {
                         Ok(c) => conn = Some(c),
                         Err(e) => {
-                            let mut r = result.lock().unwrap();
-                            r.failed += 1;
-                            r.requests += 1;
-                            if r.examples.len() < 5 {
-                                r.examples.push(format!("connect: {e}"));
+                            {
+                                let mut r = result.lock().unwrap();
+                                r.failed += 1;
+                                r.requests += 1;
+                                if r.examples.len() < 5 {
+                                    r.examples.push(format!("connect: {e}"));
+                                }
                             }
                             count.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -498,7 +517,10 @@ pub fn answers(addr: SocketAddr) -> BTreeMap<String, Vec<u8>> {
                 .await
                 .expect("query through the balancer");
             assert_eq!(status, 200);
-            out.insert(q.to_owned(), cloud::probe::without_duration(&body).into_owned());
+            out.insert(
+                q.to_owned(),
+                cloud::probe::without_duration(&body).into_owned(),
+            );
         }
         out
     })

@@ -155,7 +155,9 @@ pub async fn run(state: StateDir) -> Result<bool> {
         .map_err(|e| CloudError::io("install", "SIGTERM handler", e))?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| CloudError::io("install", "SIGHUP handler", e))?;
-    let idle_since = tokio::time::Instant::now();
+    // Since when the daemon has served nothing (a daemon started for a
+    // request that then failed exits after a while).
+    let mut empty_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = term.recv() => {
@@ -168,7 +170,9 @@ pub async fn run(state: StateDir) -> Result<bool> {
                 break;
             }
             _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                if fleet.is_empty() && idle_since.elapsed() > IDLE_EXIT {
+                if !fleet.is_empty() {
+                    empty_since = None;
+                } else if empty_since.get_or_insert_with(tokio::time::Instant::now).elapsed() > IDLE_EXIT {
                     tracing::info!("idle with nothing to serve: fleet daemon exiting");
                     break;
                 }
@@ -177,6 +181,13 @@ pub async fn run(state: StateDir) -> Result<bool> {
     }
     serving.abort();
     ticking.abort();
+    // Launches in flight finish first: one whose group is gone cleans up
+    // after itself, the others are recorded with their process groups
+    // (else a started instance would be neither stopped nor adopted).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !fleet.lock().launching.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let _ = std::fs::remove_file(&socket);
     let balancers: Vec<Balancer> = fleet.lock().balancers.values().cloned().collect();
     for b in balancers {
@@ -658,9 +669,7 @@ impl Fleet {
         }
         i.lifecycle = Lifecycle::Terminating;
         tracing::info!(group = %name, instance = %id, decrement, "terminating");
-        if let Some(tg) = g.target_group.clone() {
-            deregister_everywhere(&mut inner.model, &inner.balancers, &tg, id);
-        }
+        deregister_everywhere(&mut inner.model, &inner.balancers, id);
         inner.dirty = true;
         Ok(())
     }
@@ -674,18 +683,21 @@ impl Fleet {
             };
             g.desired = 0;
             g.min = 0;
-            let tg = g.target_group.clone();
             let ids: Vec<(InstanceId, Option<u32>)> =
                 g.instances.iter().map(|i| (i.id.clone(), i.pgid)).collect();
             for i in g.instances.iter_mut() {
                 i.lifecycle = Lifecycle::Terminating;
             }
-            if let Some(tg) = tg {
-                for (id, _) in &ids {
-                    deregister_everywhere(&mut inner.model, &inner.balancers, &tg, id);
-                }
+            for (id, _) in &ids {
+                deregister_everywhere(&mut inner.model, &inner.balancers, id);
             }
-            ids
+            // An instance still being launched (unpacking into its
+            // directory) is its launch's to clean up: the launch finds the
+            // group gone, stops what it started and removes the directory.
+            // Removing it here races the unpacking (ENOTEMPTY).
+            ids.into_iter()
+                .filter(|(id, _)| !inner.launching.contains(id))
+                .collect()
         };
         // Deleting stops at once (nothing drains a group being deleted;
         // roll down takes the listener away first).
@@ -788,7 +800,7 @@ impl Fleet {
             return Err(CloudError::not_found("target group", tg, "the local fleet"));
         }
         for t in targets {
-            deregister_everywhere(&mut inner.model, &inner.balancers, tg, &t.instance);
+            deregister_from(&mut inner.model, &inner.balancers, tg, &t.instance);
         }
         inner.dirty = true;
         Ok(())
@@ -941,7 +953,6 @@ impl Fleet {
                     tracing::info!(group = %name, desired = g.desired, "scheduled size applied");
                 }
                 // 2. Instances whose processes are gone.
-                let tg = g.target_group.clone();
                 let mut dead = Vec::new();
                 for i in &g.instances {
                     let busy = inner.launching.contains(&i.id) || inner.stopping.contains(&i.id);
@@ -963,11 +974,9 @@ impl Fleet {
                 for (id, _) in &dead {
                     inner.checking.remove(id);
                     inner.dirty = true;
-                    if let Some(tg) = &tg {
-                        // A dead target has nothing in flight worth
-                        // waiting for: it leaves the balancer now.
-                        deregister_everywhere(&mut inner.model, &inner.balancers, tg, id);
-                    }
+                    // A dead target has nothing in flight worth waiting
+                    // for: it leaves every target group now.
+                    deregister_everywhere(&mut inner.model, &inner.balancers, id);
                 }
                 let Some(g) = inner.model.groups.get_mut(&name) else {
                     continue;
@@ -1032,10 +1041,8 @@ impl Fleet {
                         }
                         tracing::info!(group = %name, instance = %id, "scaling in");
                     }
-                    if let Some(tg) = &tg {
-                        for id in &victims {
-                            deregister_everywhere(&mut inner.model, &inner.balancers, tg, id);
-                        }
+                    for id in &victims {
+                        deregister_everywhere(&mut inner.model, &inner.balancers, id);
                     }
                     inner.dirty = true;
                 }
@@ -1050,10 +1057,7 @@ impl Fleet {
                     {
                         continue;
                     }
-                    let draining = g
-                        .target_group
-                        .as_ref()
-                        .is_some_and(|tg| in_balancer(&inner.model, &inner.balancers, tg, &i.id));
+                    let draining = in_balancer(&inner.model, &inner.balancers, &i.id);
                     if !draining {
                         inner.stopping.insert(i.id.clone());
                         stops.push((i.id.clone(), i.pgid));
@@ -1110,37 +1114,61 @@ impl Fleet {
             // state dir ever launched (no instance is launched twice).
             let _ = self.state.bump("instance-launches");
         }
-        let mut inner = self.lock();
-        inner.launching.remove(&id);
-        inner.dirty = true;
-        let rec = inner
-            .model
-            .groups
-            .get_mut(&group)
-            .and_then(|g| g.instance_mut(&id));
-        match (result, rec) {
-            (Ok(started), Some(rec)) => {
-                rec.pgid = Some(started.pgid);
-                rec.address = Some(started.address);
-                tracing::info!(group = %group, instance = %id, image = %image, address = %started.address, "instance launched");
-                let mut child = started.child;
-                tokio::spawn(async move {
-                    // Reaps it when it exits; the tick notices by its lock.
-                    let _ = child.wait().await;
-                });
-            }
-            (Ok(started), None) => {
-                // The group went away while we unpacked.
-                supervisor::kill(started.pgid);
-            }
-            (Err(e), rec) => {
-                tracing::error!(group = %group, instance = %id, "launch failed: {e}");
-                if let Some(rec) = rec {
-                    // No process holds its lock: the tick drops it and
-                    // launches again after a backoff.
-                    rec.launch_error = Some(e.to_string());
+        // The group went away while we unpacked (delete_group leaves the
+        // instance to us): whatever was started is stopped, its directory
+        // removed, once the lock is released — and only then is the
+        // launch over (the daemon waits for launches before it exits).
+        let orphan = {
+            let mut inner = self.lock();
+            inner.dirty = true;
+            let rec = inner
+                .model
+                .groups
+                .get_mut(&group)
+                .and_then(|g| g.instance_mut(&id));
+            let mut orphan = None;
+            match (result, rec) {
+                (Ok(started), Some(rec)) => {
+                    rec.pgid = Some(started.pgid);
+                    rec.address = Some(started.address);
+                    tracing::info!(group = %group, instance = %id, image = %image, address = %started.address, "instance launched");
+                    let mut child = started.child;
+                    tokio::spawn(async move {
+                        // Reaps it when it exits; the tick notices by its lock.
+                        let _ = child.wait().await;
+                    });
+                }
+                (Ok(started), None) => {
+                    let mut child = started.child;
+                    tokio::spawn(async move {
+                        let _ = child.wait().await;
+                    });
+                    orphan = Some(Some(started.pgid));
+                }
+                (Err(e), rec) => {
+                    tracing::error!(group = %group, instance = %id, "launch failed: {e}");
+                    match rec {
+                        // No process holds its lock: the tick drops it and
+                        // launches again after a backoff.
+                        Some(rec) => rec.launch_error = Some(e.to_string()),
+                        None => orphan = Some(None),
+                    }
                 }
             }
+            if orphan.is_none() {
+                inner.launching.remove(&id);
+            }
+            orphan
+        };
+        if let Some(pgid) = orphan {
+            // It never took traffic: no grace.
+            if let Some(pgid) = pgid
+                && let Err(e) = supervisor::stop(&dir, pgid, Duration::ZERO).await
+            {
+                tracing::error!(instance = %id, "stopping an instance of a deleted group: {e}");
+            }
+            let _ = supervisor::remove_dir(&dir);
+            self.lock().launching.remove(&id);
         }
     }
 
@@ -1292,7 +1320,7 @@ fn register_in(
     Ok(())
 }
 
-fn deregister_everywhere(
+fn deregister_from(
     model: &mut Model,
     balancers: &BTreeMap<ListenerId, Balancer>,
     tg: &TargetGroupId,
@@ -1308,16 +1336,33 @@ fn deregister_everywhere(
     }
 }
 
-/// Whether the balancer still lists the target (registered or draining).
-fn in_balancer(
-    model: &Model,
+/// Out of every target group of every listener: an instance being stopped
+/// may also sit in another group's target group (a rolling canary in the
+/// idle one, a hand-registered target).
+fn deregister_everywhere(
+    model: &mut Model,
     balancers: &BTreeMap<ListenerId, Balancer>,
-    tg: &TargetGroupId,
     id: &InstanceId,
-) -> bool {
-    model
-        .listener_of(tg)
-        .and_then(|l| balancers.get(&l.spec.id))
-        .and_then(|b| b.targets(tg.as_str()).ok())
-        .is_some_and(|ts| ts.iter().any(|t| t.id == id.as_str()))
+) {
+    let tgs: Vec<TargetGroupId> = model
+        .listeners
+        .values()
+        .flat_map(|l| l.spec.target_groups.iter().cloned())
+        .collect();
+    for tg in tgs {
+        deregister_from(model, balancers, &tg, id);
+    }
+}
+
+/// Whether any balancer still lists the instance (registered or
+/// draining) in any target group.
+fn in_balancer(model: &Model, balancers: &BTreeMap<ListenerId, Balancer>, id: &InstanceId) -> bool {
+    model.listeners.values().any(|l| {
+        balancers.get(&l.spec.id).is_some_and(|b| {
+            l.spec.target_groups.iter().any(|tg| {
+                b.targets(tg.as_str())
+                    .is_ok_and(|ts| ts.iter().any(|t| t.id == id.as_str()))
+            })
+        })
+    })
 }

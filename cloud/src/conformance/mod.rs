@@ -3,8 +3,13 @@
 //! they assert behaviour every backend must share (idempotent lookups and
 //! deletes, tags at creation, typed not-found errors, builder reports).
 //! Compiled with `cfg(test)` or the `conformance` feature.
+//!
+//! [`fleet`] holds the same kind of checks for groups, load balancers,
+//! gates and leases (the local fleet daemon and the fake cloud).
 
 use std::path::PathBuf;
+
+pub mod fleet;
 
 use crate::{
     BakeState, BaseSelector, BuilderSettings, BuilderSpec, Cloud, CloudError, ImageId,
