@@ -476,6 +476,21 @@ impl<'a> Executor<'a> {
                 groups.terminate_instance(&group, &instance, true).await?;
             }
             Action::Switch { target_group } => {
+                if o.record.roll.is_none() {
+                    // roll back to the standby: no roll record says what
+                    // this is, the groups do.
+                    let image_of = |tg: &TargetGroupId| {
+                        o.groups
+                            .iter()
+                            .find(|v| v.info.target_group.as_ref() == Some(tg))
+                    };
+                    self.report.strategy = "switch".into();
+                    self.report.from = image_of(&o.forward).map(|v| v.info.current.image.clone());
+                    if let Some(v) = image_of(&target_group) {
+                        self.report.to = Some(v.info.current.image.clone());
+                        self.report.instances = v.info.instances.len() as u32;
+                    }
+                }
                 self.switch(&target_group).await?;
             }
             Action::Rollback { reason, requested } => {

@@ -11,9 +11,10 @@ pub fn run(global: &Global) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(&e.into()),
     };
-    // Two workers: the balancer's data path and the daemon's control work.
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The control plane (requests, reconciling, gates) is light: one
+    // thread. The balancers get a runtime of their own (two workers),
+    // made by the daemon.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

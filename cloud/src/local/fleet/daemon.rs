@@ -108,6 +108,13 @@ pub struct Fleet {
     /// listener being bound or a group being deleted is never seen half
     /// done by another change.
     ops: tokio::sync::Mutex<()>,
+    /// Writes of `state.json`, one at a time and in the order their
+    /// snapshots were taken (a later snapshot is never overwritten by an
+    /// earlier one).
+    persisting: Mutex<()>,
+    /// The balancers' runtime: the data path never shares a worker with
+    /// the control plane (requests, the tick, fsyncs of the state).
+    data: tokio::runtime::Handle,
     wake: Notify,
     stop: Notify,
 }
@@ -123,7 +130,21 @@ pub async fn run(state: StateDir) -> Result<bool> {
         return Ok(false);
     };
     let _ = std::fs::write(paths.pid(), format!("{}\n", std::process::id()));
-    let fleet = Arc::new(Fleet::open(state, paths)?);
+    let data = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("kiln-balancer")
+        .enable_all()
+        .build()
+        .map_err(|e| CloudError::io("start", "the balancer runtime", e))?;
+    let result = serve(state, paths, data.handle().clone()).await;
+    // Dropping a runtime inside another one is not allowed; its tasks are
+    // over (every balancer was shut down) or abandoned with the process.
+    data.shutdown_background();
+    result
+}
+
+async fn serve(state: StateDir, paths: Paths, data: tokio::runtime::Handle) -> Result<bool> {
+    let fleet = Arc::new(Fleet::open(state, paths, data)?);
     fleet.adopt().await?;
     let socket = fleet.paths.socket();
     let _ = std::fs::remove_file(&socket);
@@ -191,9 +212,9 @@ pub async fn run(state: StateDir) -> Result<bool> {
     let _ = std::fs::remove_file(&socket);
     let balancers: Vec<Balancer> = fleet.lock().balancers.values().cloned().collect();
     for b in balancers {
-        b.shutdown(Duration::from_secs(2)).await;
+        fleet.stop_balancer(b, Duration::from_secs(2)).await;
     }
-    fleet.persist_now()?;
+    fleet.persist().await?;
     Ok(true)
 }
 
@@ -275,7 +296,7 @@ fn backoff_ms(n: u32) -> u64 {
 }
 
 impl Fleet {
-    fn open(state: StateDir, paths: Paths) -> Result<Fleet> {
+    fn open(state: StateDir, paths: Paths, data: tokio::runtime::Handle) -> Result<Fleet> {
         let model = Model::load(&paths.model())?;
         Ok(Fleet {
             images: LocalCloud::new(state.clone()),
@@ -291,6 +312,8 @@ impl Fleet {
                 dirty: false,
             }),
             ops: tokio::sync::Mutex::new(()),
+            persisting: Mutex::new(()),
+            data,
             wake: Notify::new(),
             stop: Notify::new(),
         })
@@ -308,12 +331,22 @@ impl Fleet {
     }
 
     fn persist_now(&self) -> Result<()> {
+        let _one = self.persisting.lock().unwrap_or_else(|p| p.into_inner());
         let model = {
             let mut inner = self.lock();
             inner.dirty = false;
             inner.model.clone()
         };
         model.save(&self.paths.model())
+    }
+
+    /// Persists on the blocking pool (an fsync may take long on a busy
+    /// disk; it must not stall a runtime worker).
+    async fn persist(self: &Arc<Self>) -> Result<()> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.persist_now())
+            .await
+            .map_err(|e| CloudError::io("persist", "state.json", std::io::Error::other(e)))?
     }
 
     /// Re-binds listeners, re-adopts live instances, drops dead ones.
@@ -323,7 +356,7 @@ impl Fleet {
             let mut spec = rec.spec.clone();
             spec.address = rec.bound;
             spec.admin = rec.admin_bound.or(spec.admin);
-            let b = start_balancer(&spec, &rec.forward).await?;
+            let b = start_balancer(&self.data, &spec, &rec.forward).await?;
             self.lock().balancers.insert(rec.spec.id.clone(), b);
         }
         let mut guard = self.lock();
@@ -401,7 +434,7 @@ impl Fleet {
         let _ = write.shutdown().await;
     }
 
-    async fn handle(&self, req: Request) -> Result<serde_json::Value> {
+    async fn handle(self: &Arc<Self>, req: Request) -> Result<serde_json::Value> {
         let read = req.is_read();
         let _op = if read {
             None
@@ -410,12 +443,10 @@ impl Fleet {
         };
         let out = self.dispatch(req).await;
         if !read {
-            let dirty = std::mem::take(&mut self.lock().dirty);
-            if dirty {
+            if self.lock().dirty {
                 // Persist before answering: an answered change survives
                 // kill -9 of the daemon.
-                let model = self.lock().model.clone();
-                model.save(&self.paths.model())?;
+                self.persist().await?;
             }
             self.wake.notify_one();
             if self.is_empty() {
@@ -854,7 +885,7 @@ impl Fleet {
                 }
             }
         }
-        let b = start_balancer(&spec, &spec.forward).await?;
+        let b = start_balancer(&self.data, &spec, &spec.forward).await?;
         let rec = ListenerRec {
             bound: b.address(),
             admin_bound: b.admin_address(),
@@ -883,7 +914,7 @@ impl Fleet {
             inner.balancers.remove(id)
         };
         if let Some(b) = b {
-            b.shutdown(Duration::from_secs(10)).await;
+            self.stop_balancer(b, Duration::from_secs(10)).await;
             tracing::info!(listener = %id, "listener down");
         }
         Ok(())
@@ -910,15 +941,26 @@ impl Fleet {
         Ok(out)
     }
 
+    /// Shuts a balancer down on its own runtime.
+    async fn stop_balancer(&self, b: Balancer, grace: Duration) {
+        let _ = self
+            .data
+            .spawn(async move { b.shutdown(grace).await })
+            .await;
+    }
+
     async fn reconcile_forever(self: Arc<Self>) {
         loop {
             {
                 let _op = self.ops.lock().await;
                 self.clone().tick().await;
-                let dirty = std::mem::take(&mut self.lock().dirty);
-                if dirty && let Err(e) = self.persist_now() {
-                    tracing::error!("persisting the fleet state: {e}");
-                }
+            }
+            // Outside the ops lock: a slow disk delays the next tick, never
+            // a request.
+            if self.lock().dirty
+                && let Err(e) = self.persist().await
+            {
+                tracing::error!("persisting the fleet state: {e}");
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -1254,7 +1296,12 @@ impl Fleet {
     }
 }
 
-async fn start_balancer(spec: &ListenerSpec, forward: &TargetGroupId) -> Result<Balancer> {
+/// Starts a balancer on the data runtime (its tasks stay there).
+async fn start_balancer(
+    data: &tokio::runtime::Handle,
+    spec: &ListenerSpec,
+    forward: &TargetGroupId,
+) -> Result<Balancer> {
     let cfg = balancer::Config {
         name: spec.id.to_string(),
         listen: spec.address,
@@ -1264,16 +1311,23 @@ async fn start_balancer(spec: &ListenerSpec, forward: &TargetGroupId) -> Result<
         deregistration_delay: Duration::from_millis(spec.deregistration_delay_ms),
     };
     let tgs: Vec<String> = spec.target_groups.iter().map(|t| t.to_string()).collect();
-    Balancer::start(cfg, &tgs, forward.as_str())
+    let forward = forward.to_string();
+    let started = data
+        .spawn(async move { Balancer::start(cfg, &tgs, &forward).await })
         .await
-        .map_err(|e| match e {
-            balancer::Error::Tls(why) => CloudError::invalid("TLS", why),
-            other => CloudError::Api {
-                op: format!("start listener {} on {}", spec.id, spec.address),
-                message: other.to_string(),
-                source: None,
-            },
-        })
+        .map_err(|e| CloudError::Api {
+            op: format!("start listener {}", spec.id),
+            message: e.to_string(),
+            source: None,
+        })?;
+    started.map_err(|e| match e {
+        balancer::Error::Tls(why) => CloudError::invalid("TLS", why),
+        other => CloudError::Api {
+            op: format!("start listener {} on {}", spec.id, spec.address),
+            message: other.to_string(),
+            source: None,
+        },
+    })
 }
 
 fn listener_info(l: &ListenerRec) -> ListenerInfo {
