@@ -110,8 +110,9 @@ pub enum Command {
 /// Flags about gating that `out`, `back` and `scale` share.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GateArgs {
-    /// Extra instances during a rolling roll: a count or a percentage of
-    /// the size (rounded up, at least 1).
+    /// Extra instances during a rolling roll: a count (0: take one out
+    /// before its replacement comes, which needs --min-healthy below
+    /// 100%) or a percentage of the size (rounded up, at least 1).
     #[arg(long, value_name = "N|P%", default_value = "1", value_parser = parse_surge)]
     pub max_surge: crate::plan::Surge,
     /// Instances that must stay in service, as a percentage of the size

@@ -36,6 +36,7 @@ pub struct Args {
     /// The image to roll out (a complete bake: `bake list`).
     #[arg(long, value_parser = parse_image)]
     pub image: ImageId,
+    /// How the instances are replaced.
     #[arg(long, value_enum, default_value = "rolling")]
     pub strategy: StrategyArg,
     #[command(flatten)]

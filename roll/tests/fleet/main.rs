@@ -478,3 +478,80 @@ fn scale_up_and_down_drops_no_request() {
     assert_clean(&during, &[&v1]);
     fx.assert_fleet("web", &fx.v1, 1);
 }
+
+#[test]
+fn an_image_that_is_not_complete_is_refused() {
+    let fx = Fx::new();
+    fx.up("web", &fx.v1, 1);
+    let unfinished = fx.forge(
+        &fx.v2,
+        "baking",
+        |_| {},
+        |m| {
+            m["tags"]["kiln:state"] = serde_json::Value::String("baking".into());
+        },
+    );
+    let out = fx.roll(&out_args("web", &unfinished, &[]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not complete"), "{}", stderr(&out));
+    fx.assert_fleet("web", &fx.v1, 1);
+}
+
+#[test]
+fn the_balancer_serves_tls() {
+    let fx = Fx::new();
+    let (cert, key) = (fx.path("c.pem"), fx.path("k.pem"));
+    sh(&format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout {} -out {} -days 1 -subj /CN=localhost 2>/dev/null",
+        key.display(),
+        cert.display()
+    ));
+    let out = fx.roll(&[
+        "up",
+        "--group",
+        "tls",
+        "--image",
+        &fx.v1,
+        "--size",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "100ms",
+    ]);
+    assert_ok(&out, "roll up with TLS");
+    let url = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let curl = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "10",
+            &format!("{url}/books?query=alan&ids=1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(curl.status.success());
+    assert!(String::from_utf8_lossy(&curl.stdout).starts_with("{\"allocations\":"));
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("{}/books?query=alan", url.replace("https", "http")),
+        ])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("allocations"));
+    fx.down("tls");
+}
