@@ -16,7 +16,8 @@
 //!   first one (with a bake time) only after it answered mirrored live
 //!   traffic like the old image did;
 //! - it ends on the target image, or — after a failed gate — back on the
-//!   previous one.
+//!   previous one; a rolling roll with no room to replace an instance (no
+//!   surge, and min-healthy of all or a bake) is refused, not waited on.
 
 use std::collections::BTreeMap;
 
@@ -471,56 +472,55 @@ fn begin(
 fn back(o: &Observed, g: &Goal, live: &GroupView, to: Option<&ImageId>) -> Action {
     if let Some(sb) = &o.record.standby
         && to.is_none_or(|t| t == &sb.image)
+        && let Some(standby) = o.group(&sb.group)
+        && o.now_ms < sb.until_ms
     {
-        if let Some(standby) = o.group(&sb.group)
-            && o.now_ms < sb.until_ms
-        {
-            let Some(tg) = standby.info.target_group.clone() else {
-                return Action::Fail {
-                    why: format!("standby group {} has no target group", sb.group),
-                };
+        let Some(tg) = standby.info.target_group.clone() else {
+            return Action::Fail {
+                why: format!("standby group {} has no target group", sb.group),
             };
-            if tg == o.forward {
-                // Switched: the group we left is the standby now.
-                let until = o.now_ms + g.keep_ms;
-                let left = o
-                    .groups
-                    .iter()
-                    .find(|v| v.info.name != sb.group)
-                    .map(|v| (v.info.name.clone(), v.info.current.image.clone()));
-                let mut schedule = vec![(sb.group.clone(), None)];
-                let (standby, previous) = match left {
-                    Some((name, image)) => {
-                        schedule.push((
-                            name.clone(),
-                            Some(cloud::ScheduledDesired {
-                                at_ms: until,
-                                desired: 0,
-                            }),
-                        ));
-                        (
-                            Some(Standby {
-                                group: name,
-                                image: image.clone(),
-                                until_ms: until,
-                            }),
-                            Some(image),
-                        )
-                    }
-                    None => (None, None),
-                };
-                return Action::Finish {
-                    outcome: Outcome::SwitchedBack,
-                    standby,
-                    previous,
-                    schedule,
-                };
-            }
-            if standby_ready(standby, &sb.image) {
-                return Action::Switch { target_group: tg };
-            }
+        };
+        if tg == o.forward {
+            // Switched: the group we left is the standby now.
+            let until = o.now_ms + g.keep_ms;
+            let left = o
+                .groups
+                .iter()
+                .find(|v| v.info.name != sb.group)
+                .map(|v| (v.info.name.clone(), v.info.current.image.clone()));
+            let mut schedule = vec![(sb.group.clone(), None)];
+            let (standby, previous) = match left {
+                Some((name, image)) => {
+                    schedule.push((
+                        name.clone(),
+                        Some(cloud::ScheduledDesired {
+                            at_ms: until,
+                            desired: 0,
+                        }),
+                    ));
+                    (
+                        Some(Standby {
+                            group: name,
+                            image: image.clone(),
+                            until_ms: until,
+                        }),
+                        Some(image),
+                    )
+                }
+                None => (None, None),
+            };
+            return Action::Finish {
+                outcome: Outcome::SwitchedBack,
+                standby,
+                previous,
+                schedule,
+            };
+        }
+        if standby_ready(standby, &sb.image) {
+            return Action::Switch { target_group: tg };
         }
     }
+
     // No usable standby: a rolling roll to the previous image.
     let target = to
         .cloned()
@@ -658,6 +658,20 @@ fn bring_up(o: &Observed, g: &Goal, r: &Roll, v: &GroupView, max_needed: u32) ->
     let target = r.target();
     if let Some(a) = drift(v, r) {
         return Step::Act(a);
+    }
+    let live_count = v
+        .info
+        .instances
+        .iter()
+        .filter(|i| i.lifecycle != Lifecycle::Terminating)
+        .count() as u32;
+    if live_count > v.info.desired {
+        // Scaling in to a smaller desired (adopted above): a terminate
+        // with decrement now would take one more than that.
+        return Step::Act(Action::Wait {
+            why: format!("{name} to scale in to {}", v.info.desired),
+            until_ms: None,
+        });
     }
     if !v.info.hold_launches {
         return Step::Act(Action::Hold {
@@ -821,12 +835,6 @@ fn bring_up(o: &Observed, g: &Goal, r: &Roll, v: &GroupView, max_needed: u32) ->
     }
     // Launch up to size, never beyond size + surge instances.
     let total = v.info.instances.len() as u32;
-    let live_count = v
-        .info
-        .instances
-        .iter()
-        .filter(|i| i.lifecycle != Lifecycle::Terminating)
-        .count() as u32;
     let launching = v.info.desired.saturating_sub(live_count);
     let new = news.len() as u32 + launching;
     let k = r
@@ -936,7 +944,10 @@ fn rolling(o: &Observed, g: &Goal, r: &Roll) -> Action {
     let s = surge(n, g);
     let m = min_in_service(n, g);
     let target = r.target();
-    let bake_pending = g.bake_ms > 0 && !r.bake_done && r.phase == Phase::Rolling;
+    // A canary needs a target group that takes no client traffic: a
+    // listener with one target group gets no bake time (`roll up` always
+    // makes two; one made otherwise would wait forever).
+    let bake_pending = g.bake_ms > 0 && !r.bake_done && r.phase == Phase::Rolling && o.idle != tg;
     // Done already (the last steps only release the hold and restore the
     // limits, which the setup below would undo).
     if !bake_pending

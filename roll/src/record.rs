@@ -25,7 +25,9 @@ pub mod keys {
     pub const BAKE_STARTED: &str = "kiln:roll-bake-started";
     pub const BAKE_DONE: &str = "kiln:roll-bake-done";
     pub const REASON: &str = "kiln:roll-reason";
-    pub const GROUP: &str = "kiln:roll-group";
+    /// The group the new image comes up in (not `cloud::tags::ROLL_GROUP`,
+    /// the ownership tag `roll up` writes).
+    pub const GROUP: &str = "kiln:roll-into";
     pub const MIN_ORIG: &str = "kiln:roll-min-orig";
     pub const MAX_ORIG: &str = "kiln:roll-max-orig";
     pub const STANDBY: &str = "kiln:standby";
@@ -335,6 +337,8 @@ mod tests {
         assert_eq!(back.previous, Some(ImageId::from("img-0")));
         for k in keys::ROLL {
             assert!(k.starts_with("kiln:roll-"));
+            // Finish removes these: never the ownership tag roll up wrote.
+            assert_ne!(k, cloud::tags::ROLL_GROUP);
         }
     }
 
