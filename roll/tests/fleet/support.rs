@@ -163,10 +163,14 @@ impl Fx {
             &size,
             "--listen",
             "127.0.0.1:0",
+            // Fast, but not so tight that a busy CI machine fails a check:
+            // unhealthy takes 3 missed checks of 300 ms.
             "--health-interval",
-            "100ms",
+            "300ms",
             "--health-timeout",
-            "100ms",
+            "300ms",
+            "--unhealthy-threshold",
+            "3",
             "--deregistration-delay",
             "5s",
             "--timeout",
