@@ -9,7 +9,7 @@ TRIPLE      := x86_64-unknown-linux-gnu
 STATIC_BIN  := target/$(TRIPLE)/release/searchd
 MOTO_VENV   := $(BUILD_ABS)/moto-venv
 MOTO_VERSION := 5.2.5
-APT_PACKAGES := wrk hyperfine zstd curl
+APT_PACKAGES := wrk hyperfine zstd curl haproxy
 
 # Paths handed to tests and scripts.
 export KILN_STATIC_SEARCHD := $(abspath $(STATIC_BIN))

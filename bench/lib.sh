@@ -4,6 +4,8 @@
 
 # Processes to stop at exit: "pid name" lines.
 BENCH_PIDS=()
+# Commands to run at exit before those are stopped (e.g. `roll down`).
+BENCH_AT_EXIT=()
 
 # Messages go to fd 3, a copy of the script's stderr, so that they are seen
 # even from inside a redirected block (a signal trap can run there).
@@ -29,6 +31,21 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# at_exit NAME CMD...: run CMD (bounded: 60 s) at exit, before the tracked
+# processes are stopped; `done_at_exit NAME` drops it once done by hand.
+at_exit() {
+  local name=$1
+  shift
+  BENCH_AT_EXIT+=("$name $(printf '%q ' "$@")")
+}
+done_at_exit() {
+  local kept=() e
+  for e in "${BENCH_AT_EXIT[@]}"; do
+    [ "${e%% *}" = "$1" ] || kept+=("$e")
+  done
+  BENCH_AT_EXIT=("${kept[@]}")
+}
+
 # untrack_stop PID: stop one tracked process now.
 untrack_stop() {
   local pid=$1 kept=() e
@@ -41,6 +58,11 @@ untrack_stop() {
 
 cleanup_all() {
   local e
+  for e in "${BENCH_AT_EXIT[@]}"; do
+    log "at exit: ${e%% *}"
+    eval "timeout --kill-after=5 60 ${e#* }" >/dev/null 2>&1 </dev/null || log "at exit: ${e%% *} failed"
+  done
+  BENCH_AT_EXIT=()
   for e in "${BENCH_PIDS[@]}"; do
     stop_pid "${e%%:*}"
   done
@@ -75,11 +97,12 @@ skip() {
   record "{\"kind\":\"skip\",\"section\":$(json_str "$1"),\"why\":$(json_str "$2")}"
 }
 
-# ensure_tools: wrk (required), hyperfine (optional), curl; installed with
-# apt-get when root and missing, as the Makefile's deps-apt does.
+# ensure_tools: wrk (required), hyperfine and haproxy (optional), curl;
+# installed with apt-get when root and missing, as the Makefile's deps-apt
+# does.
 ensure_tools() {
   local missing=() t
-  for t in wrk hyperfine curl; do
+  for t in wrk hyperfine curl haproxy; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
   done
   if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -116,13 +139,13 @@ avg_body_bytes() {
   echo $(((total + n / 2) / n))
 }
 
-# run_wrk SERVER LOAD ROUND URL LUA DURATION PID: one measured wrk run
-# against the server process PID (its CPU time, children included, is
-# measured too); prints a summary line and sets WRK_RECORD (a `wrk` record,
-# JSON) and WRK_RPS, WRK_P50, WRK_P99, WRK_NON2XX. LOAD is c8 (-t2 -c8) or c1
-# (-t1 -c1 --latency).
+# run_wrk SERVER LOAD ROUND URL LUA DURATION PIDS: one measured wrk run
+# against the server processes PIDS (comma-separated; their CPU time,
+# children included, is measured too); prints a summary line and sets
+# WRK_RECORD (a `wrk` record, JSON) and WRK_RPS, WRK_P50, WRK_P99,
+# WRK_NON2XX. LOAD is c8 (-t2 -c8) or c1 (-t1 -c1 --latency).
 run_wrk() {
-  local server=$1 load=$2 round=$3 url=$4 lua=$5 dur=$6 pid=$7 args out
+  local server=$1 load=$2 round=$3 url=$4 lua=$5 dur=$6 pids=$7 args out
   case "$load" in
     c8) args=(-t2 -c8) ;;
     c1) args=(-t1 -c1 --latency) ;;
@@ -130,34 +153,69 @@ run_wrk() {
   esac
   out="$WORK/wrk-$server-$load-$round.txt"
   local cpu0 cpu1 wrk_cpu TIMEFORMAT='%3U %3S'
-  cpu0=$(tree_cpu_ticks "$pid")
+  cpu0=$(pids_cpu_ticks "$pids")
   # bash's `time` reports wrk's own CPU (user, system) on stderr.
   { time timeout --kill-after=5 $(( ${dur%s} + 30 )) \
       wrk "${args[@]}" -d"$dur" -s "$lua" "$url" >"$out" 2>&1; } 2>"$out.time" \
     || { cat "$out" >&2; die "wrk against $server failed"; }
-  cpu1=$(tree_cpu_ticks "$pid")
+  cpu1=$(pids_cpu_ticks "$pids")
   wrk_cpu=$(awk '{print $1 + $2}' "$out.time")
+  wrk_parse "$out" || die "cannot parse wrk output for $server"
+  # CPU microseconds per request: the server's (process trees) and wrk's.
+  local hz srv_us wrk_us
+  hz=$(getconf CLK_TCK)
+  srv_us=$(awk -v d=$((cpu1 - cpu0)) -v hz="$hz" -v n="$WRK_REQUESTS" 'BEGIN{printf "%.2f", (n > 0 ? d / hz * 1e6 / n : 0)}')
+  wrk_us=$(awk -v c="$wrk_cpu" -v n="$WRK_REQUESTS" 'BEGIN{printf "%.2f", (n > 0 ? c * 1e6 / n : 0)}')
+  printf '  round %s %-3s %-14s %10.0f req/s  p50 %6s us  p99 %6s us  cpu/req server %6s us wrk %5s us  non-2xx %s  socket errors %s\n' \
+    "$round" "$load" "$server" "$WRK_RPS" "$WRK_P50" "$WRK_P99" "$srv_us" "$wrk_us" "$WRK_NON2XX" "$WRK_SOCK" >&2
+  WRK_SRV_US=$srv_us
+  WRK_RECORD="{\"kind\":\"wrk\",\"server\":\"$server\",\"load\":\"$load\",\"round\":$round,\"rps\":$WRK_RPS,\"p50_us\":$WRK_P50,\"p90_us\":$WRK_P90,\"p99_us\":$WRK_P99,\"max_us\":$WRK_MAX,\"requests\":$WRK_REQUESTS,\"non2xx\":$WRK_NON2XX,\"socket_errors\":$WRK_SOCK,\"socket_error_kinds\":$WRK_SOCK_JSON,\"server_cpu_us_per_req\":$srv_us,\"wrk_cpu_us_per_req\":$wrk_us}"
+}
+
+# wrk_parse FILE: the output of a wrk run with a query-mix script (its lua
+# `done` prints: requests=N errors_status=N connect=N read=N write=N
+# timeout=N, then p50_us=N p90_us=N p99_us=N max_us=N mean_us=X); sets
+# WRK_RPS, WRK_REQUESTS, WRK_P50, WRK_P90, WRK_P99, WRK_MAX, WRK_NON2XX,
+# WRK_SOCK (socket errors) and WRK_SOCK_JSON (them by kind). Fails
+# (printing FILE) when it cannot.
+wrk_parse() {
   local rps non2xx_wrk kv
-  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-  non2xx_wrk=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
-  # The lua `done` prints: requests=N errors_status=N connect=N read=N
-  # write=N timeout=N, then p50_us=N p90_us=N p99_us=N max_us=N mean_us=X.
-  kv=$(grep -hE '^(requests|p50_us)=' "$out" | tr ' ' '\n' | grep -E '^[a-z0-9_]+=[0-9.]+$' || true)
-  [ -n "$rps" ] && [ -n "$kv" ] || { cat "$out" >&2; die "cannot parse wrk output for $server"; }
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$1")
+  non2xx_wrk=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$1")
+  kv=$(grep -hE '^(requests|p50_us)=' "$1" | tr ' ' '\n' | grep -E '^[a-z0-9_]+=[0-9.]+$' || true)
+  [ -n "$rps" ] && [ -n "$kv" ] || { cat "$1" >&2; return 1; }
   local requests=0 errors_status=0 connect=0 read=0 write=0 timeout=0
   local p50_us=0 p90_us=0 p99_us=0 max_us=0 mean_us=0
   eval "$kv"
-  local non2xx=$(( errors_status > ${non2xx_wrk:-0} ? errors_status : ${non2xx_wrk:-0} ))
-  local sock=$((connect + read + write + timeout))
-  # CPU microseconds per request: the server's (process tree) and wrk's.
-  local hz srv_us wrk_us
-  hz=$(getconf CLK_TCK)
-  srv_us=$(awk -v d=$((cpu1 - cpu0)) -v hz="$hz" -v n="$requests" 'BEGIN{printf "%.2f", (n > 0 ? d / hz * 1e6 / n : 0)}')
-  wrk_us=$(awk -v c="$wrk_cpu" -v n="$requests" 'BEGIN{printf "%.2f", (n > 0 ? c * 1e6 / n : 0)}')
-  printf '  round %s %-3s %-14s %10.0f req/s  p50 %6s us  p99 %6s us  cpu/req server %6s us wrk %5s us  non-2xx %s  socket errors %s\n' \
-    "$round" "$load" "$server" "$rps" "$p50_us" "$p99_us" "$srv_us" "$wrk_us" "$non2xx" "$sock" >&2
-  WRK_RPS=$rps WRK_P50=$p50_us WRK_P99=$p99_us WRK_NON2XX=$non2xx WRK_SRV_US=$srv_us
-  WRK_RECORD="{\"kind\":\"wrk\",\"server\":\"$server\",\"load\":\"$load\",\"round\":$round,\"rps\":$rps,\"p50_us\":$p50_us,\"p90_us\":$p90_us,\"p99_us\":$p99_us,\"max_us\":$max_us,\"requests\":$requests,\"non2xx\":$non2xx,\"socket_errors\":$sock,\"server_cpu_us_per_req\":$srv_us,\"wrk_cpu_us_per_req\":$wrk_us}"
+  WRK_RPS=$rps WRK_REQUESTS=$requests
+  WRK_P50=$p50_us WRK_P90=$p90_us WRK_P99=$p99_us WRK_MAX=$max_us
+  WRK_NON2XX=$(( errors_status > ${non2xx_wrk:-0} ? errors_status : ${non2xx_wrk:-0} ))
+  WRK_SOCK=$((connect + read + write + timeout))
+  WRK_SOCK_JSON="{\"connect\":$connect,\"read\":$read,\"write\":$write,\"timeout\":$timeout}"
+}
+
+# measure_rounds LUA SERVERS URLS PIDS: the alternating runs of one
+# comparison (arguments 2-4 name arrays: server names, base URLs, the
+# comma-separated PIDs whose CPU counts as the server's). A warm-up each,
+# then ROUNDS rounds of c8 then c1, the servers alternating within a round
+# (a, b, c, a, b, c, ...) so that drift hits all of them alike; every run
+# is recorded.
+measure_rounds() {
+  local lua=$1
+  local -n mr_servers=$2 mr_urls=$3 mr_pids=$4
+  local i round load
+  for i in "${!mr_servers[@]}"; do
+    log "warming up ${mr_servers[$i]} (${WARM}s)"
+    warm "${mr_urls[$i]}" "$lua" "${WARM}s"
+  done
+  for round in $(seq 1 "$ROUNDS"); do
+    for load in c8 c1; do
+      for i in "${!mr_servers[@]}"; do
+        run_wrk "${mr_servers[$i]}" "$load" "$round" "${mr_urls[$i]}" "$lua" "${DUR}s" "${mr_pids[$i]}"
+        record "$WRK_RECORD"
+      done
+    done
+  done
 }
 
 # warm URL LUA DURATION: an unmeasured wrk run.
@@ -184,6 +242,15 @@ cpu_busy_pct() {
   b=$(awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat)
   awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
     t = y[1] - x[1]; i = y[2] - x[2]; printf "%d", (t > 0 ? 100 * (t - i) / t : 0) }'
+}
+
+# pids_cpu_ticks PIDS: tree_cpu_ticks summed over comma-separated PIDS.
+pids_cpu_ticks() {
+  local p total=0
+  for p in ${1//,/ }; do
+    total=$((total + $(tree_cpu_ticks "$p")))
+  done
+  echo "$total"
 }
 
 # tree_cpu_ticks PID: user + system clock ticks of PID and its children

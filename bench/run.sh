@@ -7,9 +7,11 @@
 #                 (2 puma workers); unset: that half is skipped.
 #   BENCH_QUICK=1 shorter runs (3 s per wrk run, 1 s warm-ups, fewer starts).
 #   BENCH_DOCS    documents in the synthetic corpus (default 1000000).
-#   BENCH_ROUNDS  rounds of the alternating throughput runs (default 3, quick 2).
+#   BENCH_ROUNDS  rounds of the alternating throughput and balancer runs
+#                 (default 3, quick 2).
 #   BENCH_DURATION  seconds per measured wrk run (default 10, quick 3).
-#   BENCH_ONLY    comma list of sections: throughput,scale,bake (default all).
+#   BENCH_ONLY    comma list of sections: throughput,scale,bake,balancer
+#                 (default all).
 #   BENCH_OUT     output directory (default build/bench).
 #
 # Everything runs on 127.0.0.1, every wait is bounded, and every process
@@ -21,10 +23,12 @@ REPO=$(cd "$HERE/.." && pwd)
 cd "$REPO"
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=bench/balancer.sh
+. "$HERE/balancer.sh"
 
 QUICK=${BENCH_QUICK:-0}
 DOCS=${BENCH_DOCS:-1000000}
-ONLY=${BENCH_ONLY:-throughput,scale,bake}
+ONLY=${BENCH_ONLY:-throughput,scale,bake,balancer}
 OUT=${BENCH_OUT:-$REPO/build/bench}
 if [ "$QUICK" = 1 ]; then
   DUR=${BENCH_DURATION:-3}; WARM=1; STARTS=5; BAKE_RUNS=3; ROUNDS=${BENCH_ROUNDS:-2}
@@ -140,20 +144,8 @@ throughput() {
     skip picky "PICKY_SRC is not set (an extracted floere/picky tree): no searchd/Picky ratio"
   fi
 
+  measure_rounds "$lua" servers urls pids
   local i
-  for i in "${!servers[@]}"; do
-    log "warming up ${servers[$i]} (${WARM}s)"
-    warm "${urls[$i]}" "$lua" "${WARM}s"
-  done
-  local round load
-  for round in $(seq 1 "$ROUNDS"); do
-    for load in c8 c1; do
-      for i in "${!servers[@]}"; do
-        run_wrk "${servers[$i]}" "$load" "$round" "${urls[$i]}" "$lua" "${DUR}s" "${pids[$i]}"
-        record "$WRK_RECORD"
-      done
-    done
-  done
   for i in "${!pids[@]}"; do
     untrack_stop "${pids[$i]}"
   done
@@ -326,11 +318,15 @@ hf_median_ms() {
   awk "BEGIN{printf \"%.3f\", $s*1000}"
 }
 
+# 5. Balancer: kiln's balancer vs HAProxy, and rollouts under load -----------
+# (balancer_bench, bench/balancer.sh).
+
 want throughput && throughput
 want scale && scale
 want bake && bake_timing
+want balancer && balancer_bench
 
-# 5. Report --------------------------------------------------------------------
+# 6. Report --------------------------------------------------------------------
 echo
 echo "kiln bench ($(date -u +%FT%TZ), $(nproc) cores, wrk on the same machine; QUICK=$QUICK)"
 "$PROBE" report --in "$RAW" --out "$OUT/results.json"

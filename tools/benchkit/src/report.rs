@@ -9,10 +9,16 @@
 //! - `scale` / `bake`: one named number: `name`, `value`.
 //! - `query`: one query of a mix measured alone: `set`, `path`, `rps`
 //!   (wrk -t1 -c1), `total` (its number of matches).
+//! - `rollout`: one roll command under wrk load (the balancer section):
+//!   `phase`, `exit`, `command_ms`, the report's `duration_ms` and
+//!   `switch_ms`, wrk's `wrk_requests`, `non2xx`, `socket_errors`, the
+//!   balancer's `lb_requests`, `lb_failed`, `lb_retries`.
 //! - `skip`: `section`, `why`: a part that did not run.
 //!
 //! Throughput per server and load is the median over rounds; ratios compare
-//! those medians, measured in the same run.
+//! those medians, measured in the same run. The servers `direct`,
+//! `balancer` and `haproxy` are the balancer section's and get a table of
+//! their own.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,6 +30,18 @@ pub const SEARCHD: &str = "searchd";
 pub const NOCACHE: &str = "searchd-nocache";
 pub const FIXED: &str = "fixed-body";
 pub const PICKY: &str = "picky";
+/// The balancer section: one searchd instance alone, kiln's balancer and
+/// HAProxy in front of two.
+pub const DIRECT: &str = "direct";
+pub const BALANCER: &str = "balancer";
+pub const HAPROXY: &str = "haproxy";
+
+const THROUGHPUT_SERVERS: [&str; 4] = [SEARCHD, NOCACHE, FIXED, PICKY];
+const BALANCER_SERVERS: [&str; 3] = [DIRECT, BALANCER, HAPROXY];
+
+/// Targets of the balancer section.
+const BALANCER_RPS_TARGET: f64 = 0.9;
+const SWITCH_MS_TARGET: f64 = 1000.0;
 
 /// One wrk run.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -81,6 +99,83 @@ pub struct Ratio {
     pub met: Option<bool>,
 }
 
+/// A number against a target (or informational), with its unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+    /// `>=`, `<=` or `<`; absent: informational.
+    pub op: Option<&'static str>,
+    pub target: Option<f64>,
+    pub met: Option<bool>,
+    /// What the target is, when it is not a constant (e.g. "haproxy's").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_is: Option<String>,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, value: f64, unit: &'static str) -> Check {
+        Check {
+            name: name.into(),
+            value,
+            unit,
+            op: None,
+            target: None,
+            met: None,
+            target_is: None,
+        }
+    }
+
+    fn target(mut self, op: &'static str, target: f64) -> Check {
+        self.op = Some(op);
+        self.target = Some(target);
+        self.met = Some(meets(op, self.value, target));
+        self
+    }
+
+    fn target_is(mut self, what: impl Into<String>) -> Check {
+        self.target_is = Some(what.into());
+        self
+    }
+}
+
+fn meets(op: &str, value: f64, target: f64) -> bool {
+    match op {
+        ">=" => value >= target,
+        "<" => value < target,
+        _ => value <= target,
+    }
+}
+
+/// One roll command under wrk load.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Rollout {
+    pub phase: String,
+    #[serde(default)]
+    pub exit: i32,
+    pub command_ms: f64,
+    #[serde(default)]
+    pub duration_ms: Option<f64>,
+    #[serde(default)]
+    pub switch_ms: Option<f64>,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub outcome: String,
+    pub wrk_requests: u64,
+    pub non2xx: u64,
+    pub socket_errors: u64,
+    #[serde(default)]
+    pub lb_requests: Option<u64>,
+    #[serde(default)]
+    pub lb_failed: Option<u64>,
+    #[serde(default)]
+    pub lb_retries: Option<u64>,
+}
+
 /// One query of a mix measured alone.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct QueryCost {
@@ -110,6 +205,7 @@ pub struct Raw {
     pub queries: Vec<QueryCost>,
     pub scale: Vec<(String, f64)>,
     pub bake: Vec<(String, f64)>,
+    pub rollouts: Vec<Rollout>,
     pub skips: Vec<(String, String)>,
 }
 
@@ -146,6 +242,9 @@ impl Raw {
                     .push(serde_json::from_value(v).map_err(|e| format!("line {}: {e}", i + 1))?),
                 "query" => raw
                     .queries
+                    .push(serde_json::from_value(v).map_err(|e| format!("line {}: {e}", i + 1))?),
+                "rollout" => raw
+                    .rollouts
                     .push(serde_json::from_value(v).map_err(|e| format!("line {}: {e}", i + 1))?),
                 "scale" => raw.scale.push(named(&v)?),
                 "bake" => raw.bake.push(named(&v)?),
@@ -297,6 +396,131 @@ pub fn ratios(s: &BTreeMap<String, BTreeMap<String, Summary>>) -> Vec<Ratio> {
     out
 }
 
+/// The balancer section's comparisons: kiln's balancer against HAProxy in
+/// front of the same instances, each against one instance directly.
+pub fn balancer_checks(s: &BTreeMap<String, BTreeMap<String, Summary>>) -> Vec<Check> {
+    let get = |server: &str, load: &str| s.get(server).and_then(|m| m.get(load));
+    let mut out = Vec::new();
+    if let (Some(b), Some(h)) = (get(BALANCER, "c8"), get(HAPROXY, "c8")) {
+        out.push(
+            Check::new("balancer/haproxy req/s at c8", b.rps / h.rps, "x")
+                .target(">=", BALANCER_RPS_TARGET),
+        );
+        let (cb, ch) = (
+            b.server_cpu_us + b.wrk_cpu_us,
+            h.server_cpu_us + h.wrk_cpu_us,
+        );
+        if cb.is_finite() && ch.is_finite() && cb > 0.0 {
+            out.push(Check::new(
+                "balancer/haproxy req/s at c8, from cpu/req",
+                ch / cb,
+                "x",
+            ));
+        }
+    }
+    // Latency a proxy adds: its median minus that of the instance alone.
+    if let (Some(b), Some(h), Some(d)) =
+        (get(BALANCER, "c1"), get(HAPROXY, "c1"), get(DIRECT, "c1"))
+    {
+        for (q, f) in [
+            ("p50", (|x: &Summary| x.p50_us) as fn(&Summary) -> f64),
+            ("p99", |x: &Summary| x.p99_us),
+        ] {
+            let (added_b, added_h) = (f(b) - f(d), f(h) - f(d));
+            out.push(
+                Check::new(format!("latency added at c1, {q}: balancer"), added_b, "us")
+                    .target("<=", added_h)
+                    .target_is("haproxy's"),
+            );
+            out.push(Check::new(
+                format!("latency added at c1, {q}: haproxy"),
+                added_h,
+                "us",
+            ));
+        }
+    }
+    // The proxy's own CPU per request: its stack (proxy + both instances)
+    // minus what the instance alone spends per request.
+    if let Some(d) = get(DIRECT, "c8") {
+        for server in [BALANCER, HAPROXY] {
+            if let Some(x) = get(server, "c8")
+                && x.server_cpu_us.is_finite()
+                && d.server_cpu_us.is_finite()
+            {
+                out.push(Check::new(
+                    format!("{server}'s own CPU per request at c8 (stack - direct)"),
+                    x.server_cpu_us - d.server_cpu_us,
+                    "us",
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The rollouts' verdicts: no failed request, fast switches.
+pub fn rollout_checks(rs: &[Rollout]) -> Vec<Check> {
+    if rs.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![
+        Check::new(
+            "failed requests (wrk: non-2xx + socket errors)",
+            rs.iter().map(|r| r.non2xx + r.socket_errors).sum::<u64>() as f64,
+            "",
+        )
+        .target("<=", 0.0),
+        Check::new(
+            "failed requests, the balancer's count (traffic.failed)",
+            rs.iter().map(|r| r.lb_failed.unwrap_or(0)).sum::<u64>() as f64,
+            "",
+        )
+        .target("<=", 0.0),
+        Check::new(
+            "roll commands that did not exit 0",
+            rs.iter().filter(|r| r.exit != 0).count() as f64,
+            "",
+        )
+        .target("<=", 0.0),
+    ];
+    for r in rs {
+        let what = match r.phase.as_str() {
+            "rolling" => "rolling roll",
+            "blue-green" => "blue/green roll",
+            "back" => "roll back",
+            other => other,
+        };
+        if let Some(d) = r.duration_ms {
+            out.push(Check::new(format!("{what}: duration (report)"), d, "ms"));
+        }
+        match r.phase.as_str() {
+            "blue-green" => {
+                if let Some(sw) = r.switch_ms {
+                    out.push(
+                        Check::new("blue/green switch time (switch_ms)", sw, "ms")
+                            .target("<", SWITCH_MS_TARGET),
+                    );
+                }
+            }
+            "back" => {
+                out.push(
+                    Check::new(
+                        "rollback time (the whole roll back command)",
+                        r.command_ms,
+                        "ms",
+                    )
+                    .target("<", SWITCH_MS_TARGET),
+                );
+                if let Some(sw) = r.switch_ms {
+                    out.push(Check::new("rollback switch time (switch_ms)", sw, "ms"));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Labels and units of the named scale and bake numbers, in print order.
 const LABELS: &[(&str, &str, &str)] = &[
     ("docs", "documents", ""),
@@ -380,7 +604,7 @@ fn named_target(name: &str) -> Option<(&'static str, f64)> {
     }
 }
 
-fn label(name: &str) -> (&str, &str) {
+fn label(name: &str) -> (&str, &'static str) {
     LABELS
         .iter()
         .find(|(n, _, _)| *n == name)
@@ -410,6 +634,85 @@ fn fmt_num(x: f64) -> String {
     } else {
         format!("{x:.2}")
     }
+}
+
+/// Prints one row per check: name, value, unit, target, verdict.
+fn print_checks(t: &mut String, checks: &[Check]) {
+    for c in checks {
+        let target = match (c.op, c.target, &c.target_is) {
+            (Some(op), Some(x), Some(is)) => format!("target {op} {} ({is})", fmt_num(x)),
+            (Some(op), Some(x), None) => format!("target {op} {}", fmt_num(x)),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            t,
+            "  {:<56} {:>10} {:<5} {:<28} {}",
+            c.name,
+            fmt_num(c.value),
+            c.unit,
+            target,
+            verdict(c.met)
+        );
+    }
+}
+
+/// The wrk table of SERVERS (those measured), c8 then c1; true when a run
+/// saw non-2xx answers.
+fn wrk_table(
+    t: &mut String,
+    title: &str,
+    servers: &[&str],
+    summaries: &BTreeMap<String, BTreeMap<String, Summary>>,
+) -> bool {
+    let mut failed = false;
+    if !servers.iter().any(|s| summaries.contains_key(*s)) {
+        return false;
+    }
+    let _ = writeln!(t, "\n{title}");
+    let _ = writeln!(
+        t,
+        "{:<15} {:<5} {:>6} {:>10} {:>17} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "server",
+        "load",
+        "rounds",
+        "req/s",
+        "req/s min..max",
+        "p50 us",
+        "p99 us",
+        "cpu/req",
+        "wrk/req",
+        "non-2xx",
+        "sock err"
+    );
+    for load in ["c8", "c1"] {
+        for server in servers {
+            let Some(s) = summaries.get(*server).and_then(|m| m.get(load)) else {
+                continue;
+            };
+            failed |= s.non2xx > 0;
+            let _ = writeln!(
+                t,
+                "{:<15} {:<5} {:>6} {:>10} {:>17} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
+                server,
+                load,
+                s.rounds,
+                fmt_num(s.rps),
+                format!("{}..{}", fmt_num(s.rps_min), fmt_num(s.rps_max)),
+                fmt_num(s.p50_us),
+                fmt_num(s.p99_us),
+                fmt_num(s.server_cpu_us),
+                fmt_num(s.wrk_cpu_us),
+                s.non2xx,
+                s.socket_errors
+            );
+        }
+    }
+    let _ = writeln!(
+        t,
+        "  (c8 = wrk -t2 -c8, c1 = wrk -t1 -c1 --latency; cpu/req, wrk/req = CPU microseconds \
+         per request of the server's processes and of wrk)"
+    );
+    failed
 }
 
 fn verdict(met: Option<bool>) -> &'static str {
@@ -444,62 +747,19 @@ pub fn build(raw: &Raw) -> Report {
         );
     }
 
-    if !raw.wrk.is_empty() {
-        let _ = writeln!(
-            t,
-            "\nThroughput: books index, 20-query mix (bench/wrk_queries.lua); median over rounds"
-        );
-        let _ = writeln!(
-            t,
-            "{:<15} {:<5} {:>6} {:>10} {:>17} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
-            "server",
-            "load",
-            "rounds",
-            "req/s",
-            "req/s min..max",
-            "p50 us",
-            "p99 us",
-            "cpu/req",
-            "wrk/req",
-            "non-2xx",
-            "sock err"
-        );
-        for load in ["c8", "c1"] {
-            for server in [SEARCHD, NOCACHE, FIXED, PICKY] {
-                let Some(s) = summaries.get(server).and_then(|m| m.get(load)) else {
-                    continue;
-                };
-                failed |= s.non2xx > 0;
-                let _ = writeln!(
-                    t,
-                    "{:<15} {:<5} {:>6} {:>10} {:>17} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
-                    server,
-                    load,
-                    s.rounds,
-                    fmt_num(s.rps),
-                    format!("{}..{}", fmt_num(s.rps_min), fmt_num(s.rps_max)),
-                    fmt_num(s.p50_us),
-                    fmt_num(s.p99_us),
-                    fmt_num(s.server_cpu_us),
-                    fmt_num(s.wrk_cpu_us),
-                    s.non2xx,
-                    s.socket_errors
-                );
-            }
+    failed |= wrk_table(
+        &mut t,
+        "Throughput: books index, 20-query mix (bench/wrk_queries.lua); median over rounds",
+        &THROUGHPUT_SERVERS,
+        &summaries,
+    );
+    // Servers no table shows (never expected).
+    for (server, m) in &summaries {
+        if !THROUGHPUT_SERVERS.contains(&server.as_str())
+            && !BALANCER_SERVERS.contains(&server.as_str())
+        {
+            failed |= m.values().any(|s| s.non2xx > 0);
         }
-        // Servers other than the three known ones (never expected).
-        for (server, m) in &summaries {
-            if ![SEARCHD, NOCACHE, FIXED, PICKY].contains(&server.as_str()) {
-                for s in m.values() {
-                    failed |= s.non2xx > 0;
-                }
-            }
-        }
-        let _ = writeln!(
-            t,
-            "  (c8 = wrk -t2 -c8, c1 = wrk -t1 -c1 --latency; cpu/req, wrk/req = CPU microseconds \
-             per request of the server's processes and of wrk)"
-        );
     }
 
     if !ratios.is_empty() {
@@ -522,36 +782,28 @@ pub fn build(raw: &Raw) -> Report {
 
     let mut named_json = |title: &str, items: &[(String, f64)], t: &mut String| -> Value {
         let mut obj = Map::new();
-        let mut checks = Vec::new();
+        let mut targets = Vec::new();
+        let mut rows = Vec::new();
         if !items.is_empty() {
             let _ = writeln!(t, "\n{title}");
         }
         for (name, value) in items {
             let (l, unit) = label(name);
-            let target = named_target(name);
-            let met = target.map(|(op, x)| if op == ">=" { *value >= x } else { *value <= x });
             if name.starts_with("non2xx") && *value > 0.0 {
                 failed = true;
             }
-            let target_s = target
-                .map(|(op, x)| format!("target {op} {}", fmt_num(x)))
-                .unwrap_or_default();
-            let _ = writeln!(
-                t,
-                "  {:<50} {:>14} {:<6} {:<14} {}",
-                l,
-                fmt_num(*value),
-                unit,
-                target_s,
-                verdict(met)
-            );
-            obj.insert(name.clone(), json!(value));
-            if let Some((op, x)) = target {
-                checks
-                    .push(json!({"name": name, "value": value, "op": op, "target": x, "met": met}));
+            let mut row = Check::new(l, *value, unit);
+            if let Some((op, x)) = named_target(name) {
+                row = row.target(op, x);
+                targets.push(
+                    json!({"name": name, "value": value, "op": op, "target": x, "met": row.met}),
+                );
             }
+            rows.push(row);
+            obj.insert(name.clone(), json!(value));
         }
-        json!({"values": obj, "targets": checks})
+        print_checks(t, &rows);
+        json!({"values": obj, "targets": targets})
     };
     let scale_title = format!(
         "Scale: synthetic corpus ({} documents)",
@@ -588,6 +840,69 @@ pub fn build(raw: &Raw) -> Report {
         &mut t,
     );
 
+    // The balancer section.
+    failed |= wrk_table(
+        &mut t,
+        "Balancer: kiln's balancer (roll up, fleet daemon) and HAProxy (bench/haproxy.cfg.in) \
+         in front of the same 2 searchd instances, and one of them directly; books mix, \
+         median over rounds",
+        &BALANCER_SERVERS,
+        &summaries,
+    );
+    let balancer = balancer_checks(&summaries);
+    if !balancer.is_empty() {
+        let _ = writeln!(
+            t,
+            "  (cpu/req: balancer = the fleet daemon with its 2 instances; haproxy = haproxy and \
+             the same 2; direct = the one instance)"
+        );
+        print_checks(&mut t, &balancer);
+    }
+    let rollouts = rollout_checks(&raw.rollouts);
+    let rollout_failed = raw.rollouts.iter().any(|r| r.non2xx > 0);
+    if !raw.rollouts.is_empty() {
+        let _ = writeln!(
+            t,
+            "\nRollouts under load: 3 instances, wrk -t2 -c8 on the balancer from 1 s before each \
+             command to 1 s after it"
+        );
+        let _ = writeln!(
+            t,
+            "{:<11} {:>4} {:>11} {:>9} {:>9} {:>12} {:>8} {:>8} {:>11} {:>9} {:>7}",
+            "phase",
+            "exit",
+            "command ms",
+            "roll ms",
+            "switch ms",
+            "wrk requests",
+            "non-2xx",
+            "sock err",
+            "lb requests",
+            "lb failed",
+            "retried"
+        );
+        let opt = |x: Option<f64>| x.map(fmt_num).unwrap_or_else(|| "-".to_owned());
+        let opt_u = |x: Option<u64>| opt(x.map(|n| n as f64));
+        for r in &raw.rollouts {
+            let _ = writeln!(
+                t,
+                "{:<11} {:>4} {:>11} {:>9} {:>9} {:>12} {:>8} {:>8} {:>11} {:>9} {:>7}",
+                r.phase,
+                r.exit,
+                fmt_num(r.command_ms),
+                opt(r.duration_ms),
+                opt(r.switch_ms),
+                fmt_num(r.wrk_requests as f64),
+                r.non2xx,
+                r.socket_errors,
+                opt_u(r.lb_requests),
+                opt_u(r.lb_failed),
+                opt_u(r.lb_retries)
+            );
+        }
+        print_checks(&mut t, &rollouts);
+    }
+
     if !raw.skips.is_empty() {
         let _ = writeln!(t, "\nSkipped");
         for (section, why) in &raw.skips {
@@ -600,6 +915,13 @@ pub fn build(raw: &Raw) -> Report {
             "\nINVALID: some runs answered non-2xx (see the non-2xx columns); their numbers do not count."
         );
     }
+    if rollout_failed {
+        let _ = writeln!(
+            t,
+            "\nFAILED: requests answered non-2xx during a rollout (see the rollout table)."
+        );
+    }
+    let failed = failed || rollout_failed;
 
     let json = json!({
         "meta": raw.meta,
@@ -607,6 +929,7 @@ pub fn build(raw: &Raw) -> Report {
         "ratios": ratios,
         "scale": scale,
         "bake": bake,
+        "balancer": {"checks": balancer, "rollout_checks": rollouts, "rollouts": raw.rollouts},
         "skipped": raw.skips.iter().map(|(s, w)| json!({"section": s, "why": w})).collect::<Vec<_>>(),
         "runs": raw.wrk,
         "queries": raw.queries,
@@ -702,6 +1025,67 @@ mod tests {
         assert!(a < b);
         assert!(rep.table.contains("80.0%"), "{}", rep.table);
         assert_eq!(rep.json["queries"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn balancer_against_haproxy_and_rollouts() {
+        let rollout = |phase: &str, command_ms: f64, switch: Option<f64>, non2xx: u64| {
+            json!({"kind":"rollout","phase":phase,"exit":0,"command_ms":command_ms,
+                   "duration_ms":command_ms - 10.0,"switch_ms":switch,"from":"img-a","to":"img-b",
+                   "outcome":"rolled-out","wrk_requests":5000,"non2xx":non2xx,"socket_errors":0,
+                   "lb_requests":4000,"lb_failed":non2xx,"lb_retries":0})
+            .to_string()
+        };
+        let lines = [
+            run("direct", "c8", 1, 100_000.0, 100.0),
+            run("balancer", "c8", 1, 46_000.0, 400.0),
+            run("haproxy", "c8", 1, 50_000.0, 500.0),
+            // p50 = p99 / 2: direct 10, balancer 40, haproxy 30 us.
+            run("direct", "c1", 1, 50_000.0, 20.0),
+            run("balancer", "c1", 1, 15_000.0, 80.0),
+            run("haproxy", "c1", 1, 20_000.0, 60.0),
+            rollout("rolling", 9000.0, None, 0),
+            rollout("blue-green", 3000.0, Some(20.0), 0),
+            rollout("back", 1200.0, Some(15.0), 0),
+        ];
+        let rep = build(&Raw::parse(&lines.join("\n")).unwrap());
+        assert!(!rep.failed, "{}", rep.table);
+        // Only the balancer's table: no throughput section without its servers.
+        assert!(!rep.table.contains("Throughput:"), "{}", rep.table);
+        let checks = rep.json["balancer"]["checks"].as_array().unwrap();
+        let find = |name: &str| checks.iter().find(|c| c["name"] == name).unwrap().clone();
+        let rps = find("balancer/haproxy req/s at c8");
+        assert!((rps["value"].as_f64().unwrap() - 0.92).abs() < 1e-9);
+        assert_eq!(rps["met"], true);
+        let p50 = find("latency added at c1, p50: balancer");
+        assert_eq!(p50["value"], 30.0);
+        assert_eq!(p50["target"], 20.0);
+        assert_eq!(p50["met"], false);
+        let p99 = find("latency added at c1, p99: balancer");
+        assert_eq!(p99["value"], 60.0);
+        assert_eq!(p99["target"], 40.0);
+        assert_eq!(p99["met"], false);
+        let rc = rep.json["balancer"]["rollout_checks"].as_array().unwrap();
+        let find = |name: &str| rc.iter().find(|c| c["name"] == name).unwrap().clone();
+        assert_eq!(
+            find("failed requests (wrk: non-2xx + socket errors)")["met"],
+            true
+        );
+        assert_eq!(find("blue/green switch time (switch_ms)")["met"], true);
+        // The whole `roll back` command against 1 s.
+        let back = find("rollback time (the whole roll back command)");
+        assert_eq!(back["value"], 1200.0);
+        assert_eq!(back["met"], false);
+        assert!(rep.table.contains("Rollouts under load"), "{}", rep.table);
+        assert!(rep.table.contains("(haproxy's)"), "{}", rep.table);
+
+        // A failed request during a rollout fails the bench.
+        let mut bad = lines.to_vec();
+        bad[6] = rollout("rolling", 9000.0, None, 2);
+        let rep = build(&Raw::parse(&bad.join("\n")).unwrap());
+        assert!(rep.failed);
+        assert!(rep.table.contains("FAILED"), "{}", rep.table);
+        assert!(!rep.table.contains("INVALID"), "{}", rep.table);
     }
 
     #[test]

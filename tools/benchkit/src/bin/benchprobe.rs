@@ -4,6 +4,8 @@
 //! - `wait`: polls `GET PATH` on a loopback address until it answers 200.
 //! - `startup`: runs a server command repeatedly and measures the time from
 //!   spawning the process to the first 200 from `/ready` (polled tightly).
+//! - `json`: values out of a JSON document by JSON pointer (the shell reads
+//!   `roll status --json` and roll's reports with it; no jq needed).
 //! - `report`: turns the raw measurements into the table and results.json.
 
 use std::io::{Read, Write};
@@ -53,6 +55,14 @@ enum Cmd {
         /// The server command, after `--`.
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// Print the values at POINTERs (RFC 6901, e.g. /traffic/failed) of the
+    /// JSON document in FILE, one per line: strings without quotes, other
+    /// values as JSON, `null` when absent.
+    Json {
+        file: PathBuf,
+        #[arg(required = true)]
+        pointers: Vec<String>,
     },
     /// Print the bench table from raw JSON Lines and write results.json.
     Report {
@@ -124,6 +134,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 serde_json::json!({"runs": ms.len(), "ms": ms, "min_ms": min,
                                    "median_ms": median, "max_ms": max})
             );
+            Ok(0)
+        }
+        Cmd::Json { file, pointers } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            for p in &pointers {
+                match doc.pointer(p) {
+                    Some(serde_json::Value::String(s)) => println!("{s}"),
+                    Some(v) => println!("{v}"),
+                    None => println!("null"),
+                }
+            }
             Ok(0)
         }
         Cmd::Report { input, out } => {
