@@ -1009,26 +1009,16 @@ impl World {
                     self.launch(&name, now);
                 }
             } else if live > g.desired {
-                let current = g.current.image.clone();
-                let mut order: Vec<(bool, bool, u64, InstanceId)> = g
-                    .instances
-                    .iter()
-                    .filter(|i| i.lifecycle != Lifecycle::Terminating)
-                    .map(|i| {
-                        (
-                            i.lifecycle == Lifecycle::InService,
-                            i.image == current,
-                            i.launched_ms,
-                            i.id.clone(),
-                        )
-                    })
-                    .collect();
-                order.sort();
-                let victims: Vec<InstanceId> = order
-                    .into_iter()
-                    .take((live - g.desired) as usize)
-                    .map(|(_, _, _, id)| id)
-                    .collect();
+                let victims = crate::groups::scale_in_victims(
+                    g.instances.iter().map(|i| crate::groups::ScaleInCandidate {
+                        id: &i.id,
+                        lifecycle: i.lifecycle,
+                        image: &i.image,
+                        launched_ms: i.launched_ms,
+                    }),
+                    &g.current.image,
+                    (live - g.desired) as usize,
+                );
                 for id in victims {
                     self.terminate(&name, &id, now);
                 }

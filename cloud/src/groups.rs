@@ -247,6 +247,45 @@ pub trait Groups: Send + Sync {
     -> Result<Box<dyn Lease>>;
 }
 
+/// One instance as [`scale_in_victims`] weighs it.
+#[derive(Debug, Clone, Copy)]
+pub struct ScaleInCandidate<'a> {
+    pub id: &'a InstanceId,
+    pub lifecycle: Lifecycle,
+    pub image: &'a ImageId,
+    pub launched_ms: u64,
+}
+
+/// The `n` instances a group stops first when it has more than desired:
+/// those not in service, then those not on the `current` image, then the
+/// oldest (Auto Scaling's default termination policy, reduced to what a
+/// roll sees). Terminating ones are not candidates. Pure; every backend's
+/// group uses it.
+pub fn scale_in_victims<'a>(
+    candidates: impl IntoIterator<Item = ScaleInCandidate<'a>>,
+    current: &ImageId,
+    n: usize,
+) -> Vec<InstanceId> {
+    let mut order: Vec<(bool, bool, u64, &InstanceId)> = candidates
+        .into_iter()
+        .filter(|c| c.lifecycle != Lifecycle::Terminating)
+        .map(|c| {
+            (
+                c.lifecycle == Lifecycle::InService,
+                c.image == current,
+                c.launched_ms,
+                c.id,
+            )
+        })
+        .collect();
+    order.sort();
+    order
+        .into_iter()
+        .take(n)
+        .map(|(_, _, _, id)| id.clone())
+        .collect()
+}
+
 /// Images `bake prune` must keep: every group's current image, the images
 /// its instances run, and its `rollback_versions` most recent previous
 /// versions (the rollback window). Pure.
@@ -275,6 +314,26 @@ mod tests {
             image: ImageId::from(img),
             created_unix: n,
         }
+    }
+
+    #[test]
+    fn scale_in_takes_the_unserving_the_outdated_then_the_oldest() {
+        let ids: Vec<InstanceId> = (0..4).map(|n| InstanceId::new(format!("i-{n}"))).collect();
+        let (old, new) = (ImageId::from("old"), ImageId::from("new"));
+        let c = |n: usize, lifecycle, image, launched_ms| ScaleInCandidate {
+            id: &ids[n],
+            lifecycle,
+            image,
+            launched_ms,
+        };
+        let all = [
+            c(0, Lifecycle::InService, &new, 1),
+            c(1, Lifecycle::InService, &old, 5),
+            c(2, Lifecycle::PendingWait, &new, 9),
+            c(3, Lifecycle::Terminating, &old, 0),
+        ];
+        let v = scale_in_victims(all, &new, 3);
+        assert_eq!(v, vec![ids[2].clone(), ids[1].clone(), ids[0].clone()]);
     }
 
     #[test]

@@ -1205,21 +1205,7 @@ fn blue_green(o: &Observed, g: &Goal, r: &Roll) -> Action {
     let ms = members(o, idle);
     for m in &ms {
         if m.i.image != r.to && m.i.lifecycle != Lifecycle::Terminating {
-            return match m.health() {
-                Some(TargetHealth::Draining) => Action::Drain {
-                    instance: m.i.id.clone(),
-                    until_ms: m.target.map(|t| t.since_ms).unwrap_or(o.now_ms)
-                        + o.deregistration_delay_ms,
-                },
-                None | Some(TargetHealth::Unused) => Action::Terminate {
-                    group: r.group.clone(),
-                    instance: m.i.id.clone(),
-                },
-                Some(_) => Action::Deregister {
-                    instance: m.i.id.clone(),
-                    target_group: idle_tg.clone(),
-                },
-            };
+            return take_out(o, m, &r.group, &idle_tg);
         }
     }
     // Every target healthy, draining ones gone too: the set the
@@ -1256,28 +1242,33 @@ fn blue_green(o: &Observed, g: &Goal, r: &Roll) -> Action {
     }
 }
 
+/// The next step of taking one instance out of service for good:
+/// deregister it from `tg`, wait out its drain, then terminate it.
+fn take_out(o: &Observed, m: &Member, group: &GroupName, tg: &TargetGroupId) -> Action {
+    match m.health() {
+        Some(TargetHealth::Draining) => Action::Drain {
+            instance: m.i.id.clone(),
+            until_ms: m.target.map(|t| t.since_ms).unwrap_or(o.now_ms) + o.deregistration_delay_ms,
+        },
+        None | Some(TargetHealth::Unused) => Action::Terminate {
+            group: group.clone(),
+            instance: m.i.id.clone(),
+        },
+        Some(_) => Action::Deregister {
+            instance: m.i.id.clone(),
+            target_group: tg.clone(),
+        },
+    }
+}
+
 /// Takes every instance of `v` out: deregister, drain, terminate. `None`
 /// once the group is empty at desired 0.
 fn scale_to_zero(o: &Observed, r: &Roll, v: &GroupView, tg: &TargetGroupId) -> Option<Action> {
-    for m in members(o, v) {
-        if m.i.lifecycle == Lifecycle::Terminating {
-            continue;
-        }
-        return Some(match m.health() {
-            Some(TargetHealth::Draining) => Action::Drain {
-                instance: m.i.id.clone(),
-                until_ms: m.target.map(|t| t.since_ms).unwrap_or(o.now_ms)
-                    + o.deregistration_delay_ms,
-            },
-            None | Some(TargetHealth::Unused) => Action::Terminate {
-                group: r.group.clone(),
-                instance: m.i.id.clone(),
-            },
-            Some(_) => Action::Deregister {
-                instance: m.i.id.clone(),
-                target_group: tg.clone(),
-            },
-        });
+    if let Some(m) = members(o, v)
+        .iter()
+        .find(|m| m.i.lifecycle != Lifecycle::Terminating)
+    {
+        return Some(take_out(o, m, &r.group, tg));
     }
     if v.info.desired > 0 {
         return Some(Action::Launch {

@@ -824,22 +824,19 @@ impl Sim {
                 self.group_mut(name).unwrap().instances.push(i);
             }
         } else if live > g.desired {
-            let current = g.current.image.clone();
-            let mut order: Vec<(bool, bool, u64, InstanceId)> = g
-                .live()
-                .map(|i| {
-                    (
-                        i.lifecycle == Lifecycle::InService,
-                        i.image == current,
-                        i.launched_ms,
-                        i.id.clone(),
-                    )
-                })
-                .collect();
-            order.sort();
+            // The same victims as every backend's group picks.
+            let victims = cloud::scale_in_victims(
+                g.live().map(|i| cloud::ScaleInCandidate {
+                    id: &i.id,
+                    lifecycle: i.lifecycle,
+                    image: &i.image,
+                    launched_ms: i.launched_ms,
+                }),
+                &g.current.image,
+                (live - g.desired) as usize,
+            );
             let t = g.target_group.clone();
-            let n = (live - g.desired) as usize;
-            for (_, _, _, id) in order.into_iter().take(n) {
+            for id in victims {
                 let g = self.group_mut(name).unwrap();
                 if let Some(i) = g.instances.iter_mut().find(|i| i.id == id) {
                     i.lifecycle = Lifecycle::Terminating;

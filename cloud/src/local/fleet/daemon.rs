@@ -678,7 +678,7 @@ impl Fleet {
             .model
             .groups
             .get_mut(name)
-            .ok_or_else(|| CloudError::not_found("group", name, self.state.root().display()))?;
+            .ok_or_else(|| self.not_found_group(name))?;
         let Some(i) = g.instances.iter_mut().find(|i| &i.id == id) else {
             return Ok(());
         };
@@ -758,7 +758,7 @@ impl Fleet {
             .model
             .groups
             .get_mut(name)
-            .ok_or_else(|| CloudError::not_found("group", name, self.state.root().display()))?;
+            .ok_or_else(|| self.not_found_group(name))?;
         let tg = g.target_group.clone();
         let i = g
             .instances
@@ -1057,26 +1057,11 @@ impl Fleet {
                     }
                     inner.dirty = true;
                 } else if live > g.desired {
-                    let current = g.current.image.clone();
-                    let mut order: Vec<(bool, bool, u64, InstanceId)> = g
-                        .instances
-                        .iter()
-                        .filter(|i| i.lifecycle != Lifecycle::Terminating)
-                        .map(|i| {
-                            (
-                                i.lifecycle == Lifecycle::InService,
-                                i.image == current,
-                                i.launched_ms,
-                                i.id.clone(),
-                            )
-                        })
-                        .collect();
-                    order.sort();
-                    let victims: Vec<InstanceId> = order
-                        .into_iter()
-                        .take((live - g.desired) as usize)
-                        .map(|(_, _, _, id)| id)
-                        .collect();
+                    let victims = crate::groups::scale_in_victims(
+                        g.instances.iter().map(InstanceRec::candidate),
+                        &g.current.image,
+                        (live - g.desired) as usize,
+                    );
                     for id in &victims {
                         if let Some(i) = g.instance_mut(id) {
                             i.lifecycle = Lifecycle::Terminating;

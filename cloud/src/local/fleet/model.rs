@@ -171,6 +171,15 @@ impl GroupRec {
 }
 
 impl InstanceRec {
+    pub fn candidate(&self) -> crate::groups::ScaleInCandidate<'_> {
+        crate::groups::ScaleInCandidate {
+            id: &self.id,
+            lifecycle: self.lifecycle,
+            image: &self.image,
+            launched_ms: self.launched_ms,
+        }
+    }
+
     pub fn info(&self) -> GroupInstance {
         GroupInstance {
             id: self.id.clone(),
