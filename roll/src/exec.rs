@@ -504,12 +504,6 @@ impl<'a> Executor<'a> {
                     },
                     r.from
                 ));
-                if r.bake_started_ms.is_some() && !r.bake_done {
-                    // Keep what the shadow saw: it may be the evidence.
-                    if let Ok(s) = lbs.stop_shadow(&self.svc.listener).await {
-                        self.report.shadow = Some(s);
-                    }
-                }
                 r.phase = if requested {
                     Phase::Reverting
                 } else {
@@ -517,7 +511,15 @@ impl<'a> Executor<'a> {
                 };
                 r.reason = Some(reason.clone());
                 self.report.reason = Some(reason);
+                // Recorded before the mirror stops: a shadow's errors are
+                // the evidence a rerun would otherwise decide on again.
                 self.write_roll(&r).await?;
+                if r.bake_started_ms.is_some() && !r.bake_done {
+                    // Keep what the shadow saw: it may be the evidence.
+                    if let Ok(s) = lbs.stop_shadow(&self.svc.listener).await {
+                        self.report.shadow = Some(s);
+                    }
+                }
             }
             Action::DropStandby => {
                 if let Some(sb) = &o.record.standby {
@@ -535,6 +537,14 @@ impl<'a> Executor<'a> {
                 previous,
                 schedule,
             } => {
+                if let Some(r) = &roll
+                    && r.bake_started_ms.is_some()
+                    && !r.bake_done
+                {
+                    // Went back during its bake: the mirror may still run.
+                    let s = lbs.stop_shadow(&self.svc.listener).await?;
+                    self.report.shadow.get_or_insert(s);
+                }
                 for (group, s) in &schedule {
                     groups.schedule_desired(group, *s).await?;
                 }

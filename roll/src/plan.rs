@@ -1050,8 +1050,11 @@ fn rolling(o: &Observed, g: &Goal, r: &Roll) -> Action {
                     }
                     old_beyond_size -= 1;
                 }
-                let counts = c.in_service(o.now_ms, g.warmup_ms);
-                if !counts || in_service > m {
+                // One that takes traffic leaves only while enough others
+                // count, even if it does not count itself yet (warming up):
+                // else all the old ones, healthy but not warmed up, could
+                // leave at once.
+                if !c.serving() || in_service > m {
                     return Action::Deregister {
                         instance: c.i.id.clone(),
                         target_group: tg.clone(),
@@ -1151,6 +1154,22 @@ fn blue_green(o: &Observed, g: &Goal, r: &Roll) -> Action {
         };
     };
     let switched = idle_tg == o.forward;
+    if switched && r.phase != Phase::Rolling {
+        // Switched, then `roll back` before the roll finished: the set it
+        // left (kept and health-checked) serves again, then the new one
+        // goes away as if never switched.
+        let old = o.groups.iter().find(|v| v.info.name != r.group);
+        return match old.and_then(|v| Some((v, v.info.target_group.clone()?))) {
+            Some((v, tg)) if standby_ready(v, &r.from) => Action::Switch { target_group: tg },
+            Some((v, _)) => Action::Wait {
+                why: format!("{} to be healthy again to switch back to", v.info.name),
+                until_ms: None,
+            },
+            None => Action::Fail {
+                why: format!("nothing to switch back to: only {} is left", r.group),
+            },
+        };
+    }
     if switched {
         // The new set serves; the old one becomes the standby.
         let old = o.groups.iter().find(|v| v.info.name != r.group);
