@@ -134,7 +134,16 @@ impl<'a> Executor<'a> {
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         };
-        let listener = lbs.listener(&self.svc.listener).await?;
+        let listener = match lbs.listener(&self.svc.listener).await {
+            Ok(l) => l,
+            Err(e) if e.is_not_found() => {
+                return Err(RollError::Usage(format!(
+                    "group {} has no load balancer {} (roll up creates both)",
+                    self.svc.group, self.svc.listener
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let idle = listener
             .target_groups
             .iter()

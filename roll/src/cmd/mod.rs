@@ -35,7 +35,10 @@ Durations: 500ms, 10s, 5m, 1h (a plain number is seconds).
 
 Logs: KILN_LOG (or --log) filters the tracing output on stderr (`warn`, the
 default; `debug` shows every backend call). Progress lines (`roll: ...`) are
-not logs and always show; results go to stdout (`--json`: one object).";
+not logs and always show; results go to stdout (`--json`: one object).
+The local fleet daemon logs to <state dir>/fleet/daemon.log, filtered by
+KILN_FLEET_LOG (`info`, the default; `balancer=debug` adds an access log
+line per request).";
 
 /// Roll an image out to a fleet behind a load balancer, and back.
 #[derive(Debug, Parser)]
@@ -369,11 +372,18 @@ pub fn holder(id: &str) -> cloud::LeaseHolder {
 }
 
 pub fn run(cli: Cli) -> u8 {
+    if let Command::Fleetd = cli.command {
+        // The daemon's own log (fleet/daemon.log): what it launched,
+        // gated, put in service, drained and stopped, whatever the roll
+        // that started it logs.
+        let filter = std::env::var("KILN_FLEET_LOG").unwrap_or_else(|_| "info".into());
+        if let Err(e) = init_logging(&filter) {
+            return fail(&e);
+        }
+        return fleetd::run(&cli.global);
+    }
     if let Err(e) = init_logging(&cli.global.log) {
         return fail(&e);
-    }
-    if let Command::Fleetd = cli.command {
-        return fleetd::run(&cli.global);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
