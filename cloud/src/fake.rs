@@ -1349,15 +1349,7 @@ impl Groups for FakeCloud {
             if let Some(g) = w.groups.get(&spec.name) {
                 return Ok(g.info());
             }
-            if spec.min > spec.max || spec.desired < spec.min || spec.desired > spec.max {
-                return Err(CloudError::invalid(
-                    "group size",
-                    format!(
-                        "desired {} must lie within min {} ..= max {}",
-                        spec.desired, spec.min, spec.max
-                    ),
-                ));
-            }
+            crate::groups::check_spec_size(spec)?;
             if !w.images.contains_key(&spec.image) {
                 return Err(not_found("image", &spec.image));
             }
@@ -1417,15 +1409,7 @@ impl Groups for FakeCloud {
     async fn set_desired(&self, name: &GroupName, desired: u32) -> Result<()> {
         self.op("set_desired", |w, _| {
             let g = w.group_mut(name)?;
-            if desired < g.min || desired > g.max {
-                return Err(CloudError::invalid(
-                    "desired size",
-                    format!(
-                        "{desired} for group {name} is outside its limits {}..={}",
-                        g.min, g.max
-                    ),
-                ));
-            }
+            crate::groups::check_desired(name, desired, g.min, g.max)?;
             g.desired = desired;
             Ok(())
         })
@@ -1434,12 +1418,7 @@ impl Groups for FakeCloud {
     async fn set_limits(&self, name: &GroupName, min: u32, max: u32) -> Result<()> {
         self.op("set_limits", |w, _| {
             let g = w.group_mut(name)?;
-            if min > max {
-                return Err(CloudError::invalid(
-                    "size limits",
-                    format!("min {min} is above max {max}"),
-                ));
-            }
+            crate::groups::check_limits(min, max)?;
             g.min = min;
             g.max = max;
             g.desired = g.desired.clamp(min, max);
@@ -1462,17 +1441,7 @@ impl Groups for FakeCloud {
                 return Ok(());
             }
             if decrement {
-                if g.desired == 0 || g.desired - 1 < g.min {
-                    return Err(CloudError::invalid(
-                        "terminate",
-                        format!(
-                            "decrementing group {name} to {} would go below its min {}",
-                            g.desired.saturating_sub(1),
-                            g.min
-                        ),
-                    ));
-                }
-                g.desired -= 1;
+                g.desired = crate::groups::decremented(name, g.desired, g.min)?;
             }
             w.terminate(name, id, now);
             Ok(())

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{CloudError, Result};
 use crate::ids::{GroupName, ImageId, InstanceId, Tags, TargetGroupId};
 use crate::instances::InstanceState;
 
@@ -245,6 +245,56 @@ pub trait Groups: Send + Sync {
     /// lease is taken over.
     async fn acquire_lease(&self, name: &GroupName, holder: &LeaseHolder)
     -> Result<Box<dyn Lease>>;
+}
+
+/// The size rules every backend's group keeps (Auto Scaling's checks):
+/// `min <= desired <= max` at creation.
+pub fn check_spec_size(spec: &GroupSpec) -> Result<()> {
+    if spec.min > spec.max || spec.desired < spec.min || spec.desired > spec.max {
+        return Err(CloudError::invalid(
+            "group size",
+            format!(
+                "desired {} must lie within min {} ..= max {}",
+                spec.desired, spec.min, spec.max
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A new desired size must lie within the group's limits.
+pub fn check_desired(name: &GroupName, desired: u32, min: u32, max: u32) -> Result<()> {
+    if desired < min || desired > max {
+        return Err(CloudError::invalid(
+            "desired size",
+            format!("{desired} for group {name} is outside its limits {min}..={max}"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_limits(min: u32, max: u32) -> Result<()> {
+    if min > max {
+        return Err(CloudError::invalid(
+            "size limits",
+            format!("min {min} is above max {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Desired after a terminate with decrement, refused below min.
+pub fn decremented(name: &GroupName, desired: u32, min: u32) -> Result<u32> {
+    match desired.checked_sub(1) {
+        Some(d) if d >= min => Ok(d),
+        _ => Err(CloudError::invalid(
+            "terminate",
+            format!(
+                "decrementing group {name} to {} would go below its min {min}",
+                desired.saturating_sub(1)
+            ),
+        )),
+    }
 }
 
 /// One instance as [`scale_in_victims`] weighs it.

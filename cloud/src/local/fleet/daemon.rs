@@ -484,25 +484,12 @@ impl Fleet {
             Request::CreateGroup { spec } => json(self.create_group(spec)?),
             Request::SetImage { name, image } => json(self.set_image(&name, &image)?),
             Request::SetDesired { name, desired } => json(self.group_mut(&name, |g| {
-                if desired < g.min || desired > g.max {
-                    return Err(CloudError::invalid(
-                        "desired size",
-                        format!(
-                            "{desired} for group {name} is outside its limits {}..={}",
-                            g.min, g.max
-                        ),
-                    ));
-                }
+                crate::groups::check_desired(&name, desired, g.min, g.max)?;
                 g.desired = desired;
                 Ok(())
             })?),
             Request::SetLimits { name, min, max } => json(self.group_mut(&name, |g| {
-                if min > max {
-                    return Err(CloudError::invalid(
-                        "size limits",
-                        format!("min {min} is above max {max}"),
-                    ));
-                }
+                crate::groups::check_limits(min, max)?;
                 g.min = min;
                 g.max = max;
                 g.desired = g.desired.clamp(min, max);
@@ -603,15 +590,7 @@ impl Fleet {
         if let Some(g) = self.lock().model.groups.get(&spec.name) {
             return Ok(g.info());
         }
-        if spec.min > spec.max || spec.desired < spec.min || spec.desired > spec.max {
-            return Err(CloudError::invalid(
-                "group size",
-                format!(
-                    "desired {} must lie within min {} ..= max {}",
-                    spec.desired, spec.min, spec.max
-                ),
-            ));
-        }
+        crate::groups::check_spec_size(&spec)?;
         self.check_image(&spec.image)?;
         let mut inner = self.lock();
         if let Some(tg) = &spec.target_group
@@ -686,17 +665,7 @@ impl Fleet {
             return Ok(());
         }
         if decrement {
-            if g.desired == 0 || g.desired - 1 < g.min {
-                return Err(CloudError::invalid(
-                    "terminate",
-                    format!(
-                        "decrementing group {name} to {} would go below its min {}",
-                        g.desired.saturating_sub(1),
-                        g.min
-                    ),
-                ));
-            }
-            g.desired -= 1;
+            g.desired = crate::groups::decremented(name, g.desired, g.min)?;
         }
         i.lifecycle = Lifecycle::Terminating;
         tracing::info!(group = %name, instance = %id, decrement, "terminating");
