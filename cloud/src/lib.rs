@@ -69,7 +69,7 @@ pub use lb::{
 pub use probe::{GateOutcome, GateSpec, Probes};
 pub use state::{RunGuard, StateDir};
 pub use sweep::{Janitor, Leftover, ResourceKind};
-pub use wait::{WaitParams, wait_until};
+pub use wait::{WaitParams, wait_consecutive, wait_until};
 
 /// One backend's implementations of every trait, cheap to clone.
 #[derive(Clone)]

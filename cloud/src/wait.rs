@@ -79,6 +79,40 @@ where
     }
 }
 
+/// Like [`wait_until`], but `check` must answer `Some` on `n` polls in a
+/// row (coldsnap's `successes_required`): a state that flaps does not pass
+/// on one lucky poll. Returns the last value.
+pub async fn wait_consecutive<T, F, Fut>(
+    params: WaitParams,
+    what: &str,
+    n: u32,
+    mut check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let streak = AtomicU32::new(0);
+    let streak = &streak;
+    wait_until(params, what, || {
+        let polled = check();
+        async move {
+            match polled.await? {
+                Some(v) => {
+                    let now = streak.fetch_add(1, Ordering::Relaxed) + 1;
+                    Ok((now >= n.max(1)).then_some(v))
+                }
+                None => {
+                    streak.store(0, Ordering::Relaxed);
+                    Ok(None)
+                }
+            }
+        }
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +154,20 @@ mod tests {
         assert!(err.to_string().contains("image ami-1 available"));
         // Paused clock: exactly the timeout elapsed, no real sleeping.
         assert_eq!(started.elapsed(), WaitParams::CLOUD.timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flapping_state_needs_n_in_a_row() {
+        // healthy, healthy, unhealthy, healthy x3: passes on the 6th poll.
+        let seq = [true, true, false, true, true, true, true];
+        let polls = AtomicU32::new(0);
+        let n = wait_consecutive(WaitParams::LOCAL, "flapping", 3, || async {
+            let i = polls.fetch_add(1, Ordering::SeqCst) as usize;
+            Ok(seq[i.min(seq.len() - 1)].then_some(i))
+        })
+        .await
+        .unwrap();
+        assert_eq!(n, 5);
     }
 
     #[tokio::test(start_paused = true)]
