@@ -133,6 +133,11 @@ pub struct GroupSpec {
     /// Applied at creation.
     #[serde(default)]
     pub tags: Tags,
+    /// Launch everything else (aws: launch template, subnets, health-check
+    /// settings) like this existing group: how roll makes a blue/green
+    /// twin. Backends that need nothing more ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub like: Option<GroupName>,
 }
 
 impl GroupSpec {
@@ -146,6 +151,7 @@ impl GroupSpec {
             max: desired,
             target_group: None,
             tags: Tags::new(),
+            like: None,
         }
     }
 }

@@ -350,6 +350,9 @@ impl<'a> Executor<'a> {
                         max,
                         target_group: Some(target_group),
                         tags: t,
+                        // On aws: the same launch template, subnets and
+                        // settings as the service group.
+                        like: Some(self.svc.group.clone()),
                     })
                     .await?;
                 groups.hold_launches(&group, true).await?;

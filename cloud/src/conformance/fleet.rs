@@ -150,6 +150,7 @@ impl Scene {
             max,
             target_group: Some(self.a.clone()),
             tags,
+            like: None,
         }
     }
 }

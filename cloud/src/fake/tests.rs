@@ -75,6 +75,7 @@ async fn setup(cloud: &Cloud, check: HealthCheck, delay_ms: u64, size: [u32; 3])
             max,
             target_group: Some(tg("blue")),
             tags: Tags::new(),
+            like: None,
         })
         .await
         .unwrap();

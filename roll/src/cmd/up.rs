@@ -184,6 +184,7 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             max: a.size,
             target_group: Some(tg.clone()),
             tags: t,
+            like: None,
         };
         if let Err(e) = cloud.groups().create_group(&spec).await {
             if created_listener {

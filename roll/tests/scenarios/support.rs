@@ -394,6 +394,7 @@ impl Fleet {
                 max: SIZE,
                 target_group: Some(tg(&web())),
                 tags: t,
+                like: None,
             })
             .await
             .expect("create_group");
