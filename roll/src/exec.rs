@@ -30,6 +30,10 @@ pub struct Service {
     pub group: GroupName,
     pub twin: GroupName,
     pub listener: ListenerId,
+    /// The listener's two target groups (live and idle) where the backend
+    /// cannot tell them from the listener (aws: from roll.toml or flags);
+    /// `None`: the listener's own list.
+    pub target_groups: Option<(TargetGroupId, TargetGroupId)>,
 }
 
 impl Service {
@@ -40,6 +44,7 @@ impl Service {
             twin: twin_of(group),
             listener: ListenerId::new(group.as_str()),
             group: group.clone(),
+            target_groups: None,
         }
     }
 }
@@ -144,8 +149,11 @@ impl<'a> Executor<'a> {
             }
             Err(e) => return Err(e.into()),
         };
-        let idle = listener
-            .target_groups
+        let pair = match &self.svc.target_groups {
+            Some((a, b)) => vec![a.clone(), b.clone()],
+            None => listener.target_groups.clone(),
+        };
+        let idle = pair
             .iter()
             .find(|t| **t != listener.forward)
             .cloned()

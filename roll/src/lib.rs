@@ -10,6 +10,7 @@
 //!   `down`).
 
 pub mod cmd;
+pub mod config;
 pub mod error;
 pub mod exec;
 pub mod plan;

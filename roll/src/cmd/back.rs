@@ -29,12 +29,14 @@ pub struct Args {
 
 pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
     let cloud = open(global).await?;
+    let (svc, _aws) = crate::config::service(&global.backend, &a.group, &global.aws)?;
     if let Some(to) = &a.to {
         check_image(&cloud, to).await?;
     }
     run_roll(
         &cloud,
         RunSpec {
+            svc,
             group: a.group,
             intent: Intent::Back { to: a.to },
             gate: a.gate,

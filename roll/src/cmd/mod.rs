@@ -79,6 +79,8 @@ pub struct Global {
         value_name = "FILTER"
     )]
     pub log: String,
+    #[command(flatten)]
+    pub aws: crate::config::AwsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,7 +241,16 @@ pub async fn open(global: &Global) -> Result<Cloud, RollError> {
         }
         #[cfg(feature = "aws")]
         "aws" => {
-            let (cloud, _calls) = cloud::aws::connect(cloud::aws::AwsOptions::default()).await?;
+            let file = match &global.aws.config {
+                Some(p) => crate::config::RollConfig::load(p)?,
+                None => crate::config::RollConfig::default(),
+            };
+            let opts = cloud::aws::AwsOptions {
+                region: global.aws.region.clone().or(file.aws.region),
+                bucket: global.aws.aws_bucket.clone().or(file.aws.bucket),
+                ..cloud::aws::AwsOptions::default()
+            };
+            let (cloud, _calls) = cloud::aws::connect(opts).await?;
             Ok(cloud)
         }
         other => Err(RollError::Usage(format!(

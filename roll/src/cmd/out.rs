@@ -79,6 +79,7 @@ pub struct RollResult<'a> {
 
 /// Everything a roll run needs beyond the intent.
 pub struct RunSpec {
+    pub svc: Service,
     pub group: GroupName,
     pub intent: Intent,
     pub gate: GateArgs,
@@ -89,6 +90,7 @@ pub struct RunSpec {
 
 pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
     let cloud = open(global).await?;
+    let (svc, _aws) = crate::config::service(&global.backend, &a.group, &global.aws)?;
     check_image(&cloud, &a.image).await?;
     let strategy = match a.strategy {
         StrategyArg::Rolling => Strategy::Rolling,
@@ -97,6 +99,7 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
     run_roll(
         &cloud,
         RunSpec {
+            svc,
             group: a.group,
             intent: Intent::Out {
                 image: a.image,
@@ -128,8 +131,11 @@ async fn same_index(cloud: &Cloud, group: &GroupName, intent: &Intent) -> Result
     Ok(current.is_ok_and(|m| m.index.digest == new.index.digest))
 }
 
+/// How often a roll renews its lease on the group.
+const LEASE_RENEW: Duration = Duration::from_secs(60);
+
 pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
-    let svc = Service::named(&spec.group);
+    let svc = spec.svc.clone();
     // Unknown group: bad input before anything else.
     cloud
         .groups()
@@ -137,7 +143,7 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
         .await
         .map_err(|e| group_error(&spec.group, e))?;
     let id = roll_id();
-    let _lease = cloud
+    let lease = cloud
         .groups()
         .acquire_lease(&spec.group, &holder(&id))
         .await?;
@@ -168,14 +174,30 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
         interrupt_flag(),
     );
     exec.report.command = std::env::args().collect::<Vec<_>>().join(" ");
-    let result = exec.run().await;
+    // A lease that expires (aws) is renewed while the roll runs; one that
+    // cannot be renewed ends the roll like a kill would (resumable).
+    let renewing = async {
+        loop {
+            tokio::time::sleep(LEASE_RENEW).await;
+            if let Err(e) = lease.renew().await {
+                return e;
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = exec.run() => r,
+        e = renewing => Err(RollError::Failed(format!(
+            "lost the lease on group {}: {e}; rerun the command to continue",
+            spec.group
+        ))),
+    };
     let report = exec.report;
     if let Some(path) = &spec.gate.report {
         write_report(path, &report)?;
     }
     let outcome = result?;
     eprintln!("roll: {}", report.summary());
-    let now_on = serving_image(cloud, &Service::named(&spec.group)).await;
+    let now_on = serving_image(cloud, &spec.svc).await;
     finish_output(&spec, &report, outcome, now_on.as_ref())
 }
 

@@ -23,9 +23,11 @@ pub struct Args {
 
 pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
     let cloud = open(global).await?;
+    let (svc, _aws) = crate::config::service(&global.backend, &a.group, &global.aws)?;
     run_roll(
         &cloud,
         RunSpec {
+            svc,
             group: a.group,
             intent: Intent::Scale { size: a.size },
             gate: a.gate,

@@ -1,0 +1,250 @@
+//! Where a service's pieces are. Locally `roll up` made them with known
+//! names (listener `G`, target groups `G` and `G--b`, the twin group
+//! `G--b`). On aws they usually come from Terraform: the Auto Scaling
+//! group, its listener and the two target groups are named in `roll.toml`
+//! (`--config`) or by flags, which win.
+//!
+//! ```toml
+//! [aws]
+//! region = "eu-west-1"
+//! bucket = "kiln-artifacts"      # where bake keeps image manifests
+//!
+//! [group.web-asg]                 # roll --group web-asg
+//! listener = "arn:aws:elasticloadbalancing:…:listener/app/web/…"
+//! target_groups = ["arn:…:targetgroup/web-blue/…", "arn:…:targetgroup/web-green/…"]
+//! twin = "web-asg--b"             # blue/green's second group (default: <group>--b)
+//! test_listener = "arn:…"         # optional: gate new instances through it
+//! alarms = ["web-5xx"]            # optional: ALARM during a gate fails the roll
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cloud::{GroupName, ListenerId, TargetGroupId};
+use serde::Deserialize;
+
+use crate::error::RollError;
+use crate::exec::{Service, twin_of};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollConfig {
+    #[serde(default)]
+    pub aws: AwsSection,
+    #[serde(default)]
+    pub group: BTreeMap<String, GroupSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSection {
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSection {
+    pub listener: Option<String>,
+    #[serde(default)]
+    pub target_groups: Vec<String>,
+    pub twin: Option<String>,
+    pub test_listener: Option<String>,
+    #[serde(default)]
+    pub alarms: Vec<String>,
+}
+
+impl RollConfig {
+    pub fn load(path: &Path) -> Result<RollConfig, RollError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            RollError::Usage(format!("cannot read the config {}: {e}", path.display()))
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| RollError::Usage(format!("config {}: {e}", path.display())))
+    }
+}
+
+/// Flags that name aws resources (they override roll.toml).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AwsArgs {
+    /// roll.toml: the aws region and bucket, and per group its listener,
+    /// target groups, twin, test listener and alarms (see README).
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_ROLL_CONFIG",
+        value_name = "FILE",
+        help_heading = "AWS"
+    )]
+    pub config: Option<PathBuf>,
+    /// aws: the region (default: AWS_REGION / the profile's).
+    #[arg(long, global = true, value_name = "REGION", help_heading = "AWS")]
+    pub region: Option<String>,
+    /// aws: the S3 bucket bake keeps image manifests in (the gate reads
+    /// the golden queries from them).
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_AWS_BUCKET",
+        value_name = "BUCKET",
+        help_heading = "AWS"
+    )]
+    pub aws_bucket: Option<String>,
+    /// aws: the listener (ARN) in front of the group.
+    #[arg(long, global = true, value_name = "ARN", help_heading = "AWS")]
+    pub listener: Option<String>,
+    /// aws: the listener's two target groups (ARNs; give it twice): the
+    /// live one and the one blue/green and canaries use.
+    #[arg(
+        long = "target-group",
+        global = true,
+        value_name = "ARN",
+        help_heading = "AWS"
+    )]
+    pub target_groups: Vec<String>,
+    /// aws: blue/green's second Auto Scaling group (default: GROUP--b,
+    /// made like GROUP when missing).
+    #[arg(long, global = true, value_name = "NAME", help_heading = "AWS")]
+    pub twin: Option<String>,
+    /// aws: a test listener (ARN) forwarding to the idle target group, to
+    /// gate new instances through (/version, golden queries).
+    #[arg(long, global = true, value_name = "ARN", help_heading = "AWS")]
+    pub test_listener: Option<String>,
+    /// aws: a CloudWatch alarm (repeatable) in ALARM during a gate or the
+    /// bake time fails the roll.
+    #[arg(
+        long = "alarm",
+        global = true,
+        value_name = "NAME",
+        help_heading = "AWS"
+    )]
+    pub alarms: Vec<String>,
+}
+
+/// The resolved aws settings of one group.
+#[derive(Debug, Clone, Default)]
+pub struct AwsService {
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    pub test_listener: Option<String>,
+    pub alarms: Vec<String>,
+}
+
+/// The service `group` is, on `backend`.
+pub fn service(
+    backend: &str,
+    group: &GroupName,
+    aws: &AwsArgs,
+) -> Result<(Service, AwsService), RollError> {
+    if backend != "aws" {
+        return Ok((Service::named(group), AwsService::default()));
+    }
+    let file = match &aws.config {
+        Some(p) => RollConfig::load(p)?,
+        None => RollConfig::default(),
+    };
+    let section = file.group.get(group.as_str()).cloned().unwrap_or_default();
+    let listener = aws.listener.clone().or(section.listener).ok_or_else(|| {
+        RollError::Usage(format!(
+            "on aws, name the listener in front of {group}: --listener ARN or [group.{group}] listener in roll.toml"
+        ))
+    })?;
+    let tgs = if aws.target_groups.is_empty() {
+        section.target_groups
+    } else {
+        aws.target_groups.clone()
+    };
+    let target_groups = match tgs.as_slice() {
+        [] => None,
+        [a, b] if a != b => Some((TargetGroupId::new(a.clone()), TargetGroupId::new(b.clone()))),
+        _ => {
+            return Err(RollError::Usage(format!(
+                "{group}: name two different target groups (the live one and the idle one), got {}",
+                tgs.len()
+            )));
+        }
+    };
+    let twin = aws
+        .twin
+        .clone()
+        .or(section.twin)
+        .map(GroupName::new)
+        .unwrap_or_else(|| twin_of(group));
+    let mut alarms = section.alarms;
+    alarms.extend(aws.alarms.iter().cloned());
+    alarms.sort();
+    alarms.dedup();
+    Ok((
+        Service {
+            group: group.clone(),
+            twin,
+            listener: ListenerId::new(listener),
+            target_groups,
+        },
+        AwsService {
+            region: aws.region.clone().or(file.aws.region),
+            bucket: aws.aws_bucket.clone().or(file.aws.bucket),
+            test_listener: aws.test_listener.clone().or(section.test_listener),
+            alarms,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_services_are_named_after_the_group() {
+        let (s, _) = service("local", &GroupName::from("web"), &AwsArgs::default()).unwrap();
+        assert_eq!(s.listener.as_str(), "web");
+        assert_eq!(s.twin.as_str(), "web--b");
+        assert!(s.target_groups.is_none());
+    }
+
+    #[test]
+    fn aws_services_come_from_the_file_and_flags_win() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("roll.toml");
+        std::fs::write(
+            &p,
+            r#"
+[aws]
+region = "eu-west-1"
+bucket = "b"
+[group.web]
+listener = "arn:l"
+target_groups = ["arn:a", "arn:b"]
+alarms = ["x"]
+"#,
+        )
+        .unwrap();
+        let args = AwsArgs {
+            config: Some(p.clone()),
+            alarms: vec!["y".into()],
+            ..AwsArgs::default()
+        };
+        let (s, a) = service("aws", &GroupName::from("web"), &args).unwrap();
+        assert_eq!(s.listener.as_str(), "arn:l");
+        assert_eq!(
+            s.target_groups,
+            Some((TargetGroupId::from("arn:a"), TargetGroupId::from("arn:b")))
+        );
+        assert_eq!(a.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(a.alarms, vec!["x", "y"]);
+        let args = AwsArgs {
+            listener: Some("arn:flag".into()),
+            ..args
+        };
+        let (s, _) = service("aws", &GroupName::from("web"), &args).unwrap();
+        assert_eq!(s.listener.as_str(), "arn:flag");
+        // No listener at all: bad input naming both ways to give one.
+        let err = service("aws", &GroupName::from("api"), &AwsArgs::default()).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--listener"), "{err}");
+        // A typo in the file is refused, naming it.
+        std::fs::write(&p, "[group.web]\nlistner = \"x\"\n").unwrap();
+        let err = RollConfig::load(&p).unwrap_err();
+        assert!(err.to_string().contains("listner"), "{err}");
+    }
+}
