@@ -177,7 +177,12 @@ impl<'a> Executor<'a> {
             .as_ref()
             .is_some_and(|r| r.bake_started_ms.is_some() && !r.bake_done);
         let shadow = if baking {
-            lbs.shadow(&self.svc.listener).await?
+            match lbs.shadow(&self.svc.listener).await {
+                Ok(s) => s,
+                // No shadow comparison on this backend.
+                Err(e) if e.is_bad_input() => None,
+                Err(e) => return Err(e.into()),
+            }
         } else {
             None
         };
@@ -440,25 +445,40 @@ impl<'a> Executor<'a> {
                     self.goal.bake_ms as f64 / 1000.0,
                     self.opts.shadow_percent
                 ));
-                lbs.start_shadow(
-                    &self.svc.listener,
-                    &ShadowSpec {
-                        target_group,
-                        percent: self.opts.shadow_percent,
-                    },
-                )
-                .await?;
+                let started = lbs
+                    .start_shadow(
+                        &self.svc.listener,
+                        &ShadowSpec {
+                            target_group: target_group.clone(),
+                            percent: self.opts.shadow_percent,
+                        },
+                    )
+                    .await;
+                match started {
+                    Ok(()) => {}
+                    // A balancer that cannot mirror (an ALB): the bake
+                    // time still watches the new instances' health.
+                    Err(e) if e.is_bad_input() => {
+                        self.step(format!("no shadow comparison on this balancer ({e}): the bake time watches {target_group}'s health"))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 r.bake_started_ms = Some(now());
                 self.write_roll(&r).await?;
             }
             Action::EndBake => {
                 let mut r = self.need_roll(roll)?;
-                let shadow = lbs.stop_shadow(&self.svc.listener).await?;
-                self.step(format!(
-                    "bake time over: {} mirrored, {} compared, {} differing, {} errors",
-                    shadow.mirrored, shadow.compared, shadow.differing, shadow.errors
-                ));
-                self.report.shadow = Some(shadow);
+                match lbs.stop_shadow(&self.svc.listener).await {
+                    Ok(shadow) => {
+                        self.step(format!(
+                            "bake time over: {} mirrored, {} compared, {} differing, {} errors",
+                            shadow.mirrored, shadow.compared, shadow.differing, shadow.errors
+                        ));
+                        self.report.shadow = Some(shadow);
+                    }
+                    Err(e) if e.is_bad_input() => self.step("bake time over".into()),
+                    Err(e) => return Err(e.into()),
+                }
                 r.bake_done = true;
                 self.write_roll(&r).await?;
             }
@@ -558,12 +578,19 @@ impl<'a> Executor<'a> {
                 schedule,
             } => {
                 if let Some(r) = &roll
-                    && r.bake_started_ms.is_some()
                     && !r.bake_done
                 {
-                    // Went back during its bake: the mirror may still run.
-                    let s = lbs.stop_shadow(&self.svc.listener).await?;
-                    self.report.shadow.get_or_insert(s);
+                    // Went back during its bake, or was killed between
+                    // starting the mirror and recording it: the mirror may
+                    // still run (stopping none is a no-op).
+                    match lbs.stop_shadow(&self.svc.listener).await {
+                        Ok(s) if r.bake_started_ms.is_some() || !s.target_group.is_empty() => {
+                            self.report.shadow.get_or_insert(s);
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.is_bad_input() => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 for (group, s) in &schedule {
                     groups.schedule_desired(group, *s).await?;
