@@ -1113,3 +1113,100 @@ async fn moto_kill9_before_the_image_is_marked_then_gc_removes_image_and_marked_
         "gc leaves nothing in any region"
     );
 }
+
+/// A complete kiln image named `name` with a digest of its own (what
+/// `bake build` leaves, without the bake): an AMI made from a seeded one,
+/// tagged at creation. Returns its id.
+async fn release_image(moto: &Moto, name: &str, n: u8) -> String {
+    let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
+    let seed = moto.seeded_images(1).await.remove(0);
+    let inst = ec2
+        .run_instances()
+        .image_id(seed)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("RunInstances")
+        .instances()[0]
+        .instance_id()
+        .expect("id")
+        .to_owned();
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    let id = ec2
+        .create_image()
+        .instance_id(&inst)
+        .name(format!("{name}-{n}"))
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Image)
+                .tags(tag(cloud::tags::NAME, name))
+                .tags(tag(cloud::tags::DIGEST, &format!("{n:02x}").repeat(32)))
+                .tags(tag(cloud::tags::STATE, cloud::tags::STATE_COMPLETE))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateImage")
+        .image_id
+        .expect("id");
+    ec2.terminate_instances()
+        .instance_ids(inst)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    id
+}
+
+/// `bake prune --keep 0` on aws keeps what a group roll manages uses or
+/// may roll back to: the Auto Scaling group (tagged `kiln:roll-group`, as
+/// Terraform made it) launches image A from launch-template version 2 and
+/// has version 1 with image B; an unrelated image C of the same name goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_prune_keeps_what_a_group_runs_and_may_roll_back_to() {
+    let moto = Moto::start();
+    let fx = Fixture::new(&moto);
+    let b = release_image(&moto, "searchd", 1).await;
+    let a = release_image(&moto, "searchd", 2).await;
+    let c = release_image(&moto, "searchd", 3).await;
+    let fleet = moto
+        .fleet(&motokit::FleetSpec {
+            group_tags: vec![(cloud::tags::ROLL_GROUP.into(), "web".into())],
+            ..motokit::FleetSpec::new("web", &b)
+        })
+        .await;
+    // Version 2 runs A; the group is pinned to it and its instance replaced.
+    let two = moto.template_version(&fleet.launch_template, &a).await;
+    moto.pin_group("web", &fleet.launch_template, &two.to_string())
+        .await;
+    for old in moto.group_instances("web").await {
+        moto.replace_member(&old).await;
+    }
+
+    let out = fx
+        .bake(&moto, &["prune", "--keep", "0", "--json"])
+        .output()
+        .expect("bake prune");
+    let v = ok_json(&out);
+    let ids = |k: &str| -> Vec<String> {
+        let mut v: Vec<String> = v[k]
+            .as_array()
+            .unwrap_or_else(|| panic!("{k} in {v}"))
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut kept = vec![a.clone(), b.clone()];
+    kept.sort();
+    assert_eq!(ids("protected"), kept, "{v}");
+    assert_eq!(ids("delete"), vec![c.clone()], "{v}");
+    let left: Vec<String> = owned_images(&moto, "us-east-1")
+        .await
+        .iter()
+        .filter_map(|i| i.image_id().map(str::to_owned))
+        .collect();
+    assert!(left.contains(&a) && left.contains(&b), "{left:?}");
+    assert!(!left.contains(&c), "{left:?}");
+}

@@ -567,7 +567,7 @@ impl Images for AwsImages {
 
 /// DescribeImages of one image with `ec2`, a client for `region`; `None`
 /// if it does not exist.
-async fn describe_in(
+pub(crate) async fn describe_in(
     ec2: &aws_sdk_ec2::Client,
     id: &ImageId,
     region: &Region,

@@ -1,7 +1,8 @@
 //! The aws backend: EC2 builders and AMIs, payloads and reports in S3, base
-//! images from an AMI filter or an SSM parameter. See README.md beside this
-//! file for the flow, the API calls one bake makes and how that compares
-//! with Packer's amazon-ebs builder.
+//! images from an AMI filter or an SSM parameter; groups as Auto Scaling
+//! groups, load balancers as ELBv2. See README.md beside this file for the
+//! flow, the API calls one bake and each group/load-balancer method make,
+//! and how that compares with Packer's amazon-ebs builder.
 //!
 //! What this module owns:
 //! - [`connect`]: the SDK configuration (region, `AWS_ENDPOINT_URL`, retries,
@@ -9,7 +10,12 @@
 //!   counter.
 //! - [`crate::Images`] on AMIs (`images.rs`), [`crate::Builders`] on EC2
 //!   instances (`builders.rs`), [`crate::Janitor`] by the `kiln:bake` tag
-//!   (`janitor.rs`). Groups and load balancers arrive with `roll`.
+//!   (`janitor.rs`).
+//! - [`crate::Groups`] on Auto Scaling groups with numerically pinned
+//!   launch-template versions (`groups.rs`, the launch-data copy in
+//!   `template.rs`, the lease in `lease.rs`), [`crate::LoadBalancers`] on
+//!   ELBv2 listeners and target groups (`lb.rs`). Gates ([`crate::Probes`])
+//!   are not there yet (`unsupported.rs`).
 //!
 //! Every resource a run creates carries `kiln:bake=<run>` and
 //! `kiln:created=<rfc3339>` from its creation call (TagSpecifications, S3
@@ -27,13 +33,19 @@ use crate::{Cloud, CloudParts};
 mod builders;
 mod calls;
 mod error;
+mod groups;
 mod images;
 mod janitor;
+mod lb;
+mod lease;
 mod sdk;
+mod template;
 mod unsupported;
 mod userdata;
 
 pub use calls::ApiCalls;
+pub use groups::{DUE_WITHIN_MS, HEARTBEAT_S, HOOK, PREVIOUS, ROLL_CREATED, SCHEDULE};
+pub use lease::{LEASE, LEASE_HOLDER, RENEW_EVERY, TTL as LEASE_TTL};
 pub use userdata::{EMULATOR_POWEROFF_ENV, EMULATOR_ROOT_ENV};
 
 pub const BACKEND: &str = "aws";
@@ -42,7 +54,8 @@ pub const BACKEND: &str = "aws";
 /// them to their default filter.
 pub const QUIET_SDK_LOGS: &str = "aws_config=warn,aws_smithy_runtime=warn,\
 aws_smithy_runtime_api=warn,aws_smithy_http_client=warn,aws_sdk_ec2=warn,aws_sdk_s3=warn,\
-aws_sdk_ssm=warn,aws_sigv4=warn,hyper=warn,hyper_util=warn,rustls=warn";
+aws_sdk_ssm=warn,aws_sdk_autoscaling=warn,aws_sdk_elasticloadbalancingv2=warn,\
+aws_sdk_cloudwatch=warn,aws_sigv4=warn,hyper=warn,hyper_util=warn,rustls=warn";
 
 /// S3 key prefix for everything kiln writes: run scratch objects under
 /// `runs/<run>/`, image manifests under `images/`.
@@ -97,8 +110,8 @@ pub async fn connect(opts: AwsOptions) -> Result<(Cloud, ApiCalls)> {
         region: ctx.region.clone(),
         images: Arc::new(images::AwsImages::new(ctx.clone())),
         builders: Arc::new(builders::AwsBuilders::new(ctx.clone())),
-        groups: Arc::new(unsupported::NotYet),
-        lbs: Arc::new(unsupported::NotYet),
+        groups: Arc::new(groups::AwsGroups::new(ctx.clone())),
+        lbs: Arc::new(lb::AwsLoadBalancers::new(ctx.clone())),
         probes: Arc::new(unsupported::NotYet),
         janitor: Arc::new(janitor::AwsJanitor::new(ctx.clone())),
         wait: ctx.wait,

@@ -1,5 +1,6 @@
 //! SDK configuration and the state every aws trait impl shares: one client
-//! per service, the region, the bucket and the API call counter.
+//! per service, the region, the bucket, the API call counter, and what is
+//! immutable once read (launch-template versions, target-group ports).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +25,11 @@ pub(crate) struct Ctx {
     pub ec2: aws_sdk_ec2::Client,
     pub s3: aws_sdk_s3::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// For `--alarm` gates (a later slice); unused so far.
+    #[allow(dead_code)]
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub calls: ApiCalls,
     pub bucket: Option<String>,
     pub create_bucket: bool,
@@ -35,6 +41,20 @@ pub(crate) struct Ctx {
     /// Base images as resolve_base saw them, so launching a builder on one
     /// needs no second DescribeImages for its root device.
     bases: Mutex<HashMap<String, Image>>,
+    /// Launch-template versions read so far, by (template id, number);
+    /// `None`: an older version that was deleted. A version never changes
+    /// once made, so each is read once.
+    #[allow(clippy::type_complexity)]
+    pub versions: Mutex<HashMap<(String, u64), Option<aws_sdk_ec2::types::LaunchTemplateVersion>>>,
+    /// Target-group ports by ARN (ELBv2 cannot change a target group's
+    /// port), for instance addresses.
+    pub tg_ports: Mutex<HashMap<String, u16>>,
+    /// Since when this process sees each target's current health, by
+    /// (target group, instance): ELBv2 does not say.
+    pub health_since: Mutex<HashMap<(String, String), (String, u64)>>,
+    /// Lease releases still running in the background, by group, awaited
+    /// before this process takes that group's lease again.
+    pub releases: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 impl Ctx {
@@ -96,12 +116,30 @@ impl Ctx {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let autoscaling = aws_sdk_autoscaling::Client::from_conf(
+            aws_sdk_autoscaling::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         Ok(Ctx {
             region,
             sdk,
             ec2,
             s3,
             ssm,
+            autoscaling,
+            elb,
+            cloudwatch,
             calls,
             bucket: opts.bucket,
             create_bucket: opts.create_bucket,
@@ -109,6 +147,10 @@ impl Ctx {
             presign_ttl: opts.presign_ttl,
             bucket_ready: OnceCell::new(),
             bases: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            tg_ports: Mutex::new(HashMap::new()),
+            health_since: Mutex::new(HashMap::new()),
+            releases: Mutex::new(HashMap::new()),
         })
     }
 

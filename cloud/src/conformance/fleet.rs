@@ -9,6 +9,14 @@
 //!
 //! [`run_all`] runs them in order; [`cleanup`] last, because it asserts
 //! that no group is left at all (so the checks before it cleaned up).
+//!
+//! A backend that cannot make listeners or groups from nothing (aws:
+//! listeners and target groups come from Terraform, and roll creates a
+//! group only as the twin of an existing one) gets them from its harness
+//! as [`Premade`] resources: the checks then use the premade listener and
+//! target groups instead of creating and deleting their own, and make
+//! every group `like` the premade one. Without `premade` (local, fake)
+//! every check is exactly what it always was.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -36,6 +44,26 @@ pub struct FleetFixture {
     pub deregistration_delay_ms: u64,
     /// The longest any one wait may take.
     pub timeout: Duration,
+    /// Resources the backend cannot create through the seam, made by the
+    /// harness; `None` where the checks create everything themselves.
+    pub premade: Option<Premade>,
+}
+
+/// What a harness makes the way a user would (aws: Terraform), for a
+/// backend whose `create_listener` is Unsupported and whose
+/// `create_group` needs [`GroupSpec::like`].
+#[derive(Debug, Clone)]
+pub struct Premade {
+    /// A listener forwarding to `a`, naming `a` and `b` in that order,
+    /// plain HTTP. The checks switch it and leave it forwarding to `a`.
+    pub listener: ListenerId,
+    /// With the [`FleetFixture`]'s health check and deregistration delay.
+    pub a: TargetGroupId,
+    /// Likewise, and empty.
+    pub b: TargetGroupId,
+    /// An existing group every group the checks create is made like
+    /// (not tagged `kiln:roll-group`, so [`cleanup`] still sees no group).
+    pub like: GroupName,
 }
 
 impl FleetFixture {
@@ -55,6 +83,16 @@ impl FleetFixture {
             },
             deregistration_delay_ms: 2_000,
             timeout: Duration::from_secs(60),
+            premade: None,
+        }
+    }
+
+    /// The group spec a check asks for: made like the premade group where
+    /// there is one.
+    fn group(&self, spec: GroupSpec) -> GroupSpec {
+        GroupSpec {
+            like: self.premade.as_ref().map(|p| p.like.clone()),
+            ..spec
         }
     }
 }
@@ -142,7 +180,7 @@ impl Scene {
     fn spec(&self, fx: &FleetFixture, desired: u32, min: u32, max: u32) -> GroupSpec {
         let mut tags = Tags::new();
         tags.insert(TAG.into(), self.group.to_string());
-        GroupSpec {
+        fx.group(GroupSpec {
             name: self.group.clone(),
             image: fx.image.clone(),
             desired,
@@ -151,18 +189,77 @@ impl Scene {
             target_group: Some(self.a.clone()),
             tags,
             like: None,
-        }
+        })
     }
 }
 
 async fn scene(cloud: &Cloud, fx: &FleetFixture, what: &str, size: [u32; 3]) -> Scene {
     let base = unique(what);
-    let s = Scene {
-        group: GroupName::new(base.clone()),
-        listener: ListenerId::new(format!("{base}-l")),
-        a: TargetGroupId::new(format!("{base}-a")),
-        b: TargetGroupId::new(format!("{base}-b")),
+    let s = match &fx.premade {
+        Some(p) => Scene {
+            group: GroupName::new(base.clone()),
+            listener: p.listener.clone(),
+            a: p.a.clone(),
+            b: p.b.clone(),
+        },
+        None => Scene {
+            group: GroupName::new(base.clone()),
+            listener: ListenerId::new(format!("{base}-l")),
+            a: TargetGroupId::new(format!("{base}-a")),
+            b: TargetGroupId::new(format!("{base}-b")),
+        },
     };
+    if fx.premade.is_some() {
+        let l = cloud
+            .lbs()
+            .listener(&s.listener)
+            .await
+            .unwrap_or_else(|e| panic!("{}", fail(cloud, &format!("listener: {e}"))));
+        assert_eq!(l.id, s.listener, "{}", fail(cloud, "listener id"));
+        assert_eq!(
+            l.forward,
+            s.a,
+            "{}",
+            fail(cloud, "the premade listener forwards to a")
+        );
+        assert_eq!(l.target_groups, vec![s.a.clone(), s.b.clone()]);
+        assert!(!l.tls);
+    } else {
+        create_listener(cloud, fx, &s).await;
+    }
+
+    let [desired, min, max] = size;
+    let spec = s.spec(fx, desired, min, max);
+    let g = cloud
+        .groups()
+        .create_group(&spec)
+        .await
+        .unwrap_or_else(|e| panic!("{}", fail(cloud, &format!("create_group: {e}"))));
+    assert_eq!(g.name, s.group);
+    assert_eq!((g.desired, g.min, g.max), (desired, min, max));
+    assert_eq!(
+        g.current.image,
+        fx.image,
+        "{}",
+        fail(cloud, "current image")
+    );
+    if fx.premade.is_none() {
+        // A group made like another shares its template's history.
+        assert!(g.previous.is_empty());
+    }
+    assert_eq!(g.target_group.as_ref(), Some(&s.a));
+    assert_eq!(
+        g.tag(TAG),
+        Some(s.group.as_str()),
+        "{}",
+        fail(cloud, "tags at creation")
+    );
+    assert!(!g.hold_launches);
+    assert_eq!(g.scheduled, None);
+    s
+}
+
+async fn create_listener(cloud: &Cloud, fx: &FleetFixture, s: &Scene) {
     let spec = ListenerSpec {
         id: s.listener.clone(),
         address: fx.listen,
@@ -184,46 +281,21 @@ async fn scene(cloud: &Cloud, fx: &FleetFixture, what: &str, size: [u32; 3]) -> 
     assert!(!l.tls);
     let again = cloud.lbs().create_listener(&spec).await.expect("again");
     assert_eq!(again, l, "{}", fail(cloud, "create_listener is idempotent"));
-
-    let [desired, min, max] = size;
-    let spec = s.spec(fx, desired, min, max);
-    let g = cloud
-        .groups()
-        .create_group(&spec)
-        .await
-        .unwrap_or_else(|e| panic!("{}", fail(cloud, &format!("create_group: {e}"))));
-    assert_eq!(g.name, s.group);
-    assert_eq!((g.desired, g.min, g.max), (desired, min, max));
-    assert_eq!(
-        g.current.image,
-        fx.image,
-        "{}",
-        fail(cloud, "current image")
-    );
-    assert!(g.previous.is_empty());
-    assert_eq!(g.target_group.as_ref(), Some(&s.a));
-    assert_eq!(
-        g.tag(TAG),
-        Some(s.group.as_str()),
-        "{}",
-        fail(cloud, "tags at creation")
-    );
-    assert!(!g.hold_launches);
-    assert_eq!(g.scheduled, None);
-    s
 }
 
-async fn teardown(cloud: &Cloud, s: &Scene) {
+async fn teardown(cloud: &Cloud, fx: &FleetFixture, s: &Scene) {
     cloud
         .groups()
         .delete_group(&s.group)
         .await
         .unwrap_or_else(|e| panic!("{}", fail(cloud, &format!("delete_group: {e}"))));
-    cloud
-        .lbs()
-        .delete_listener(&s.listener)
-        .await
-        .unwrap_or_else(|e| panic!("{}", fail(cloud, &format!("delete_listener: {e}"))));
+    if fx.premade.is_none() {
+        cloud
+            .lbs()
+            .delete_listener(&s.listener)
+            .await
+            .unwrap_or_else(|e| panic!("{}", fail(cloud, &format!("delete_listener: {e}"))));
+    }
     expect_not_found(
         cloud,
         "a deleted group",
@@ -312,9 +384,11 @@ pub async fn missing_things(cloud: &Cloud, fx: &FleetFixture) {
         .delete_group(&g)
         .await
         .expect("deleting a missing group is Ok");
-    lbs.delete_listener(&l)
-        .await
-        .expect("deleting a missing listener is Ok");
+    if fx.premade.is_none() {
+        lbs.delete_listener(&l)
+            .await
+            .expect("deleting a missing listener is Ok");
+    }
 
     // Refused creations leave nothing.
     let spec = GroupSpec {
@@ -549,7 +623,7 @@ pub async fn group_lifecycle(cloud: &Cloud, fx: &FleetFixture) {
         fail(cloud, "tags set and removed in one call")
     );
     assert_eq!(g.tag(TAG), Some(s.group.as_str()));
-    teardown(cloud, &s).await;
+    teardown(cloud, fx, &s).await;
 }
 
 /// While launches are held a new instance waits in `PendingWait`, out of
@@ -661,7 +735,7 @@ pub async fn hold_and_put_in_service(cloud: &Cloud, fx: &FleetFixture) {
         .await
         .expect("release");
     assert!(!describe(cloud, &s.group).await.hold_launches);
-    teardown(cloud, &s).await;
+    teardown(cloud, fx, &s).await;
 }
 
 /// A deregistered target drains and leaves (its instance stays in
@@ -770,7 +844,7 @@ pub async fn drain_before_terminate(cloud: &Cloud, fx: &FleetFixture) {
         g.instance(&z).map(|i| i.lifecycle),
         Some(Lifecycle::InService)
     );
-    teardown(cloud, &s).await;
+    teardown(cloud, fx, &s).await;
 }
 
 /// Blue/green: an instance registered in the idle target group becomes
@@ -834,7 +908,7 @@ pub async fn switch(cloud: &Cloud, fx: &FleetFixture) {
         Ok(lbs.targets(&s.b).await?.is_empty().then_some(()))
     })
     .await;
-    teardown(cloud, &s).await;
+    teardown(cloud, fx, &s).await;
 }
 
 fn holder(id: &str) -> LeaseHolder {
@@ -850,9 +924,25 @@ fn holder(id: &str) -> LeaseHolder {
 /// A lease is exclusive per group and names its holder; dropping it
 /// releases it; another group's lease is independent.
 pub async fn lease(cloud: &Cloud) {
-    let groups = cloud.groups();
     let g = GroupName::new(unique("lease"));
     let g2 = GroupName::new(unique("lease"));
+    lease_checks(cloud, &g, &g2).await;
+}
+
+/// [`lease`] on two groups that exist, for backends whose lease lives on
+/// the group (aws: its tags); made like the premade group where there is
+/// one, and deleted afterwards.
+pub async fn lease_of_groups(cloud: &Cloud, fx: &FleetFixture) {
+    let a = scene(cloud, fx, "lease", [0, 0, 1]).await;
+    let b = scene(cloud, fx, "lease", [0, 0, 1]).await;
+    lease_checks(cloud, &a.group, &b.group).await;
+    teardown(cloud, fx, &a).await;
+    teardown(cloud, fx, &b).await;
+}
+
+async fn lease_checks(cloud: &Cloud, g: &GroupName, g2: &GroupName) {
+    let (g, g2) = (g.clone(), g2.clone());
+    let groups = cloud.groups();
     let first = groups
         .acquire_lease(&g, &holder("conf-roll-1"))
         .await
@@ -887,8 +977,9 @@ pub async fn lease(cloud: &Cloud) {
 pub async fn schedule_desired(cloud: &Cloud, fx: &FleetFixture) {
     let groups = cloud.groups();
     let s = scene(cloud, fx, "sched", [1, 1, 2]).await;
+    // Whole seconds: the resolution of Auto Scaling's scheduled actions.
     let later = ScheduledDesired {
-        at_ms: time::now_ms() + 3_600_000,
+        at_ms: (time::now_ms() / 1000 + 3_600) * 1000,
         desired: 0,
     };
     groups
@@ -928,7 +1019,7 @@ pub async fn schedule_desired(cloud: &Cloud, fx: &FleetFixture) {
         Ok(g.instances.is_empty().then_some(()))
     })
     .await;
-    teardown(cloud, &s).await;
+    teardown(cloud, fx, &s).await;
 }
 
 /// `bake gc`'s janitor never lists anything of a fleet — a serving
@@ -941,11 +1032,11 @@ pub async fn janitor_spares_the_fleet(cloud: &Cloud, fx: &FleetFixture) {
     // traffic.
     let standby = GroupName::new(format!("{}-standby", s.group));
     groups
-        .create_group(&GroupSpec {
+        .create_group(&fx.group(GroupSpec {
             name: standby.clone(),
             target_group: Some(s.b.clone()),
             ..GroupSpec::fixed(standby.clone(), fx.other.clone(), 1)
-        })
+        }))
         .await
         .expect("create the standby");
     let serving = ids(&wait_serving(cloud, fx, &s, 2).await);
@@ -1006,7 +1097,7 @@ pub async fn janitor_spares_the_fleet(cloud: &Cloud, fx: &FleetFixture) {
             .all(|i| i.lifecycle == Lifecycle::InService)
     );
     groups.delete_group(&standby).await.expect("delete standby");
-    teardown(cloud, &s).await;
+    teardown(cloud, fx, &s).await;
 }
 
 /// Deleting the listener and the group leaves nothing: both NotFound,
@@ -1020,18 +1111,20 @@ pub async fn cleanup(cloud: &Cloud, fx: &FleetFixture) {
     })
     .await;
     let lbs = cloud.lbs();
-    lbs.delete_listener(&s.listener)
-        .await
-        .expect("delete_listener");
-    expect_not_found(cloud, "a deleted listener", lbs.listener(&s.listener).await);
-    expect_not_found(
-        cloud,
-        "a deleted listener's target group",
-        lbs.target_group(&s.a).await,
-    );
-    lbs.delete_listener(&s.listener)
-        .await
-        .expect("deleting twice is Ok");
+    if fx.premade.is_none() {
+        lbs.delete_listener(&s.listener)
+            .await
+            .expect("delete_listener");
+        expect_not_found(cloud, "a deleted listener", lbs.listener(&s.listener).await);
+        expect_not_found(
+            cloud,
+            "a deleted listener's target group",
+            lbs.target_group(&s.a).await,
+        );
+        lbs.delete_listener(&s.listener)
+            .await
+            .expect("deleting twice is Ok");
+    }
     let groups = cloud.groups();
     groups.delete_group(&s.group).await.expect("delete_group");
     expect_not_found(

@@ -4,12 +4,15 @@
 //! - `moto`: against a real moto server (one per test);
 //! - `conformance`: the image/builder conformance suite on moto, with the
 //!   instance emulator playing the builder;
+//! - `fleet`: groups and load balancers (Auto Scaling, ELBv2) on moto: the
+//!   fleet conformance checks moto can run, and aws's own;
 //! - `scripted`: what moto cannot emulate, against a scripted fake endpoint.
 //!
 //! The whole binary runs in nextest's serial `moto` group (`binary(/aws/)`).
 #![cfg(feature = "aws")]
 
 mod conformance;
+mod fleet;
 mod moto;
 mod scripted;
 mod support;

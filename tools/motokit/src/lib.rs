@@ -13,6 +13,9 @@
 //!   moto cannot emulate (pending images, groups still in use).
 //! - [`FaultProxy`]: moto behind a proxy that fails or holds chosen calls
 //!   (one action in one region), for failures moto cannot produce.
+//! - [`Moto::fleet`]: a service's fleet made like Terraform would (launch
+//!   template, Auto Scaling group, ALB, two target groups, a listener),
+//!   for the aws groups and load balancers.
 //!
 //! The server binary comes from `KILN_MOTO_SERVER` (the Makefile exports
 //! it), else `build/moto-venv/bin/moto_server` under the workspace root.
@@ -29,6 +32,7 @@ mod census;
 mod emulator;
 mod faults;
 mod fixtures;
+mod fleet;
 mod iam;
 mod scripted;
 
@@ -36,6 +40,7 @@ pub use census::Census;
 pub use emulator::{Emulator, EmulatorOptions, Handled, Tamper};
 pub use faults::{Fault, FaultProxy};
 pub use fixtures::{PayloadFile, books_payload, install_script};
+pub use fleet::{DEREGISTRATION_DELAY, FLEET_PORT, Fleet, FleetSpec, HEALTH_CHECK};
 pub use iam::IamUser;
 pub use scripted::{Reply, Scripted};
 
@@ -283,6 +288,13 @@ impl Drop for Moto {
         // By pid, always: a leaked moto would hold its port and memory.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Its tracebacks say why it answered 500 (`KILN_MOTO_KEEP_LOG=dir`).
+        if let Some(dir) = std::env::var_os("KILN_MOTO_KEEP_LOG").filter(|d| !d.is_empty()) {
+            let _ = std::fs::copy(
+                self._log.path(),
+                Path::new(&dir).join(format!("moto-{}.log", self.port)),
+            );
+        }
     }
 }
 
