@@ -8,6 +8,7 @@
 //! [aws]
 //! region = "eu-west-1"
 //! bucket = "kiln-artifacts"      # where bake keeps image manifests
+//! gate = "health"                # or "private-ip" when roll runs in the VPC
 //!
 //! [group.web-asg]                 # roll --group web-asg
 //! listener = "arn:aws:elasticloadbalancing:…:listener/app/web/…"
@@ -40,6 +41,8 @@ pub struct RollConfig {
 pub struct AwsSection {
     pub region: Option<String>,
     pub bucket: Option<String>,
+    /// How new instances are gated: "health" or "private-ip".
+    pub gate: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -90,6 +93,14 @@ pub struct AwsArgs {
         help_heading = "AWS"
     )]
     pub aws_bucket: Option<String>,
+    /// aws: how new instances are gated before they take traffic. health:
+    /// the target group's /ready health check (searchd's /ready replays
+    /// the golden queries; the image is checked from EC2), for roll
+    /// outside the VPC. private-ip: the full gate (/ready, /version, every
+    /// golden query) against each instance's private IP while Auto Scaling
+    /// holds it, for roll inside the VPC. Default: health.
+    #[arg(long, global = true, value_name = "HOW", value_parser = ["health", "private-ip"], help_heading = "AWS")]
+    pub gate_via: Option<String>,
     /// aws: the listener (ARN) in front of the group.
     #[arg(long, global = true, value_name = "ARN", help_heading = "AWS")]
     pub listener: Option<String>,

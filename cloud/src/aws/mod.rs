@@ -14,8 +14,9 @@
 //! - [`crate::Groups`] on Auto Scaling groups with numerically pinned
 //!   launch-template versions (`groups.rs`, the launch-data copy in
 //!   `template.rs`, the lease in `lease.rs`), [`crate::LoadBalancers`] on
-//!   ELBv2 listeners and target groups (`lb.rs`). Gates ([`crate::Probes`])
-//!   are not there yet (`unsupported.rs`).
+//!   ELBv2 listeners and target groups (`lb.rs`), gates ([`crate::Probes`])
+//!   by the target group's `/ready` health check or over the instance's
+//!   private IP (`probe.rs`).
 //!
 //! Every resource a run creates carries `kiln:bake=<run>` and
 //! `kiln:created=<rfc3339>` from its creation call (TagSpecifications, S3
@@ -38,14 +39,15 @@ mod images;
 mod janitor;
 mod lb;
 mod lease;
+mod probe;
 mod sdk;
 mod template;
-mod unsupported;
 mod userdata;
 
 pub use calls::ApiCalls;
 pub use groups::{DUE_WITHIN_MS, HEARTBEAT_S, HOOK, PREVIOUS, ROLL_CREATED, SCHEDULE};
 pub use lease::{LEASE, LEASE_HOLDER, RENEW_EVERY, TTL as LEASE_TTL};
+pub use probe::{AwsGate, HEALTH_GATE};
 pub use userdata::{EMULATOR_POWEROFF_ENV, EMULATOR_ROOT_ENV};
 
 pub const BACKEND: &str = "aws";
@@ -83,6 +85,8 @@ pub struct AwsOptions {
     /// Lifetime of the presigned payload and report URLs: long enough for
     /// a builder to boot and install.
     pub presign_ttl: Duration,
+    /// How new instances are gated (see `probe.rs`).
+    pub gate: AwsGate,
 }
 
 impl Default for AwsOptions {
@@ -96,6 +100,7 @@ impl Default for AwsOptions {
             retries: true,
             wait: WaitParams::CLOUD,
             presign_ttl: Duration::from_secs(2 * 3600),
+            gate: AwsGate::default(),
         }
     }
 }
@@ -103,6 +108,7 @@ impl Default for AwsOptions {
 /// Connects (loads configuration; no API call yet) and returns the aws
 /// [`Cloud`] plus the counter of API calls its clients make.
 pub async fn connect(opts: AwsOptions) -> Result<(Cloud, ApiCalls)> {
+    let gate = opts.gate;
     let ctx = Arc::new(sdk::Ctx::load(opts).await?);
     let calls = ctx.calls.clone();
     let cloud = Cloud::new(CloudParts {
@@ -112,7 +118,7 @@ pub async fn connect(opts: AwsOptions) -> Result<(Cloud, ApiCalls)> {
         builders: Arc::new(builders::AwsBuilders::new(ctx.clone())),
         groups: Arc::new(groups::AwsGroups::new(ctx.clone())),
         lbs: Arc::new(lb::AwsLoadBalancers::new(ctx.clone())),
-        probes: Arc::new(unsupported::NotYet),
+        probes: Arc::new(probe::AwsProbes::new(gate)),
         janitor: Arc::new(janitor::AwsJanitor::new(ctx.clone())),
         wait: ctx.wait,
     });

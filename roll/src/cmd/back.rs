@@ -43,6 +43,7 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             bake: Duration::ZERO,
             shadow_percent: 1,
             keep: a.keep,
+            poll: global.poll(),
         },
     )
     .await

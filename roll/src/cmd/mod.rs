@@ -79,8 +79,24 @@ pub struct Global {
         value_name = "FILTER"
     )]
     pub log: String,
+    /// How often roll looks at the cloud while it waits (default: 50ms on
+    /// local, 2s on aws, where every look is a few API calls).
+    #[arg(long, global = true, value_name = "D", value_parser = parse_duration)]
+    pub poll: Option<Duration>,
     #[command(flatten)]
     pub aws: crate::config::AwsArgs,
+}
+
+impl Global {
+    /// The executor's pause between looks at the cloud.
+    pub fn poll(&self) -> Duration {
+        self.poll
+            .unwrap_or(Duration::from_millis(if self.backend == "local" {
+                50
+            } else {
+                2000
+            }))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,9 +261,20 @@ pub async fn open(global: &Global) -> Result<Cloud, RollError> {
                 Some(p) => crate::config::RollConfig::load(p)?,
                 None => crate::config::RollConfig::default(),
             };
+            let gate = match global.aws.gate_via.clone().or(file.aws.gate) {
+                Some(g) => g
+                    .parse()
+                    .map_err(|e: CloudError| RollError::Usage(format!("roll.toml [aws] {e}")))?,
+                None => cloud::aws::AwsGate::default(),
+            };
             let opts = cloud::aws::AwsOptions {
                 region: global.aws.region.clone().or(file.aws.region),
                 bucket: global.aws.aws_bucket.clone().or(file.aws.bucket),
+                gate,
+                wait: cloud::WaitParams {
+                    interval: global.poll(),
+                    ..cloud::WaitParams::CLOUD
+                },
                 ..cloud::aws::AwsOptions::default()
             };
             let (cloud, _calls) = cloud::aws::connect(opts).await?;

@@ -86,6 +86,8 @@ pub struct RunSpec {
     pub bake: Duration,
     pub shadow_percent: u32,
     pub keep: Duration,
+    /// The pause between looks at the cloud ([`Global::poll`]).
+    pub poll: Duration,
 }
 
 pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
@@ -109,6 +111,7 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             bake: a.bake_time,
             shadow_percent: a.shadow_percent.max(1),
             keep: a.keep,
+            poll: global.poll(),
         },
     )
     .await
@@ -137,7 +140,7 @@ const LEASE_RENEW: Duration = Duration::from_secs(60);
 pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
     let svc = spec.svc.clone();
     // Unknown group: bad input before anything else.
-    cloud
+    let info = cloud
         .groups()
         .describe_group(&spec.group)
         .await
@@ -147,6 +150,14 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
         .groups()
         .acquire_lease(&spec.group, &holder(&id))
         .await?;
+    // The group is roll's to manage from now on: the ownership tag makes
+    // it one `list_groups` answers (so `bake prune` keeps what it runs and
+    // may roll back to), also for a group Terraform made.
+    if !info.tags.contains_key(cloud::tags::ROLL_GROUP) {
+        let mut t = cloud::Tags::new();
+        t.insert(cloud::tags::ROLL_GROUP.into(), spec.group.to_string());
+        cloud.groups().tag_group(&spec.group, &t, &[]).await?;
+    }
     let strict = same_index(cloud, &spec.group, &spec.intent).await?;
     let goal = Goal {
         intent: spec.intent.clone(),
@@ -162,7 +173,7 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
         twin: svc.twin.clone(),
     };
     let opts = ExecOptions {
-        poll: Duration::from_millis(if cloud.backend() == "local" { 50 } else { 2000 }),
+        poll: spec.poll,
         shadow_percent: spec.shadow_percent,
     };
     let mut exec = Executor::new(

@@ -34,6 +34,7 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             bake: Duration::ZERO,
             shadow_percent: 1,
             keep: Duration::ZERO,
+            poll: global.poll(),
         },
     )
     .await

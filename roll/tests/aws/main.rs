@@ -1,0 +1,169 @@
+//! roll on aws, end to end: the real `roll` binary against a moto server
+//! started by each test (see `support.rs` for the service it makes and
+//! what moto cannot show).
+
+mod support;
+
+use support::{Fx, json};
+
+/// A rolling roll replaces every instance with one of v2 through a new,
+/// numbered launch-template version carrying the old version's launch
+/// data; MaxSize is raised for the surge and restored; the record is
+/// cleared and the previous image kept in the group's tags. Hours later
+/// (a new process, the roll long finished) `roll back` returns the group
+/// to v1 the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_rolling_roll_then_back_after_it_finished() {
+    let fx = Fx::new(2).await;
+    let before = fx.group("web").await.expect("web");
+    let v_before = before
+        .launch_template()
+        .and_then(|l| l.version())
+        .map(str::to_owned);
+    assert_eq!(v_before.as_deref(), Some("1"));
+
+    let out = fx.roll(&["out", "--group", "web", "--image", fx.v2.as_str(), "--json"]);
+    let v = json(&out, 0);
+    assert_eq!(v["outcome"], "rolled-out", "{v}");
+    assert_eq!(fx.images_of("web").await, vec![fx.v2.to_string(); 2]);
+    let g = fx.group("web").await.expect("web");
+    let version = g
+        .launch_template()
+        .and_then(|l| l.version())
+        .expect("a version");
+    assert_eq!(version, "2", "pinned by number to the version roll made");
+    assert_eq!(
+        (g.min_size(), g.max_size(), g.desired_capacity()),
+        (Some(1), Some(2), Some(2)),
+        "limits restored"
+    );
+    let t = fx.tags_of("web").await;
+    assert!(
+        !t.keys()
+            .any(|k| k.starts_with("kiln:roll-id") || k == "kiln:lease"),
+        "{t:?}"
+    );
+    assert_eq!(
+        t.get("kiln:previous-image").map(String::as_str),
+        Some(fx.v1.as_str()),
+        "{t:?}"
+    );
+    assert_eq!(
+        t.get("kiln:roll-group").map(String::as_str),
+        Some("web"),
+        "owned from now on: {t:?}"
+    );
+    // The live target group serves exactly the new instances.
+    let mut serving: Vec<String> = fx
+        .moto
+        .targets(&fx.fleet.tg_a)
+        .await
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    serving.sort();
+    let mut members = fx.moto.group_instances("web").await;
+    members.sort();
+    assert_eq!(serving, members);
+
+    let out = fx.roll(&["back", "--group", "web", "--json"]);
+    let v = json(&out, 0);
+    assert_eq!(v["image"], fx.v1.as_str(), "{v}");
+    assert_eq!(fx.images_of("web").await, vec![fx.v1.to_string(); 2]);
+    let g = fx.group("web").await.expect("web");
+    let version: u64 = g
+        .launch_template()
+        .and_then(|l| l.version())
+        .expect("a version")
+        .parse()
+        .expect("numeric");
+    assert!(version >= 2, "a numbered version, never $Latest: {version}");
+}
+
+/// Blue/green: the twin group `web--b` is made like `web` (same launch
+/// template, its own numbered version for v2, attached to the idle target
+/// group), one ModifyListener moves the weighted forward to it, and the old
+/// group stays as the standby, attached and tagged with its window. `roll
+/// back` inside the window is one ModifyListener back, and v2 becomes the
+/// standby.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_blue_green_then_back_is_one_switch() {
+    let fx = Fx::new(2).await;
+    let out = fx.roll(&[
+        "out",
+        "--group",
+        "web",
+        "--image",
+        fx.v2.as_str(),
+        "--strategy",
+        "blue-green",
+        "--json",
+    ]);
+    let v = json(&out, 0);
+    assert_eq!(v["outcome"], "rolled-out", "{v}");
+    assert_eq!(
+        fx.live().await,
+        fx.fleet.tg_b,
+        "the listener forwards to the twin's target group"
+    );
+    let twin = fx.group("web--b").await.expect("the twin group");
+    assert_eq!(twin.target_group_arns(), [fx.fleet.tg_b.clone()]);
+    assert!(
+        twin.launch_template()
+            .and_then(|l| l.version())
+            .is_some_and(|v| v.parse::<u64>().is_ok())
+    );
+    assert_eq!(fx.images_of("web--b").await, vec![fx.v2.to_string(); 2]);
+    // The old set is the standby: still running v1, still attached.
+    assert_eq!(fx.images_of("web").await, vec![fx.v1.to_string(); 2]);
+    let t = fx.tags_of("web").await;
+    assert!(t.contains_key("kiln:standby-until"), "{t:?}");
+    let tt = fx.tags_of("web--b").await;
+    assert_eq!(
+        tt.get("kiln:roll-created").map(String::as_str),
+        Some("true"),
+        "{tt:?}"
+    );
+
+    let out = fx.roll(&["back", "--group", "web", "--json"]);
+    let v = json(&out, 0);
+    assert_eq!(v["image"], fx.v1.as_str(), "{v}");
+    assert_eq!(fx.live().await, fx.fleet.tg_a, "switched back");
+    assert_eq!(fx.images_of("web").await, vec![fx.v1.to_string(); 2]);
+    assert_eq!(v["outcome"], "switched-back", "{v}");
+    // Nothing launched for the switch back; v2 is now the standby, for
+    // its own window.
+    assert_eq!(fx.images_of("web--b").await, vec![fx.v2.to_string(); 2]);
+    let t = fx.tags_of("web").await;
+    assert_eq!(
+        t.get("kiln:standby-image").map(String::as_str),
+        Some(fx.v2.as_str()),
+        "{t:?}"
+    );
+}
+
+/// A second roll while the first holds the group's lease fails fast with
+/// exit 3, naming the holder; nothing changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_a_second_roll_meets_the_lease() {
+    let fx = Fx::new(1).await;
+    let holder = cloud::LeaseHolder {
+        id: "other-roll".into(),
+        host: "ci-runner-7".into(),
+        pid: 4242,
+        command: "roll out".into(),
+        since_ms: cloud::time::now_ms(),
+    };
+    let lease = fx
+        .cloud
+        .groups()
+        .acquire_lease(&cloud::GroupName::from("web"), &holder)
+        .await
+        .expect("the first roll's lease");
+    let out = fx.roll(&["out", "--group", "web", "--image", fx.v2.as_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("ci-runner-7"), "{err}");
+    assert_eq!(fx.images_of("web").await, vec![fx.v1.to_string()]);
+    drop(lease);
+}

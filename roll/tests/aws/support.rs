@@ -1,0 +1,300 @@
+//! Fixtures for roll's end-to-end tests on moto: a moto server, two
+//! complete kiln images (AMIs made the way bake makes them, through the
+//! cloud crate's `create_image`, with manifests in S3 and the completion
+//! marker), a service as Terraform would leave it (launch template pinned
+//! by number, Auto Scaling group, internal ALB, two target groups behind
+//! one weighted listener: `motokit::Moto::fleet`), and the real `roll`
+//! binary pointed at all of it.
+//!
+//! What moto cannot show (so these tests do not claim it): targets are
+//! healthy at once and never draining, lifecycle hooks never fire (new
+//! instances go InService at once, so the `kiln-gate` hold is stored but
+//! not exercised), instance refresh is missing. Those paths run on the
+//! scripted fake with paused time (`roll/tests/scenarios.rs`).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use cloud::{
+    BaseImage, Cloud, GoldenRecord, ImageId, ImageManifest, ImageSpec, IndexRecord, InstanceId,
+    MANIFEST_FORMAT, RunId, Tags, tags,
+};
+use motokit::{Fleet, FleetSpec, Moto, TEST_KEY};
+
+pub const BUCKET: &str = "kiln-roll-test";
+
+pub fn roll_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_roll"))
+}
+
+/// A connection to moto through the cloud crate (as roll makes one).
+pub async fn cloud(moto: &Moto) -> Cloud {
+    let (cloud, _calls) = cloud::aws::connect(cloud::aws::AwsOptions {
+        endpoint_url: Some(moto.endpoint()),
+        static_credentials: Some((TEST_KEY.into(), TEST_KEY.into())),
+        region: Some(motokit::REGION.into()),
+        bucket: Some(BUCKET.into()),
+        create_bucket: true,
+        retries: false,
+        ..cloud::aws::AwsOptions::default()
+    })
+    .await
+    .expect("connect to moto");
+    cloud
+}
+
+/// A complete kiln image `name` (`n` makes its digests its own): a
+/// builder launched from a seeded AMI, imaged through the cloud crate with
+/// a manifest in S3, then marked complete, as `bake build` leaves it.
+pub async fn kiln_image(moto: &Moto, cloud: &Cloud, name: &str, n: u8) -> ImageId {
+    let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
+    let seed = moto.seeded_images(1).await.remove(0);
+    let builder = ec2
+        .run_instances()
+        .image_id(&seed)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("RunInstances")
+        .instances()[0]
+        .instance_id()
+        .expect("an instance id")
+        .to_owned();
+    let digest = format!("{n:02x}").repeat(32);
+    let index_digest = format!("{:02x}", n + 100).repeat(32);
+    let mut t = Tags::new();
+    t.insert(tags::NAME.into(), name.into());
+    t.insert(tags::DIGEST.into(), digest.clone());
+    t.insert(tags::STATE.into(), tags::STATE_BAKING.into());
+    t.insert(tags::INDEX_DIGEST.into(), index_digest.clone());
+    t.insert(tags::SEARCHD_VERSION.into(), "test".into());
+    let now = cloud::time::now_unix();
+    let manifest = ImageManifest {
+        format: MANIFEST_FORMAT,
+        id: ImageId::from(""),
+        name: name.into(),
+        digest: digest.clone(),
+        base: BaseImage {
+            id: ImageId::new(seed.clone()),
+            name: "al2023".into(),
+            tarball: None,
+        },
+        parents: vec![],
+        files: vec![],
+        tags: t.clone(),
+        searchd_version: "test".into(),
+        index: IndexRecord {
+            name: "books".into(),
+            digest: index_digest,
+            documents: 540,
+            path: "/var/lib/kiln/books.idx".into(),
+            golden: vec![GoldenRecord {
+                query: "alan".into(),
+                ids: 20,
+                offset: 0,
+                min_total: 1,
+                total: 1,
+                answer: "{}".into(),
+            }],
+        },
+        created: cloud::time::rfc3339(now),
+        created_unix: now,
+        run: RunId::from(format!("test-{n}").as_str()),
+        rootfs: None,
+    };
+    let id = cloud
+        .images()
+        .create_image(
+            &InstanceId::new(builder.clone()),
+            &ImageSpec {
+                name: name.into(),
+                run: manifest.run.clone(),
+                tags: t,
+                manifest,
+            },
+        )
+        .await
+        .expect("create_image");
+    let mut done = Tags::new();
+    done.insert(tags::STATE.into(), tags::STATE_COMPLETE.into());
+    cloud.images().tag(&id, &done).await.expect("mark complete");
+    ec2.terminate_instances()
+        .instance_ids(builder)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    id
+}
+
+/// moto, images v1 and v2, and a service `web` of `size` instances on v1.
+pub struct Fx {
+    pub moto: Moto,
+    pub cloud: Cloud,
+    pub v1: ImageId,
+    pub v2: ImageId,
+    pub fleet: Fleet,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fx {
+    pub async fn new(size: i32) -> Fx {
+        let moto = Moto::start();
+        let cloud = cloud(&moto).await;
+        let v1 = kiln_image(&moto, &cloud, "searchd", 1).await;
+        let v2 = kiln_image(&moto, &cloud, "searchd", 2).await;
+        let fleet = moto
+            .fleet(&FleetSpec {
+                desired: size,
+                min: size.min(1),
+                max: size,
+                ..FleetSpec::new("web", v1.as_str())
+            })
+            .await;
+        Fx {
+            moto,
+            cloud,
+            v1,
+            v2,
+            fleet,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// `roll --backend aws …` with the service's listener and target
+    /// groups from flags, polling every 100 ms.
+    pub fn roll(&self, args: &[&str]) -> Output {
+        self.roll_cmd(args).output().expect("run roll")
+    }
+
+    pub fn roll_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(roll_bin());
+        c.args(args)
+            .args([
+                "--backend",
+                "aws",
+                "--state-dir",
+                self.dir.path().join("state").to_str().expect("utf-8"),
+                "--aws-bucket",
+                BUCKET,
+                "--listener",
+                &self.fleet.listener,
+                "--target-group",
+                &self.fleet.tg_a,
+                "--target-group",
+                &self.fleet.tg_b,
+                "--poll",
+                "100ms",
+            ])
+            .envs(self.moto.env(TEST_KEY, TEST_KEY))
+            .env("KILN_LOG", "warn");
+        c
+    }
+
+    /// The image each of a group's instances runs, from EC2.
+    pub async fn images_of(&self, group: &str) -> Vec<String> {
+        let ids = self.moto.group_instances(group).await;
+        if ids.is_empty() {
+            return vec![];
+        }
+        let ec2 = self.moto.ec2(TEST_KEY, TEST_KEY).await;
+        let mut images: Vec<String> = ec2
+            .describe_instances()
+            .set_instance_ids(Some(ids))
+            .send()
+            .await
+            .expect("DescribeInstances")
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.image_id().map(str::to_owned))
+            .collect();
+        images.sort();
+        images
+    }
+
+    pub async fn group(&self, name: &str) -> Option<aws_sdk_autoscaling::types::AutoScalingGroup> {
+        self.moto
+            .autoscaling()
+            .await
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .expect("DescribeAutoScalingGroups")
+            .auto_scaling_groups
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+    }
+
+    pub async fn tags_of(&self, name: &str) -> Tags {
+        self.group(name)
+            .await
+            .map(|g| {
+                g.tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The weights of the listener's forward, by target group ARN.
+    pub async fn weights(&self) -> Vec<(String, i32)> {
+        let l = self
+            .moto
+            .elb()
+            .await
+            .describe_listeners()
+            .listener_arns(&self.fleet.listener)
+            .send()
+            .await
+            .expect("DescribeListeners")
+            .listeners
+            .unwrap_or_default()
+            .remove(0);
+        let a = l.default_actions()[0].clone();
+        match a.forward_config().map(|f| f.target_groups()) {
+            Some(t) if !t.is_empty() => t
+                .iter()
+                .map(|t| {
+                    (
+                        t.target_group_arn().unwrap_or_default().to_owned(),
+                        t.weight().unwrap_or(1),
+                    )
+                })
+                .collect(),
+            _ => vec![(a.target_group_arn().unwrap_or_default().to_owned(), 1)],
+        }
+    }
+
+    /// The live target group (the heaviest weight).
+    pub async fn live(&self) -> String {
+        let w = self.weights().await;
+        w.iter()
+            .max_by_key(|(_, w)| *w)
+            .map(|(a, _)| a.clone())
+            .expect("a target group")
+    }
+}
+
+/// stdout as JSON, after checking the exit code.
+pub fn json(out: &Output, code: i32) -> serde_json::Value {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit code; stderr:\n{}\nstdout:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
