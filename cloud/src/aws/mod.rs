@@ -41,6 +41,7 @@ mod lb;
 mod lease;
 mod probe;
 mod sdk;
+pub mod setup;
 mod template;
 mod userdata;
 

@@ -6,7 +6,8 @@
 //!   instance emulator playing the builder;
 //! - `fleet`: groups and load balancers (Auto Scaling, ELBv2) on moto: the
 //!   fleet conformance checks moto can run, and aws's own;
-//! - `scripted`: what moto cannot emulate, against a scripted fake endpoint.
+//! - `scripted`: what moto cannot emulate, against a scripted fake endpoint;
+//! - `setup`: `roll up`/`roll down --backend aws` (`cloud::aws::setup`) on moto.
 //!
 //! The whole binary runs in nextest's serial `moto` group (`binary(/aws/)`).
 #![cfg(feature = "aws")]
@@ -15,4 +16,5 @@ mod conformance;
 mod fleet;
 mod moto;
 mod scripted;
+mod setup;
 mod support;
