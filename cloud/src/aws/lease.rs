@@ -1,5 +1,5 @@
 //! A group's lease on aws: two tags on the Auto Scaling group,
-//! `kiln:lease` = `<holder id>;<expiry, Unix ms>` and `kiln:lease-holder`
+//! `kiln:lease` = `<holder id>;<expiry, Unix ms>;<pid>@<host>` and `kiln:lease-holder`
 //! = the holder as people read it (its `Display`, cut to Auto Scaling's
 //! 256 characters).
 //!
@@ -11,7 +11,10 @@
 //! is ours is the lease ours: of two rolls racing for a free lease, the
 //! last writer wins and the other sees it on its read-back, as long as
 //! no write takes longer than that interval to land after its read.
-//! An expired lease is taken over the same way.
+//! An expired lease is taken over the same way, and so is one whose
+//! holder ran on this host and is no longer alive (`kill -9`, a crashed CI
+//! step rerun on the same runner): the value carries `pid@host` for that,
+//! so a rerun continues at once instead of waiting out the [`TTL`].
 //!
 //! **Keeping it.** The lease lasts [`TTL`] (5 min) from its last write. A
 //! background task renews it every [`RENEW_EVERY`] while the `Lease`
@@ -60,18 +63,39 @@ struct Seen {
     id: String,
     expires_ms: u64,
     holder: String,
+    /// Where the holder runs, if the lease says.
+    pid_host: Option<(u32, String)>,
 }
 
 fn parse(tags: &Tags) -> Option<Seen> {
-    let (id, expiry) = tags.get(LEASE)?.rsplit_once(';')?;
+    let mut parts = tags.get(LEASE)?.split(';');
+    let id = parts.next()?;
+    let expiry = parts.next()?;
+    let pid_host = parts.next().and_then(|p| {
+        let (pid, host) = p.split_once('@')?;
+        Some((pid.parse().ok()?, host.to_owned()))
+    });
     Some(Seen {
         id: id.to_owned(),
         expires_ms: expiry.parse().ok()?,
+        pid_host,
         holder: tags
             .get(LEASE_HOLDER)
             .cloned()
             .unwrap_or_else(|| id.to_owned()),
     })
+}
+
+/// Whether process `pid` is alive on this host.
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether `seen` was held by a process on `host` (ours) that is gone.
+fn dead_here(seen: &Seen, host: &str, alive: impl Fn(u32) -> bool) -> bool {
+    seen.pid_host
+        .as_ref()
+        .is_some_and(|(pid, h)| h == host && *pid != std::process::id() && !alive(*pid))
 }
 
 /// [`CloudError::Busy`] if `seen` is someone else's unexpired lease.
@@ -106,9 +130,11 @@ impl Held {
         t.insert(
             LEASE.into(),
             format!(
-                "{};{}",
+                "{};{};{}@{}",
                 self.holder.id,
-                now_ms() + u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX)
+                now_ms() + u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX),
+                self.holder.pid,
+                self.holder.host
             ),
         );
         t.insert(
@@ -246,7 +272,18 @@ pub(crate) async fn acquire(
         .iter()
         .filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default())))
         .collect();
-    foreign(group, parse(&tags).as_ref(), &holder.id, now_ms())?;
+    let seen = parse(&tags).filter(|s| {
+        let dead = dead_here(s, &holder.host, alive);
+        if dead {
+            tracing::warn!(
+                group = %group,
+                holder = %s.holder,
+                "taking over the lease of a roll that died on this host"
+            );
+        }
+        !dead
+    });
+    foreign(group, seen.as_ref(), &holder.id, now_ms())?;
     let held = Arc::new(Held {
         ctx: ctx.clone(),
         group: group.clone(),
@@ -353,8 +390,31 @@ mod tests {
         assert!(foreign(&g, None, "roll-2", 0).is_ok(), "free");
         assert_eq!(parse(&tags("garbage")), None, "unreadable is free");
         assert_eq!(
-            parse(&tags("id;with;semicolons;5")).map(|s| (s.id, s.expires_ms)),
-            Some(("id;with;semicolons".to_owned(), 5))
+            parse(&tags("roll-1;5;42@ci")).map(|s| (s.id, s.expires_ms, s.pid_host)),
+            Some(("roll-1".to_owned(), 5, Some((42, "ci".to_owned()))))
         );
+        assert_eq!(
+            parse(&tags("roll-1;5")).map(|s| s.pid_host),
+            Some(None),
+            "an older lease without pid@host"
+        );
+    }
+
+    #[test]
+    fn a_dead_holder_on_this_host_is_taken_over_and_nothing_else() {
+        let seen = parse(&tags("roll-1;99999999999999;42@ci")).expect("a lease");
+        assert!(dead_here(&seen, "ci", |_| false), "dead, here");
+        assert!(!dead_here(&seen, "ci", |_| true), "alive, here");
+        assert!(
+            !dead_here(&seen, "other", |_| false),
+            "another host: only the TTL frees it"
+        );
+        let old = parse(&tags("roll-1;99999999999999")).expect("a lease");
+        assert!(
+            !dead_here(&old, "ci", |_| false),
+            "no pid@host: only the TTL"
+        );
+        let ours = parse(&tags(&format!("roll-1;9;{}@ci", std::process::id()))).expect("a lease");
+        assert!(!dead_here(&ours, "ci", |_| false), "never our own pid");
     }
 }

@@ -4,6 +4,9 @@
 
 mod support;
 
+use std::time::Duration;
+
+use motokit::{Fault, FaultProxy, REGION};
 use support::{Fx, json};
 
 /// A rolling roll replaces every instance with one of v2 through a new,
@@ -166,4 +169,95 @@ async fn moto_a_second_roll_meets_the_lease() {
     assert!(err.contains("ci-runner-7"), "{err}");
     assert_eq!(fx.images_of("web").await, vec![fx.v1.to_string()]);
     drop(lease);
+}
+
+/// `kill -9` of `roll out` while its first call of `action` is on the wire
+/// (everything before it applied, it not), then the same command again:
+/// the rerun takes over the dead roll's lease (same host, pid gone),
+/// reads where it stood from the group's tags and each instance's actual
+/// image, and converges — every instance on v2, limits restored, no record,
+/// no lease, no hook, and no more v2 instances launched than a clean roll
+/// launches.
+async fn killed_at(strategy: &str, action: &str) {
+    let fx = Fx::new(2).await;
+    let proxy = FaultProxy::start(&fx.moto);
+    proxy.on(action, REGION, Fault::Hang);
+    let args = [
+        "out",
+        "--group",
+        "web",
+        "--image",
+        fx.v2.as_str(),
+        "--strategy",
+        strategy,
+    ];
+    let mut child = fx
+        .roll_via(&proxy.endpoint(), &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("roll out");
+    let hit = proxy.wait_for_hit(action, REGION, Duration::from_secs(60));
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+    assert!(
+        hit,
+        "{strategy}: roll never called {action}: {:?}",
+        proxy.hits()
+    );
+    proxy.clear();
+
+    let mut again = args.to_vec();
+    again.push("--json");
+    let out = fx.roll(&again);
+    let v = json(&out, 0);
+    assert_eq!(
+        v["outcome"], "rolled-out",
+        "{strategy}, killed at {action}: {v}"
+    );
+    let what = format!("{strategy}, killed at {action}");
+    match strategy {
+        "rolling" => {
+            fx.assert_settled("web", &fx.v2, 2).await;
+            assert_eq!(fx.launched(&fx.v2).await, 2, "{what}: v2 launched twice");
+        }
+        _ => {
+            assert_eq!(fx.live().await, fx.fleet.tg_b, "{what}");
+            assert_eq!(
+                fx.images_of("web--b").await,
+                vec![fx.v2.to_string(); 2],
+                "{what}"
+            );
+            assert_eq!(
+                fx.images_of("web").await,
+                vec![fx.v1.to_string(); 2],
+                "{what}: the standby"
+            );
+            assert_eq!(fx.launched(&fx.v2).await, 2, "{what}: v2 launched twice");
+        }
+    }
+}
+
+macro_rules! killed_at {
+    ($($name:ident: $strategy:literal at $action:literal,)*) => {$(
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $name() {
+            killed_at($strategy, $action).await;
+        }
+    )*};
+}
+
+killed_at! {
+    moto_kill_9_rolling_at_the_lease: "rolling" at "CreateOrUpdateTags",
+    moto_kill_9_rolling_at_the_hook: "rolling" at "PutLifecycleHook",
+    moto_kill_9_rolling_at_the_new_version: "rolling" at "CreateLaunchTemplateVersion",
+    moto_kill_9_rolling_at_the_group_update: "rolling" at "UpdateAutoScalingGroup",
+    moto_kill_9_rolling_at_the_surge: "rolling" at "SetDesiredCapacity",
+    moto_kill_9_rolling_at_the_drain: "rolling" at "DeregisterTargets",
+    moto_kill_9_rolling_at_the_terminate: "rolling" at "TerminateInstanceInAutoScalingGroup",
+    moto_kill_9_rolling_at_the_hook_removal: "rolling" at "DeleteLifecycleHook",
+    moto_kill_9_rolling_at_the_record_clear: "rolling" at "DeleteTags",
+    moto_kill_9_blue_green_at_the_twin: "blue-green" at "CreateAutoScalingGroup",
+    moto_kill_9_blue_green_at_the_switch: "blue-green" at "ModifyListener",
+    moto_kill_9_blue_green_at_the_twin_size: "blue-green" at "SetDesiredCapacity",
 }

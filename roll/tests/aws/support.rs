@@ -170,6 +170,11 @@ impl Fx {
     }
 
     pub fn roll_cmd(&self, args: &[&str]) -> Command {
+        self.roll_via(&self.moto.endpoint(), args)
+    }
+
+    /// `roll` talking to `endpoint` (a fault proxy in front of moto).
+    pub fn roll_via(&self, endpoint: &str, args: &[&str]) -> Command {
         let mut c = Command::new(roll_bin());
         c.args(args)
             .args([
@@ -189,6 +194,7 @@ impl Fx {
                 "100ms",
             ])
             .envs(self.moto.env(TEST_KEY, TEST_KEY))
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env("KILN_LOG", "warn");
         c
     }
@@ -297,4 +303,64 @@ pub fn json(out: &Output, code: i32) -> serde_json::Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
+}
+
+impl Fx {
+    /// Every EC2 instance ever launched from `image` (terminated ones too).
+    pub async fn launched(&self, image: &ImageId) -> usize {
+        let ec2 = self.moto.ec2(TEST_KEY, TEST_KEY).await;
+        ec2.describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("image-id")
+                    .values(image.as_str())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("DescribeInstances")
+            .reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum()
+    }
+
+    /// The group converged on `image`: `n` instances of it, limits as
+    /// Terraform left them (min 1, max n), no roll record, no lease, no
+    /// kiln launch hook left.
+    pub async fn assert_settled(&self, group: &str, image: &ImageId, n: usize) {
+        assert_eq!(
+            self.images_of(group).await,
+            vec![image.to_string(); n],
+            "{group}'s instances"
+        );
+        let g = self.group(group).await.expect("the group");
+        assert_eq!(
+            (g.min_size(), g.max_size(), g.desired_capacity()),
+            (Some(1), Some(n as i32), Some(n as i32)),
+            "{group}'s limits"
+        );
+        let t = self.tags_of(group).await;
+        let left: Vec<&String> = t
+            .keys()
+            .filter(|k| {
+                k.starts_with("kiln:roll-") && *k != "kiln:roll-group"
+                    || k.starts_with("kiln:lease")
+            })
+            .collect();
+        assert!(left.is_empty(), "{group}: roll record or lease left: {t:?}");
+        let hooks = self
+            .moto
+            .autoscaling()
+            .await
+            .describe_lifecycle_hooks()
+            .auto_scaling_group_name(group)
+            .send()
+            .await
+            .expect("DescribeLifecycleHooks");
+        assert!(
+            hooks.lifecycle_hooks().is_empty(),
+            "{group}: hooks left: {hooks:?}"
+        );
+    }
 }
