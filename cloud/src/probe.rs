@@ -93,6 +93,14 @@ pub trait Probes: Send + Sync {
     /// Runs the gate once against `instance`. `Err` only when the backend
     /// itself failed; an instance that does not answer is `NotReady`.
     async fn gate(&self, instance: &GroupInstance, spec: &GateSpec) -> Result<GateOutcome>;
+
+    /// The health-check path a target group must use when its health
+    /// check is (part of) the gate: aws's default gate trusts `/ready`,
+    /// which replays the golden queries. `None`: the probe checks
+    /// everything itself.
+    fn gate_health_path(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 pub use balancer::without_duration;

@@ -95,4 +95,8 @@ impl Probes for AwsProbes {
             },
         }
     }
+
+    fn gate_health_path(&self) -> Option<&'static str> {
+        (self.how == AwsGate::Health).then_some("/ready")
+    }
 }

@@ -134,6 +134,39 @@ async fn same_index(cloud: &Cloud, group: &GroupName, intent: &Intent) -> Result
     Ok(current.is_ok_and(|m| m.index.digest == new.index.digest))
 }
 
+/// Where the target group's health check is the gate (aws outside the
+/// VPC), it must check `/ready`: a health check on `/` would let an
+/// instance whose golden queries fail take traffic.
+async fn check_health_gate(
+    cloud: &Cloud,
+    svc: &Service,
+    info: &cloud::GroupInfo,
+) -> Result<(), RollError> {
+    let Some(path) = cloud.probes().gate_health_path() else {
+        return Ok(());
+    };
+    let mut tgs: Vec<cloud::TargetGroupId> = info.target_group.iter().cloned().collect();
+    if let Some((a, b)) = &svc.target_groups {
+        tgs.extend([a.clone(), b.clone()]);
+    }
+    tgs.sort();
+    tgs.dedup();
+    for tg in tgs {
+        let t = cloud.lbs().target_group(&tg).await?;
+        let p = t.health_check.path.split('?').next().unwrap_or_default();
+        if p != path {
+            return Err(RollError::Usage(format!(
+                "target group {tg} health-checks {:?}: the target group's health check is the \
+                 gate here, so it must be {path} (searchd answers it only after replaying the \
+                 image's golden queries); change it, or gate each instance directly with \
+                 --gate-via private-ip when roll runs inside the VPC",
+                t.health_check.path
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// How often a roll renews its lease on the group.
 const LEASE_RENEW: Duration = Duration::from_secs(60);
 
@@ -145,6 +178,7 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
         .describe_group(&spec.group)
         .await
         .map_err(|e| group_error(&spec.group, e))?;
+    check_health_gate(cloud, &svc, &info).await?;
     let id = roll_id();
     let lease = cloud
         .groups()

@@ -261,3 +261,35 @@ killed_at! {
     moto_kill_9_blue_green_at_the_switch: "blue-green" at "ModifyListener",
     moto_kill_9_blue_green_at_the_twin_size: "blue-green" at "SetDesiredCapacity",
 }
+
+/// With the target group's health check as the gate (the default on aws),
+/// a target group that health-checks anything but /ready is refused
+/// before anything changes: exit 2, saying why and what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_a_health_check_that_is_not_the_gate_is_refused() {
+    let fx = Fx::new(1).await;
+    fx.moto
+        .elb()
+        .await
+        .modify_target_group()
+        .target_group_arn(&fx.fleet.tg_b)
+        .health_check_path("/")
+        .send()
+        .await
+        .expect("ModifyTargetGroup");
+    let out = fx.roll(&["out", "--group", "web", "--image", fx.v2.as_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&fx.fleet.tg_b)
+            && err.contains("/ready")
+            && err.contains("--gate-via private-ip"),
+        "{err}"
+    );
+    assert_eq!(fx.images_of("web").await, vec![fx.v1.to_string()]);
+    let t = fx.tags_of("web").await;
+    assert!(
+        !t.keys().any(|k| k.starts_with("kiln:")),
+        "nothing written: {t:?}"
+    );
+}
