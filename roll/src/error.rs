@@ -56,6 +56,18 @@ mod tests {
             .exit_code(),
             3
         );
+        // A call the IAM policy does not allow (see cloud/tests/aws/iam.rs).
+        assert_eq!(
+            RollError::Cloud(CloudError::Api {
+                op: "ModifyListener arn:l in us-east-1".into(),
+                message: "AccessDenied: not authorized to perform: \
+                          elasticloadbalancing:ModifyListener"
+                    .into(),
+                source: None,
+            })
+            .exit_code(),
+            3
+        );
         assert_eq!(RollError::Failed("x".into()).exit_code(), 3);
         assert_eq!(RollError::Interrupted.exit_code(), 130);
     }

@@ -6,6 +6,7 @@
 //!   instance emulator playing the builder;
 //! - `fleet`: groups and load balancers (Auto Scaling, ELBv2) on moto: the
 //!   fleet conformance checks moto can run, and aws's own;
+//! - `iam`: roll's IAM policy under moto's IAM enforcement;
 //! - `scripted`: what moto cannot emulate, against a scripted fake endpoint;
 //! - `setup`: `roll up`/`roll down --backend aws` (`cloud::aws::setup`) on moto.
 //!
@@ -14,6 +15,7 @@
 
 mod conformance;
 mod fleet;
+mod iam;
 mod moto;
 mod scripted;
 mod setup;
