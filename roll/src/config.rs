@@ -15,7 +15,21 @@
 //! target_groups = ["arn:…:targetgroup/web-blue/…", "arn:…:targetgroup/web-green/…"]
 //! twin = "web-asg--b"             # blue/green's second group (default: <group>--b)
 //! test_listener = "arn:…"         # optional: gate new instances through it
-//! alarms = ["web-5xx"]            # optional: ALARM during a gate fails the roll
+//! alarms = ["web-5xx"]            # optional: ALARM while a roll out runs fails it
+//! ```
+//!
+//! Without Terraform, `roll up --backend aws` makes the service; it reads
+//! its network and instance settings from the same section (flags win)
+//! and, with `--write-config`, adds the listener and target groups it made
+//! to it:
+//!
+//! ```toml
+//! [group.web]
+//! subnets = ["subnet-0a…", "subnet-0b…"]   # private: the instances
+//! lb_subnets = ["subnet-1a…", "subnet-1b…"]  # the balancer (default: subnets)
+//! instance_type = "t3.small"
+//! service_port = 8080
+//! certificate_arn = "arn:aws:acm:…"         # HTTPS on 443
 //! ```
 
 use std::collections::BTreeMap;
@@ -55,6 +69,108 @@ pub struct GroupSection {
     pub test_listener: Option<String>,
     #[serde(default)]
     pub alarms: Vec<String>,
+    // What `roll up --backend aws` makes the service with (flags win).
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub lb_subnets: Vec<String>,
+    pub vpc: Option<String>,
+    pub load_balancer: Option<String>,
+    pub internet_facing: Option<bool>,
+    pub port: Option<u16>,
+    pub service_port: Option<u16>,
+    pub instance_type: Option<String>,
+    pub certificate_arn: Option<String>,
+}
+
+/// Adds `listener` and `target_groups` to `[group.<group>]` in the file at
+/// `path` (the section is made if missing; the rest of the file, comments
+/// included, stays as it is). Already there with the same values: nothing
+/// changes. With other values: refused, naming them.
+pub fn write_service(
+    path: &Path,
+    group: &GroupName,
+    listener: &str,
+    target_groups: &[String],
+) -> Result<bool, RollError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(RollError::Usage(format!(
+                "cannot read the config {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let parsed: RollConfig = toml::from_str(&text)
+        .map_err(|e| RollError::Usage(format!("config {}: {e}", path.display())))?;
+    let lines = format!(
+        "listener = {listener:?}\ntarget_groups = [{}]\n",
+        target_groups
+            .iter()
+            .map(|t| format!("{t:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let new = match parsed.group.get(group.as_str()) {
+        Some(s) if s.listener.as_deref() == Some(listener) && s.target_groups == target_groups => {
+            return Ok(false);
+        }
+        Some(s) if s.listener.is_some() || !s.target_groups.is_empty() => {
+            return Err(RollError::Usage(format!(
+                "{}: [group.{group}] already names listener {} and target groups {:?}; \
+                 roll up made {listener} and {target_groups:?}: edit the file",
+                path.display(),
+                s.listener.as_deref().unwrap_or("(none)"),
+                s.target_groups
+            )));
+        }
+        Some(_) => {
+            // Right after the section's header line.
+            let header = format!("[group.{group}]");
+            let mut out = String::new();
+            let mut done = false;
+            for line in text.lines() {
+                out.push_str(line);
+                out.push('\n');
+                if !done && line.trim() == header {
+                    out.push_str(&lines);
+                    done = true;
+                }
+            }
+            if !done {
+                return Err(RollError::Usage(format!(
+                    "{}: cannot find the line {header} to add the listener to: edit the file",
+                    path.display()
+                )));
+            }
+            out
+        }
+        None => {
+            let mut out = text.clone();
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!("[group.{group}]\n{lines}"));
+            out
+        }
+    };
+    // Checked before it replaces the file.
+    toml::from_str::<RollConfig>(&new).map_err(|e| {
+        RollError::Failed(format!("the new {} would not parse: {e}", path.display()))
+    })?;
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, &new)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| RollError::Io {
+            what: format!("cannot write {}", path.display()),
+            source: e,
+        })?;
+    Ok(true)
 }
 
 impl RollConfig {
@@ -121,8 +237,9 @@ pub struct AwsArgs {
     /// gate new instances through (/version, golden queries).
     #[arg(long, global = true, value_name = "ARN", help_heading = "AWS")]
     pub test_listener: Option<String>,
-    /// aws: a CloudWatch alarm (repeatable) in ALARM during a gate or the
-    /// bake time fails the roll.
+    /// aws: a CloudWatch alarm (repeatable; metric or composite) in ALARM
+    /// while a roll out runs (gates, bake time, replacing the rest) fails
+    /// it and rolls back. A name that does not exist is refused at start.
     #[arg(
         long = "alarm",
         global = true,
@@ -148,7 +265,12 @@ pub fn service(
     aws: &AwsArgs,
 ) -> Result<(Service, AwsService), RollError> {
     if backend != "aws" {
-        return Ok((Service::named(group), AwsService::default()));
+        // `--alarm` is refused by the backend itself when the roll starts.
+        let svc = Service {
+            alarms: aws.alarms.clone(),
+            ..Service::named(group)
+        };
+        return Ok((svc, AwsService::default()));
     }
     let file = match &aws.config {
         Some(p) => RollConfig::load(p)?,
@@ -191,6 +313,7 @@ pub fn service(
             twin,
             listener: ListenerId::new(listener),
             target_groups,
+            alarms: alarms.clone(),
         },
         AwsService {
             region: aws.region.clone().or(file.aws.region),
@@ -253,6 +376,55 @@ alarms = ["x"]
         let err = service("aws", &GroupName::from("api"), &AwsArgs::default()).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--listener"), "{err}");
+        // roll up's lines go into the section, the rest stays.
+        assert!(
+            write_service(
+                &p,
+                &GroupName::from("api"),
+                "arn:l2",
+                &["arn:c".into(), "arn:d".into()]
+            )
+            .unwrap()
+        );
+        assert!(
+            !write_service(
+                &p,
+                &GroupName::from("api"),
+                "arn:l2",
+                &["arn:c".into(), "arn:d".into()]
+            )
+            .unwrap()
+        );
+        let (s, _) = service(
+            "aws",
+            &GroupName::from("api"),
+            &AwsArgs {
+                config: Some(p.clone()),
+                ..AwsArgs::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.listener.as_str(), "arn:l2");
+        assert!(
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .contains("alarms = [\"x\"]")
+        );
+        let err = write_service(&p, &GroupName::from("web"), "arn:other", &[]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        std::fs::write(&p, "[group.db]\nsubnets = [\"subnet-1\"]\n").unwrap();
+        assert!(
+            write_service(
+                &p,
+                &GroupName::from("db"),
+                "arn:l3",
+                &["arn:e".into(), "arn:f".into()]
+            )
+            .unwrap()
+        );
+        let c = RollConfig::load(&p).unwrap();
+        assert_eq!(c.group["db"].listener.as_deref(), Some("arn:l3"));
+        assert_eq!(c.group["db"].subnets, vec!["subnet-1"]);
         // A typo in the file is refused, naming it.
         std::fs::write(&p, "[group.web]\nlistner = \"x\"\n").unwrap();
         let err = RollConfig::load(&p).unwrap_err();

@@ -1682,9 +1682,7 @@ impl Setup {
     /// touched.
     pub async fn down(&self, group: &GroupName) -> Result<Removed> {
         let mut removed = Vec::new();
-        if let Some(a) = self.asg_named(group.as_str()).await? {
-            Self::refuse_foreign_group(group, &a)?;
-        }
+        self.check_down(group).await?;
         // Groups: ours, and twins roll made for the group.
         let mut asgs = self.asgs_tagged(ROLL_UP, group.as_str()).await?;
         for t in self.asgs_tagged(tags::ROLL_GROUP, group.as_str()).await? {
@@ -1876,6 +1874,16 @@ impl Setup {
             ));
         }
         Ok(Removed { removed })
+    }
+
+    /// [`CloudError::Invalid`] if a group `<group>` exists that `up` did
+    /// not make (it names who did, where it can tell); fine if there is
+    /// none.
+    pub async fn check_down(&self, group: &GroupName) -> Result<()> {
+        match self.asg_named(group.as_str()).await? {
+            Some(a) => Self::refuse_foreign_group(group, &a),
+            None => Ok(()),
+        }
     }
 
     async fn delete_asg(&self, a: &AutoScalingGroup) -> Result<()> {

@@ -102,9 +102,11 @@ impl Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a group and its load balancer, and wait until every instance
-    /// is healthy behind it (local backend). Rerunning it is a no-op.
+    /// is healthy behind it (local: a balancer on --listen; aws: security
+    /// groups, launch template, target groups, ALB, listener and Auto
+    /// Scaling group, each tagged kiln:roll-up). Rerunning it is a no-op.
     #[command(after_help = AFTER_HELP)]
-    Up(up::Args),
+    Up(Box<up::Args>),
     /// Roll the group out to a new image, gated, with automatic rollback.
     #[command(after_help = AFTER_HELP)]
     Out(out::Args),
@@ -120,7 +122,8 @@ pub enum Command {
     /// are drained first).
     #[command(after_help = AFTER_HELP)]
     Scale(scale::Args),
-    /// Stop the group, its blue/green twin and its load balancer.
+    /// Stop the group, its blue/green twin and its load balancer (aws:
+    /// remove exactly what roll up made, by its kiln:roll-up tag).
     #[command(after_help = AFTER_HELP)]
     Down(down::Args),
     /// The local fleet daemon (started by roll itself when needed).
@@ -286,6 +289,25 @@ pub async fn open(global: &Global) -> Result<Cloud, RollError> {
     }
 }
 
+/// The aws service setup `roll up`/`roll down --backend aws` use (its own
+/// clients, configured as [`open`] configures the cloud's).
+#[cfg(feature = "aws")]
+pub async fn open_setup(global: &Global) -> Result<cloud::aws::setup::Setup, RollError> {
+    let file = match &global.aws.config {
+        Some(p) => crate::config::RollConfig::load(p)?,
+        None => crate::config::RollConfig::default(),
+    };
+    let opts = cloud::aws::AwsOptions {
+        region: global.aws.region.clone().or(file.aws.region),
+        wait: cloud::WaitParams {
+            interval: global.poll(),
+            ..cloud::WaitParams::CLOUD
+        },
+        ..cloud::aws::AwsOptions::default()
+    };
+    Ok(cloud::aws::setup::Setup::connect(opts).await?)
+}
+
 /// The image must exist and its bake must have completed.
 pub async fn check_image(
     cloud: &Cloud,
@@ -438,7 +460,7 @@ pub fn run(cli: Cli) -> u8 {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Up(a) => up::run(&cli.global, a).await,
+            Command::Up(a) => up::run(&cli.global, *a).await,
             Command::Out(a) => out::run(&cli.global, a).await,
             Command::Back(a) => back::run(&cli.global, a).await,
             Command::Status(a) => status::run(&cli.global, a).await,
