@@ -291,6 +291,9 @@ async fn moto_iam_roll_policy_is_sufficient_and_each_action_matters() {
         .filter(|a| !exercised.contains(*a))
         // Checked by AWS on roll's behalf, never called: moto does not.
         .filter(|a| !implied.contains(a))
+        // Alarm gates run inside a roll, not through the seam calls made
+        // here; listed in the policy ahead of (or with) their code.
+        .filter(|a| !scan::ROLL_AHEAD.iter().any(|(x, _)| x == a))
         .collect();
     assert_eq!(
         unexercised, expected_unexercised,
