@@ -137,7 +137,7 @@ pub struct AwsUpArgs {
     pub grace_period: Duration,
     /// Add the listener and target groups made to `[group.G]` in the
     /// --config file (made if missing), so `roll out` finds them.
-    #[arg(long, requires = "config")]
+    #[arg(long)]
     pub write_config: bool,
 }
 
@@ -406,7 +406,13 @@ mod aws {
             ));
         }
         let file = match &global.aws.config {
+            Some(p) if a.aws.write_config && !p.exists() => RollConfig::default(),
             Some(p) => RollConfig::load(p)?,
+            None if a.aws.write_config => {
+                return Err(RollError::Usage(
+                    "--write-config writes into the --config file: name one".into(),
+                ));
+            }
             None => RollConfig::default(),
         };
         let sec = file
@@ -517,6 +523,17 @@ mod aws {
 
     pub(super) async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
         let spec = spec(global, &a)?;
+        // --write-config makes the file; everything that reads it reads
+        // an empty one meanwhile.
+        if a.aws.write_config
+            && let Some(p) = &global.aws.config
+            && !p.exists()
+        {
+            std::fs::write(p, "").map_err(|e| RollError::Io {
+                what: format!("cannot make {}", p.display()),
+                source: e,
+            })?;
+        }
         let cloud = open(global).await?;
         check_image(&cloud, &a.image).await?;
         let setup = super::super::open_setup(global).await?;
@@ -662,16 +679,22 @@ mod tests {
         );
         assert!(spec(&g, &a).unwrap_err().to_string().contains("--port"));
         // --write-config needs --config.
-        assert!(
-            Cli::try_parse_from(
-                [
-                    &base[..],
-                    &["--image", "ami-1", "--size", "2", "--write-config"],
-                ]
-                .concat()
-            )
-            .is_err()
+        let (g, a) = parse(
+            &[
+                &base[..],
+                &[
+                    "--image",
+                    "ami-1",
+                    "--size",
+                    "2",
+                    "--subnets",
+                    "subnet-1",
+                    "--write-config",
+                ],
+            ]
+            .concat(),
         );
+        assert!(spec(&g, &a).unwrap_err().to_string().contains("--config"));
     }
 
     #[test]
