@@ -149,6 +149,7 @@ pub const OPS: &[&str] = &[
     "counters",
     // Probes
     "gate",
+    "alarms_firing",
     // Images
     "find_by_tag",
     "describe",
@@ -405,6 +406,12 @@ impl FakeCloud {
         );
     }
 
+    /// An alarm named `name` that is quiet, or firing from `firing_at_ms`
+    /// (Unix ms on the fake's clock) on.
+    pub fn alarm(&self, name: &str, firing_at_ms: Option<u64>) {
+        self.settled().alarms.insert(name.to_owned(), firing_at_ms);
+    }
+
     /// How instances of `image` behave from now on.
     pub fn script(&self, image: impl Into<String>, script: ImageScript) {
         let mut w = self.settled();
@@ -647,6 +654,8 @@ struct World {
     in_flight: BTreeMap<InstanceId, (u64, u64)>,
     shadow_script: ShadowReport,
     counters: BTreeMap<ListenerId, LbCounters>,
+    /// Alarms that exist, and from when (Unix ms) each is firing.
+    alarms: BTreeMap<String, Option<u64>>,
 }
 
 /// A due transition found by [`World::next_event`]'s scan.
@@ -1731,6 +1740,22 @@ impl LoadBalancers for FakeCloud {
 impl Probes for FakeCloud {
     async fn gate(&self, instance: &GroupInstance, spec: &GateSpec) -> Result<GateOutcome> {
         self.op("gate", |w, now| Ok(w.gate(&instance.id, spec, now)))
+    }
+
+    async fn alarms_firing(&self, names: &[String]) -> Result<Vec<String>> {
+        self.op("alarms_firing", |w, now| {
+            let mut firing = Vec::new();
+            for n in names {
+                match w.alarms.get(n) {
+                    None => {
+                        return Err(CloudError::invalid("alarm", format!("{n}: no such alarm")));
+                    }
+                    Some(Some(from)) if *from <= now => firing.push(n.clone()),
+                    Some(_) => {}
+                }
+            }
+            Ok(firing)
+        })
     }
 }
 

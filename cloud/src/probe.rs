@@ -101,6 +101,13 @@ pub trait Probes: Send + Sync {
     fn gate_health_path(&self) -> Option<&'static str> {
         None
     }
+
+    /// Which of the alarms `names` are firing now (CloudWatch's `ALARM`
+    /// state on aws). A name that does not exist is
+    /// [`crate::CloudError::Invalid`] (a typo must not read as "quiet"); a
+    /// backend without alarms answers [`crate::CloudError::Unsupported`]
+    /// for any name.
+    async fn alarms_firing(&self, names: &[String]) -> Result<Vec<String>>;
 }
 
 pub use balancer::without_duration;

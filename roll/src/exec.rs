@@ -34,6 +34,8 @@ pub struct Service {
     /// cannot tell them from the listener (aws: from roll.toml or flags);
     /// `None`: the listener's own list.
     pub target_groups: Option<(TargetGroupId, TargetGroupId)>,
+    /// Alarms that fail a roll out while they fire (aws: CloudWatch).
+    pub alarms: Vec<String>,
 }
 
 impl Service {
@@ -45,6 +47,7 @@ impl Service {
             listener: ListenerId::new(group.as_str()),
             group: group.clone(),
             target_groups: None,
+            alarms: Vec::new(),
         }
     }
 }
@@ -186,6 +189,11 @@ impl<'a> Executor<'a> {
         } else {
             None
         };
+        let alarms = if self.svc.alarms.is_empty() {
+            Vec::new()
+        } else {
+            self.cloud.probes().alarms_firing(&self.svc.alarms).await?
+        };
         // Probes of instances that are gone are of no use.
         self.gates
             .retain(|id, _| views.iter().any(|v| v.info.instance(id).is_some()));
@@ -200,6 +208,7 @@ impl<'a> Executor<'a> {
             record,
             gates: self.gates.clone(),
             shadow,
+            alarms,
         })
     }
 

@@ -64,6 +64,8 @@ pub struct Observed {
     pub gates: BTreeMap<InstanceId, Probe>,
     /// The shadow comparison while a bake runs.
     pub shadow: Option<ShadowReport>,
+    /// The service's alarms that are firing (`--alarm`).
+    pub alarms: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -569,6 +571,18 @@ fn standby_ready(v: &GroupView, image: &ImageId) -> bool {
 }
 
 fn continue_roll(o: &Observed, g: &Goal, r: &Roll) -> Action {
+    // An alarm firing while a roll out is on its way fails it, whatever
+    // step it is at (gate, bake time, replacing the rest); going back is
+    // never stopped by one (it is usually why).
+    if r.kind == Kind::Out
+        && r.phase == Phase::Rolling
+        && let Some(a) = o.alarms.first()
+    {
+        return Action::Rollback {
+            reason: format!("alarm {a} is in ALARM"),
+            requested: false,
+        };
+    }
     match r.strategy {
         Strategy::Rolling => rolling(o, g, r),
         Strategy::BlueGreen => blue_green(o, g, r),

@@ -1319,3 +1319,65 @@ async fn slow_instances_past_the_gate_timeout_roll_blue_green_back() {
     f.assert_empty(&twin());
     assert_eq!(f.forward(), tg(&web()));
 }
+
+// ---- alarms (`--alarm`) ------------------------------------------------------
+
+/// An alarm that starts firing while the roll out runs fails it at
+/// once, whatever it was doing (here: waiting out a gate that never
+/// passes, or the bake time), and the roll goes back to v1 with the alarm
+/// named. moto can only flip an alarm's state (`SetAlarmState`, see the
+/// aws end-to-end test); when it happens relative to each step needs the
+/// fake's clock.
+#[tokio::test(start_paused = true)]
+async fn an_alarm_during_the_roll_rolls_it_back() {
+    for (what, bake_ms, after_ms) in [("the gate", 0, 2_000), ("the bake time", 600_000, 30_000)] {
+        let f = Fleet::up().await;
+        if bake_ms == 0 {
+            f.script(
+                V2,
+                ImageScript {
+                    ready_after: Duration::from_secs(30),
+                    ..ImageScript::default()
+                },
+            );
+        }
+        f.fake.alarm("web-5xx", Some(f.fake.now_ms() + after_ms));
+        f.fake.alarm("web-latency", None);
+        *f.alarms.lock().unwrap() = vec!["web-5xx".into(), "web-latency".into()];
+        let goal = roll::plan::Goal {
+            bake_ms,
+            ..f.goal(out(V2, Strategy::Rolling)).await
+        };
+        let run = f.run(goal, None).await;
+        assert_eq!(
+            run.outcome(),
+            Outcome::RolledBack,
+            "{what}: {}",
+            run.story()
+        );
+        let reason = run.report.reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains("alarm web-5xx is in ALARM"),
+            "{what}: {reason}"
+        );
+        assert!(!reason.contains("web-latency"), "{what}: {reason}");
+        f.assert_settled(&web(), V1, N).await;
+    }
+}
+
+/// A firing alarm never stops `roll back` (it is usually why).
+#[tokio::test(start_paused = true)]
+async fn an_alarm_does_not_stop_a_roll_back() {
+    let f = Fleet::up().await;
+    let run = f.run(f.goal(out(V2, Strategy::Rolling)).await, None).await;
+    assert_eq!(run.outcome(), Outcome::RolledOut, "{}", run.story());
+    f.fake.alarm("web-5xx", Some(f.fake.now_ms()));
+    *f.alarms.lock().unwrap() = vec!["web-5xx".into()];
+    let back = roll::plan::Goal {
+        intent: Intent::Back { to: None },
+        ..f.goal(out(V2, Strategy::Rolling)).await
+    };
+    let run = f.run(back, None).await;
+    assert_eq!(run.outcome(), Outcome::RolledOut, "{}", run.story());
+    f.assert_settled(&web(), V1, N).await;
+}

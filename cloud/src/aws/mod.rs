@@ -119,7 +119,7 @@ pub async fn connect(opts: AwsOptions) -> Result<(Cloud, ApiCalls)> {
         builders: Arc::new(builders::AwsBuilders::new(ctx.clone())),
         groups: Arc::new(groups::AwsGroups::new(ctx.clone())),
         lbs: Arc::new(lb::AwsLoadBalancers::new(ctx.clone())),
-        probes: Arc::new(probe::AwsProbes::new(gate)),
+        probes: Arc::new(probe::AwsProbes::new(ctx.clone(), gate)),
         janitor: Arc::new(janitor::AwsJanitor::new(ctx.clone())),
         wait: ctx.wait,
     });

@@ -16,7 +16,13 @@
 //!   (image id and index digest), every golden query — before it is ever
 //!   registered in a target group.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
+
+use super::error::sdk_error;
+use super::sdk::Ctx;
 
 use crate::error::{CloudError, Result};
 use crate::groups::GroupInstance;
@@ -59,14 +65,18 @@ impl std::str::FromStr for AwsGate {
 }
 
 pub(crate) struct AwsProbes {
+    ctx: Arc<Ctx>,
     how: AwsGate,
 }
 
 impl AwsProbes {
-    pub fn new(how: AwsGate) -> AwsProbes {
-        AwsProbes { how }
+    pub fn new(ctx: Arc<Ctx>, how: AwsGate) -> AwsProbes {
+        AwsProbes { ctx, how }
     }
 }
+
+/// Alarm names per DescribeAlarms.
+const ALARM_BATCH: usize = 100;
 
 /// What a [`AwsGate::Health`] gate reports instead of probing.
 pub const HEALTH_GATE: &str = "gated by the target group's /ready health check \
@@ -98,5 +108,64 @@ impl Probes for AwsProbes {
 
     fn gate_health_path(&self) -> Option<&'static str> {
         (self.how == AwsGate::Health).then_some("/ready")
+    }
+
+    /// DescribeAlarms of the names (metric and composite alarms, 100 per
+    /// call): those in `ALARM`. `INSUFFICIENT_DATA` is not firing (a new
+    /// alarm, or a metric nobody has sent yet).
+    async fn alarms_firing(&self, names: &[String]) -> Result<Vec<String>> {
+        let ctx = &self.ctx;
+        let mut seen = Vec::new();
+        let mut firing = Vec::new();
+        for chunk in names.chunks(ALARM_BATCH) {
+            let mut token = None;
+            loop {
+                let out = ctx
+                    .cloudwatch
+                    .describe_alarms()
+                    .set_alarm_names(Some(chunk.to_vec()))
+                    .alarm_types(AlarmType::MetricAlarm)
+                    .alarm_types(AlarmType::CompositeAlarm)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        sdk_error(
+                            "DescribeAlarms",
+                            format!("{} {}", chunk.join(","), ctx.place()),
+                            e,
+                        )
+                    })?;
+                let all = out
+                    .metric_alarms()
+                    .iter()
+                    .map(|a| (a.alarm_name(), a.state_value()))
+                    .chain(
+                        out.composite_alarms()
+                            .iter()
+                            .map(|a| (a.alarm_name(), a.state_value())),
+                    );
+                for (name, state) in all {
+                    let Some(name) = name else { continue };
+                    seen.push(name.to_owned());
+                    if state == Some(&StateValue::Alarm) {
+                        firing.push(name.to_owned());
+                    }
+                }
+                match out.next_token {
+                    Some(t) if !t.is_empty() => token = Some(t),
+                    _ => break,
+                }
+            }
+        }
+        if let Some(missing) = names.iter().find(|n| !seen.contains(n)) {
+            return Err(CloudError::invalid(
+                "alarm",
+                format!("{missing}: no such CloudWatch alarm {}", ctx.place()),
+            ));
+        }
+        firing.sort();
+        firing.dedup();
+        Ok(firing)
     }
 }

@@ -27,8 +27,7 @@ pub(crate) struct Ctx {
     pub ssm: aws_sdk_ssm::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
-    /// For `--alarm` gates (a later slice); unused so far.
-    #[allow(dead_code)]
+    /// For `--alarm`: alarms that fail a roll.
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub calls: ApiCalls,
     pub bucket: Option<String>,

@@ -179,6 +179,18 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
         .await
         .map_err(|e| group_error(&spec.group, e))?;
     check_health_gate(cloud, &svc, &info).await?;
+    // Alarms that do not exist (or a backend without alarms): refused
+    // before anything changes.
+    if !svc.alarms.is_empty() {
+        cloud
+            .probes()
+            .alarms_firing(&svc.alarms)
+            .await
+            .map_err(|e| match e.is_bad_input() {
+                true => RollError::Usage(format!("--alarm: {e}")),
+                false => e.into(),
+            })?;
+    }
     let id = roll_id();
     let lease = cloud
         .groups()

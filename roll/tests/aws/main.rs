@@ -110,7 +110,10 @@ async fn moto_blue_green_then_back_is_one_switch() {
         "the listener forwards to the twin's target group"
     );
     let twin = fx.group("web--b").await.expect("the twin group");
-    assert_eq!(twin.target_group_arns(), [fx.fleet.tg_b.clone()]);
+    assert_eq!(
+        twin.target_group_arns(),
+        std::slice::from_ref(&fx.fleet.tg_b)
+    );
     assert!(
         twin.launch_template()
             .and_then(|l| l.version())
@@ -291,5 +294,104 @@ async fn moto_a_health_check_that_is_not_the_gate_is_refused() {
     assert!(
         !t.keys().any(|k| k.starts_with("kiln:")),
         "nothing written: {t:?}"
+    );
+}
+
+/// `--alarm`: a CloudWatch alarm flipped to ALARM (`SetAlarmState`) while
+/// the roll out runs fails it; the group goes back to v1 and the report
+/// names the alarm. A name that does not exist is refused at start (exit
+/// 2), nothing changed. (The surge call is slowed by the fault proxy so
+/// the flip lands mid-roll; when an alarm fires relative to each step is
+/// tested on the fake, `scenarios.rs`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_an_alarm_in_alarm_rolls_back() {
+    let fx = Fx::new(2).await;
+    let cw = aws_sdk_cloudwatch::Client::new(
+        &fx.moto
+            .sdk_config(motokit::TEST_KEY, motokit::TEST_KEY)
+            .await,
+    );
+    cw.put_metric_alarm()
+        .alarm_name("web-5xx")
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(10.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+
+    let out = fx.roll(&[
+        "out",
+        "--group",
+        "web",
+        "--image",
+        fx.v2.as_str(),
+        "--alarm",
+        "web-typo",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("web-typo"), "{err}");
+    assert_eq!(fx.images_of("web").await, vec![fx.v1.to_string(); 2]);
+
+    let proxy = FaultProxy::start(&fx.moto);
+    proxy.on(
+        "SetDesiredCapacity",
+        REGION,
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    let report = fx.dir.path().join("report.json");
+    let child = fx
+        .roll_via(
+            &proxy.endpoint(),
+            &[
+                "out",
+                "--group",
+                "web",
+                "--image",
+                fx.v2.as_str(),
+                "--alarm",
+                "web-5xx",
+                "--json",
+                "--report",
+                report.to_str().expect("utf-8"),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("roll out");
+    assert!(
+        proxy.wait_for_hit("SetDesiredCapacity", REGION, Duration::from_secs(60)),
+        "{:?}",
+        proxy.hits()
+    );
+    cw.set_alarm_state()
+        .alarm_name("web-5xx")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("5xx above 10 per minute")
+        .send()
+        .await
+        .expect("SetAlarmState");
+    proxy.clear();
+    let out = child.wait_with_output().expect("roll out ends");
+    let v = json(&out, 1);
+    assert_eq!(v["outcome"], "rolled-back", "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("alarm web-5xx is in ALARM")),
+        "{v}"
+    );
+    fx.assert_settled("web", &fx.v1, 2).await;
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("the report")).expect("JSON");
+    assert!(
+        r["reason"].as_str().is_some_and(|s| s.contains("web-5xx")),
+        "{r}"
     );
 }

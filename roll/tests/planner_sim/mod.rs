@@ -980,6 +980,7 @@ impl Sim {
             record,
             gates: gates.clone(),
             shadow,
+            alarms: Vec::new(),
         }
     }
 }

@@ -351,6 +351,8 @@ fn next_roll_id() -> String {
 pub struct Fleet {
     pub fake: FakeCloud,
     pub cloud: Cloud,
+    /// The service's `--alarm`s.
+    pub alarms: Mutex<Vec<String>>,
 }
 
 impl Fleet {
@@ -398,7 +400,11 @@ impl Fleet {
             })
             .await
             .expect("create_group");
-        let fleet = Fleet { fake, cloud };
+        let fleet = Fleet {
+            fake,
+            cloud,
+            alarms: Mutex::new(Vec::new()),
+        };
         fleet.wait_serving(SIZE as usize).await;
         fleet
     }
@@ -485,7 +491,14 @@ impl Fleet {
         });
         let mut exec = Executor::new(
             &self.cloud,
-            Service::named(&web()),
+            Service {
+                alarms: self
+                    .alarms
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+                ..Service::named(&web())
+            },
             goal,
             exec_options(),
             Box::new(watch),

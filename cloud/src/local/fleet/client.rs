@@ -492,6 +492,16 @@ impl Probes for LocalCloud {
             }),
         }
     }
+
+    async fn alarms_firing(&self, names: &[String]) -> Result<Vec<String>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        Err(crate::CloudError::Unsupported {
+            backend: "local",
+            op: "alarms (CloudWatch alarms are aws's; locally the gate, the balancer's health checks and the shadow comparison watch a roll)",
+        })
+    }
 }
 
 #[cfg(test)]
