@@ -395,3 +395,48 @@ async fn moto_an_alarm_in_alarm_rolls_back() {
         "{r}"
     );
 }
+
+/// An instance killed through EC2 (TerminateInstances, as a crash or a
+/// spot reclaim would) while the roll runs: the roll still ends with
+/// every instance on v2 and the limits restored. (moto keeps a terminated
+/// instance in its group until Auto Scaling's own health check would
+/// replace it, which moto does not run: kiln reads EC2's state, not the
+/// group's, so it sees the instance gone.)
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_an_instance_killed_through_ec2_mid_roll() {
+    let fx = Fx::new(2).await;
+    let victim = fx.moto.group_instances("web").await.remove(0);
+    let proxy = FaultProxy::start(&fx.moto);
+    proxy.on(
+        "SetDesiredCapacity",
+        REGION,
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    let child = fx
+        .roll_via(
+            &proxy.endpoint(),
+            &["out", "--group", "web", "--image", fx.v2.as_str(), "--json"],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("roll out");
+    assert!(
+        proxy.wait_for_hit("SetDesiredCapacity", REGION, Duration::from_secs(60)),
+        "{:?}",
+        proxy.hits()
+    );
+    fx.moto
+        .ec2(motokit::TEST_KEY, motokit::TEST_KEY)
+        .await
+        .terminate_instances()
+        .instance_ids(&victim)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    proxy.clear();
+    let out = child.wait_with_output().expect("roll out ends");
+    let v = json(&out, 0);
+    assert_eq!(v["outcome"], "rolled-out", "{v}");
+    fx.assert_settled("web", &fx.v2, 2).await;
+}
