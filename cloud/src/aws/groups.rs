@@ -961,7 +961,8 @@ impl Groups for AwsGroups {
             let size = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
             decremented(name, size(g.desired_capacity), size(g.min_size))?;
         }
-        self.deregister_members(&g, std::slice::from_ref(&id.0)).await?;
+        self.deregister_members(&g, std::slice::from_ref(&id.0))
+            .await?;
         match self
             .ctx
             .autoscaling
