@@ -149,6 +149,7 @@ pub const OPS: &[&str] = &[
     "counters",
     // Probes
     "gate",
+    "gate_set",
     "alarms_firing",
     // Images
     "find_by_tag",
@@ -412,6 +413,12 @@ impl FakeCloud {
         self.settled().alarms.insert(name.to_owned(), firing_at_ms);
     }
 
+    /// What [`Probes::gate_set`] answers from now on, in turn (the last
+    /// one repeats).
+    pub fn script_set_gate(&self, outcomes: Vec<GateOutcome>) {
+        self.settled().set_gates = outcomes;
+    }
+
     /// How instances of `image` behave from now on.
     pub fn script(&self, image: impl Into<String>, script: ImageScript) {
         let mut w = self.settled();
@@ -656,6 +663,9 @@ struct World {
     counters: BTreeMap<ListenerId, LbCounters>,
     /// Alarms that exist, and from when (Unix ms) each is firing.
     alarms: BTreeMap<String, Option<u64>>,
+    /// What the gate through a test listener answers, in turn (the last
+    /// one from then on; none: it passes).
+    set_gates: Vec<GateOutcome>,
 }
 
 /// A due transition found by [`World::next_event`]'s scan.
@@ -1740,6 +1750,21 @@ impl LoadBalancers for FakeCloud {
 impl Probes for FakeCloud {
     async fn gate(&self, instance: &GroupInstance, spec: &GateSpec) -> Result<GateOutcome> {
         self.op("gate", |w, now| Ok(w.gate(&instance.id, spec, now)))
+    }
+
+    async fn gate_set(
+        &self,
+        _address: &str,
+        _spec: &GateSpec,
+        _rounds: u32,
+    ) -> Result<GateOutcome> {
+        self.op("gate_set", |w, _| {
+            Ok(match w.set_gates.len() {
+                0 => GateOutcome::Passed,
+                1 => w.set_gates[0].clone(),
+                _ => w.set_gates.remove(0),
+            })
+        })
     }
 
     async fn alarms_firing(&self, names: &[String]) -> Result<Vec<String>> {

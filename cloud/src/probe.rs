@@ -108,6 +108,43 @@ pub trait Probes: Send + Sync {
     /// backend without alarms answers [`crate::CloudError::Unsupported`]
     /// for any name.
     async fn alarms_firing(&self, names: &[String]) -> Result<Vec<String>>;
+
+    /// Runs the gate `rounds` times through a listener at `address`
+    /// (`host:port`, HTTP) in front of a whole set of instances: a test
+    /// listener forwarding to the idle target group. Each round is a new
+    /// connection, so the balancer spreads them over the set; every
+    /// answer must be the new image's.
+    async fn gate_set(&self, address: &str, spec: &GateSpec, rounds: u32) -> Result<GateOutcome> {
+        Ok(gate_through(address, spec, rounds).await)
+    }
+}
+
+/// [`Probes::gate_set`] over plain HTTP: the address resolved once, then
+/// [`gate_http`] `rounds` times; the first round that did not pass is the
+/// outcome.
+pub async fn gate_through(address: &str, spec: &GateSpec, rounds: u32) -> GateOutcome {
+    let addr = match tokio::net::lookup_host(address).await {
+        Ok(mut a) => match a.next() {
+            Some(a) => a,
+            None => {
+                return GateOutcome::NotReady {
+                    why: format!("{address} resolves to no address"),
+                };
+            }
+        },
+        Err(e) => {
+            return GateOutcome::NotReady {
+                why: format!("{address}: {e}"),
+            };
+        }
+    };
+    for _ in 0..rounds.max(1) {
+        let o = gate_http(addr, spec).await;
+        if !o.is_passed() {
+            return o;
+        }
+    }
+    GateOutcome::Passed
 }
 
 pub use balancer::without_duration;

@@ -14,7 +14,8 @@
 //! listener = "arn:aws:elasticloadbalancing:…:listener/app/web/…"
 //! target_groups = ["arn:…:targetgroup/web-blue/…", "arn:…:targetgroup/web-green/…"]
 //! twin = "web-asg--b"             # blue/green's second group (default: <group>--b)
-//! test_listener = "arn:…"         # optional: gate new instances through it
+//! test_listener = "arn:…"         # optional: blue/green sets are gated through it
+//! test_address = "127.0.0.1:8081" # optional: where roll reaches it (a tunnel)
 //! alarms = ["web-5xx"]            # optional: ALARM while a roll out runs fails it
 //! ```
 //!
@@ -67,6 +68,7 @@ pub struct GroupSection {
     pub target_groups: Vec<String>,
     pub twin: Option<String>,
     pub test_listener: Option<String>,
+    pub test_address: Option<String>,
     #[serde(default)]
     pub alarms: Vec<String>,
     // What `roll up --backend aws` makes the service with (flags win).
@@ -233,10 +235,17 @@ pub struct AwsArgs {
     /// made like GROUP when missing).
     #[arg(long, global = true, value_name = "NAME", help_heading = "AWS")]
     pub twin: Option<String>,
-    /// aws: a test listener (ARN) forwarding to the idle target group, to
-    /// gate new instances through (/version, golden queries).
+    /// aws: a test listener (ARN, plain HTTP) forwarding to the idle target
+    /// group: a blue/green set passes the gate through it (/ready,
+    /// /version image and index digest, every golden query, repeated so
+    /// the balancer spreads it over the set) before the switch.
     #[arg(long, global = true, value_name = "ARN", help_heading = "AWS")]
     pub test_listener: Option<String>,
+    /// aws: where roll reaches the test listener (HOST:PORT) when not at
+    /// the balancer's DNS name (an internal ALB through a tunnel or a
+    /// proxy into the VPC).
+    #[arg(long, global = true, value_name = "HOST:PORT", help_heading = "AWS")]
+    pub test_address: Option<String>,
     /// aws: a CloudWatch alarm (repeatable; metric or composite) in ALARM
     /// while a roll out runs (gates, bake time, replacing the rest) fails
     /// it and rolls back. A name that does not exist is refused at start.
@@ -314,6 +323,12 @@ pub fn service(
             listener: ListenerId::new(listener),
             target_groups,
             alarms: alarms.clone(),
+            test_listener: aws
+                .test_listener
+                .clone()
+                .or(section.test_listener.clone())
+                .map(ListenerId::new),
+            test_address: aws.test_address.clone().or(section.test_address),
         },
         AwsService {
             region: aws.region.clone().or(file.aws.region),

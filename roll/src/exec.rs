@@ -19,7 +19,7 @@ use cloud::{
 };
 
 use crate::error::RollError;
-use crate::plan::{Action, Goal, GroupView, Observed, Outcome, Probe, plan};
+use crate::plan::{Action, Goal, GroupView, Observed, Outcome, Probe, SetProbe, plan};
 use crate::record::{Phase, Record, Roll, keys};
 use crate::report::Report;
 
@@ -36,6 +36,12 @@ pub struct Service {
     pub target_groups: Option<(TargetGroupId, TargetGroupId)>,
     /// Alarms that fail a roll out while they fire (aws: CloudWatch).
     pub alarms: Vec<String>,
+    /// A test listener forwarding to the idle target group: blue/green
+    /// sets are gated through it before the switch.
+    pub test_listener: Option<ListenerId>,
+    /// Where roll reaches the test listener (`host:port`) when not at the
+    /// balancer's own address (a tunnel, a proxy into the VPC).
+    pub test_address: Option<String>,
 }
 
 impl Service {
@@ -48,6 +54,8 @@ impl Service {
             group: group.clone(),
             target_groups: None,
             alarms: Vec::new(),
+            test_listener: None,
+            test_address: None,
         }
     }
 }
@@ -77,6 +85,7 @@ pub struct Executor<'a> {
     goal: Goal,
     opts: ExecOptions,
     gates: BTreeMap<InstanceId, Probe>,
+    set_gate: Option<SetProbe>,
     specs: BTreeMap<ImageId, GateSpec>,
     /// Every instance seen, with its image (to split traffic by image).
     seen: BTreeMap<InstanceId, ImageId>,
@@ -113,6 +122,7 @@ impl<'a> Executor<'a> {
             goal,
             opts,
             gates: BTreeMap::new(),
+            set_gate: None,
             specs: BTreeMap::new(),
             seen: BTreeMap::new(),
             counters_before: None,
@@ -209,6 +219,7 @@ impl<'a> Executor<'a> {
             gates: self.gates.clone(),
             shadow,
             alarms,
+            set_gate: self.set_gate.clone(),
         })
     }
 
@@ -286,6 +297,26 @@ impl<'a> Executor<'a> {
                 return Ok(outcome);
             }
         }
+    }
+
+    /// The test listener's `host:port`: the configured address, else the
+    /// listener's own (plain HTTP only: the gate speaks HTTP/1).
+    async fn test_address(&self) -> Result<String, RollError> {
+        if let Some(a) = &self.svc.test_address {
+            return Ok(a.clone());
+        }
+        let Some(id) = &self.svc.test_listener else {
+            return Err(RollError::Usage(
+                "the blue/green gate through a test listener needs --test-listener".into(),
+            ));
+        };
+        let l = self.cloud.lbs().listener(id).await?;
+        if l.tls {
+            return Err(RollError::Usage(format!(
+                "test listener {id} is HTTPS; the gate through it speaks plain HTTP (use an HTTP test listener, or --test-address)"
+            )));
+        }
+        Ok(l.address)
     }
 
     async fn gate_spec(&mut self, image: &ImageId) -> Result<GateSpec, RollError> {
@@ -380,6 +411,40 @@ impl<'a> Executor<'a> {
                 groups.hold_launches(&group, true).await?;
             }
             Action::Hold { group, hold } => groups.hold_launches(&group, hold).await?,
+            Action::GateSet { target_group } => {
+                let r = self.need_roll(roll)?;
+                let address = self.test_address().await?;
+                let spec = self.gate_spec(&r.to).await?;
+                // Enough rounds that the balancer likely reaches every
+                // instance of the set more than once.
+                let rounds = 2 * o
+                    .group(&r.group)
+                    .map_or(1, |v| v.info.instances.len() as u32);
+                let outcome = self
+                    .cloud
+                    .probes()
+                    .gate_set(&address, &spec, rounds)
+                    .await?;
+                let at = now();
+                let who = InstanceId::new(format!("test-listener {address}"));
+                self.report.gate(at, &who, &r.to, &outcome);
+                match &outcome {
+                    cloud::GateOutcome::Passed => self.step(format!(
+                        "{target_group}: the new set passed its gate through the test listener {address} ({rounds} rounds, {} golden queries each)",
+                        spec.golden.len()
+                    )),
+                    cloud::GateOutcome::Failed { .. } => self.step(format!(
+                        "{target_group}: the new set FAILED its gate through the test listener: {outcome}"
+                    )),
+                    cloud::GateOutcome::NotReady { .. } => {}
+                }
+                let first_ms = self.set_gate.as_ref().map_or(at, |p| p.first_ms);
+                self.set_gate = Some(SetProbe {
+                    outcome,
+                    at_ms: at,
+                    first_ms,
+                });
+            }
             Action::Limits { group, min, max } => groups.set_limits(&group, min, max).await?,
             Action::SetImage { group, image } => {
                 self.step(format!("{group}: new instances launch from {image}"));

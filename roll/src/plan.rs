@@ -43,6 +43,15 @@ pub struct Probe {
     pub at_ms: u64,
 }
 
+/// The blue/green set's gate through a test listener: the last outcome,
+/// when it was probed, and when the first probe was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetProbe {
+    pub outcome: GateOutcome,
+    pub at_ms: u64,
+    pub first_ms: u64,
+}
+
 /// Everything the planner decides on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
@@ -66,6 +75,8 @@ pub struct Observed {
     pub shadow: Option<ShadowReport>,
     /// The service's alarms that are firing (`--alarm`).
     pub alarms: Vec<String>,
+    /// The new blue/green set's gate through the test listener, once run.
+    pub set_gate: Option<SetProbe>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +120,9 @@ pub struct Goal {
     pub shadow_strict: bool,
     /// The service group's blue/green twin.
     pub twin: GroupName,
+    /// Blue/green: the new set passes the gate through a test listener
+    /// (forwarding to the idle target group) before the switch.
+    pub gate_set: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,6 +180,11 @@ pub enum Action {
     Gate {
         group: GroupName,
         instances: Vec<InstanceId>,
+    },
+    /// Probe the new blue/green set's gate once, through the test
+    /// listener in front of `target_group`.
+    GateSet {
+        target_group: TargetGroupId,
     },
     /// Put a gated instance in service (its group's target group).
     Register {
@@ -1258,6 +1277,11 @@ fn blue_green(o: &Observed, g: &Goal, r: &Roll) -> Action {
             until_ms: next_deadline(o, g, &ms),
         };
     }
+    if g.gate_set
+        && let Some(a) = set_gate(o, g, &idle_tg)
+    {
+        return a;
+    }
     if g.bake_ms > 0 && !r.bake_done {
         return match r.bake_started_ms {
             None => Action::StartBake {
@@ -1272,6 +1296,45 @@ fn blue_green(o: &Observed, g: &Goal, r: &Roll) -> Action {
     }
     Action::Switch {
         target_group: idle_tg,
+    }
+}
+
+/// The new set's gate through the test listener, before bake time and
+/// the switch: probe it (again, once the last probe is stale), roll back
+/// when it failed or is still not ready after the gate timeout; `None`
+/// once it passed.
+fn set_gate(o: &Observed, g: &Goal, idle_tg: &TargetGroupId) -> Option<Action> {
+    let probe = || Action::GateSet {
+        target_group: idle_tg.clone(),
+    };
+    let Some(p) = &o.set_gate else {
+        return Some(probe());
+    };
+    match &p.outcome {
+        GateOutcome::Passed => None,
+        GateOutcome::Failed { .. } => Some(Action::Rollback {
+            reason: format!(
+                "the new set failed its gate through the test listener: {}",
+                p.outcome
+            ),
+            requested: false,
+        }),
+        GateOutcome::NotReady { why } if o.now_ms >= p.first_ms + g.gate_timeout_ms => {
+            Some(Action::Rollback {
+                reason: format!(
+                    "the new set did not pass its gate through the test listener within {} ms: {why}",
+                    g.gate_timeout_ms
+                ),
+                requested: false,
+            })
+        }
+        GateOutcome::NotReady { why } if o.now_ms < p.at_ms + g.probe_every_ms => {
+            Some(Action::Wait {
+                why: format!("the test listener: {why}"),
+                until_ms: Some(p.at_ms + g.probe_every_ms),
+            })
+        }
+        GateOutcome::NotReady { .. } => Some(probe()),
     }
 }
 

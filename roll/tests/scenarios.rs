@@ -1381,3 +1381,65 @@ async fn an_alarm_does_not_stop_a_roll_back() {
     assert_eq!(run.outcome(), Outcome::RolledOut, "{}", run.story());
     f.assert_settled(&web(), V1, N).await;
 }
+
+// ---- blue/green through a test listener --------------------------------------
+
+/// With a test listener (forwarding to the idle target group), the new
+/// blue/green set passes the gate through it before bake time and the
+/// switch: a set that answers wrongly there is rolled back before it ever
+/// took traffic, with the failed check in the report; one that is not
+/// ready yet is probed again until the gate timeout; one that passes is
+/// switched to. (moto has no instances to answer through a listener; the
+/// aws end-to-end test gates through a stand-in server at
+/// `--test-address`.)
+#[tokio::test(start_paused = true)]
+async fn blue_green_sets_are_gated_through_the_test_listener() {
+    use cloud::GateOutcome;
+    let wrong = GateOutcome::failed("/version image", "v2", "v1");
+    let not_ready = GateOutcome::NotReady {
+        why: "/ready answered 503".into(),
+    };
+    for (what, script, end) in [
+        (
+            "passes",
+            vec![not_ready.clone(), GateOutcome::Passed],
+            Outcome::RolledOut,
+        ),
+        ("answers wrongly", vec![wrong.clone()], Outcome::RolledBack),
+        ("never ready", vec![not_ready.clone()], Outcome::RolledBack),
+    ] {
+        let f = Fleet::up().await;
+        f.fake.script_set_gate(script);
+        let goal = roll::plan::Goal {
+            gate_set: true,
+            ..f.goal(out(V2, Strategy::BlueGreen)).await
+        };
+        let run = f.run(goal, None).await;
+        assert_eq!(run.outcome(), end, "{what}: {}", run.story());
+        let through: Vec<_> = run
+            .report
+            .gates
+            .iter()
+            .filter(|g| g.instance.as_str().starts_with("test-listener"))
+            .collect();
+        assert!(
+            !through.is_empty(),
+            "{what}: no gate through the test listener"
+        );
+        match end {
+            Outcome::RolledOut => {
+                assert_eq!(f.forward(), tg(&twin()), "{what}");
+                assert!(
+                    through.last().is_some_and(|g| g.outcome.is_passed()),
+                    "{what}"
+                );
+            }
+            _ => {
+                assert_eq!(f.forward(), tg(&web()), "{what}: never switched");
+                f.assert_settled(&web(), V1, N).await;
+                let reason = run.report.reason.clone().unwrap_or_default();
+                assert!(reason.contains("test listener"), "{what}: {reason}");
+            }
+        }
+    }
+}

@@ -217,6 +217,7 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
         probe_every_ms: 100,
         shadow_strict: strict,
         twin: svc.twin.clone(),
+        gate_set: svc.test_listener.is_some() || svc.test_address.is_some(),
     };
     let opts = ExecOptions {
         poll: spec.poll,

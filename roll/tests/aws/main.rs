@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use motokit::{Fault, FaultProxy, REGION};
-use support::{Fx, json};
+use support::{Fx, StandIn, index_digest, json};
 
 /// A rolling roll replaces every instance with one of v2 through a new,
 /// numbered launch-template version carrying the old version's launch
@@ -439,4 +439,65 @@ async fn moto_an_instance_killed_through_ec2_mid_roll() {
     let v = json(&out, 0);
     assert_eq!(v["outcome"], "rolled-out", "{v}");
     fx.assert_settled("web", &fx.v2, 2).await;
+}
+
+/// Blue/green through a test listener: the new set passes the gate
+/// through it (`/ready`, `/version` image and index digest, the golden
+/// queries, repeated) before the switch. moto runs no instances, so a
+/// stand-in server answers for the set at `--test-address` (where a real
+/// roll would reach an internal ALB through a tunnel): answering as v2 the
+/// roll switches; answering as v1 (the wrong image behind the test
+/// listener) it never switches and rolls back, naming the check.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_blue_green_gated_through_a_test_listener() {
+    for (answer_as, n, code) in [("v2", 2, 0), ("v1", 1, 1)] {
+        let fx = Fx::new(2).await;
+        let test = fx.test_listener().await;
+        let image = if n == 2 { &fx.v2 } else { &fx.v1 };
+        let stand_in = StandIn::start(image.as_str(), &index_digest(n));
+        let report = fx.dir.path().join("report.json");
+        let out = fx.roll(&[
+            "out",
+            "--group",
+            "web",
+            "--image",
+            fx.v2.as_str(),
+            "--strategy",
+            "blue-green",
+            "--test-listener",
+            &test,
+            "--test-address",
+            &stand_in.address,
+            "--report",
+            report.to_str().expect("utf-8"),
+            "--json",
+        ]);
+        let v = json(&out, code);
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).expect("the report")).expect("JSON");
+        let through: Vec<&serde_json::Value> = r["gates"]
+            .as_array()
+            .expect("gates")
+            .iter()
+            .filter(|g| {
+                g["instance"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("test-listener"))
+            })
+            .collect();
+        assert!(!through.is_empty(), "answering as {answer_as}: {r}");
+        if code == 0 {
+            assert_eq!(v["outcome"], "rolled-out", "{v}");
+            assert_eq!(fx.live().await, fx.fleet.tg_b);
+        } else {
+            assert_eq!(v["outcome"], "rolled-back", "{v}");
+            assert_eq!(fx.live().await, fx.fleet.tg_a, "never switched");
+            let reason = v["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains("test listener") && reason.contains("/version image"),
+                "{reason}"
+            );
+            fx.assert_settled("web", &fx.v1, 2).await;
+        }
+    }
 }

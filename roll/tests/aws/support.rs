@@ -64,7 +64,7 @@ pub async fn kiln_image(moto: &Moto, cloud: &Cloud, name: &str, n: u8) -> ImageI
         .expect("an instance id")
         .to_owned();
     let digest = format!("{n:02x}").repeat(32);
-    let index_digest = format!("{:02x}", n + 100).repeat(32);
+    let index_digest = index_digest(n);
     let mut t = Tags::new();
     t.insert(tags::NAME.into(), name.into());
     t.insert(tags::DIGEST.into(), digest.clone());
@@ -362,5 +362,106 @@ impl Fx {
             hooks.lifecycle_hooks().is_empty(),
             "{group}: hooks left: {hooks:?}"
         );
+    }
+}
+
+/// A stand-in for the instances behind a test listener (moto runs no
+/// instances): answers `/ready`, `/version` as `image` with `index_digest`,
+/// and every other GET with `{}` (the fixtures' golden answer), HTTP/1.1
+/// keep-alive, on 127.0.0.1. Stops when dropped.
+pub struct StandIn {
+    pub address: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StandIn {
+    pub fn start(image: &str, index_digest: &str) -> StandIn {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let address = l.local_addr().expect("addr").to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let version = format!(r#"{{"image":"{image}","index_digest":"{index_digest}"}}"#);
+        let halt = stop.clone();
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::SeqCst) {
+                let Ok((conn, _)) = l.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
+                let version = version.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_nonblocking(false);
+                    let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                    let mut w = conn.try_clone().expect("clone");
+                    let mut r = BufReader::new(conn);
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                                break;
+                            }
+                        }
+                        let body = match path.as_str() {
+                            "/ready" => "ok".to_owned(),
+                            "/version" => version.clone(),
+                            _ => "{}".to_owned(),
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if w.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        StandIn { address, stop }
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The index digest `kiln_image(.., n)` records.
+pub fn index_digest(n: u8) -> String {
+    format!("{:02x}", n + 100).repeat(32)
+}
+
+impl Fx {
+    /// A plain-HTTP test listener on the service's balancer, port 8081,
+    /// forwarding to the idle target group (b).
+    pub async fn test_listener(&self) -> String {
+        self.moto
+            .elb()
+            .await
+            .create_listener()
+            .load_balancer_arn(&self.fleet.load_balancer)
+            .port(8081)
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+            .default_actions(
+                aws_sdk_elasticloadbalancingv2::types::Action::builder()
+                    .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+                    .target_group_arn(&self.fleet.tg_b)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateListener")
+            .listeners()[0]
+            .listener_arn()
+            .expect("an ARN")
+            .to_owned()
     }
 }

@@ -981,6 +981,7 @@ impl Sim {
             gates: gates.clone(),
             shadow,
             alarms: Vec::new(),
+            set_gate: None,
         }
     }
 }
@@ -1030,6 +1031,7 @@ pub fn goal(intent: roll::plan::Intent) -> Goal {
         probe_every_ms: 100,
         shadow_strict: false,
         twin: group(TWIN),
+        gate_set: false,
     }
 }
 
@@ -1402,6 +1404,7 @@ impl Runner {
                 sim.tag_service(&set, &remove);
                 return Ok(Next::End(End::Out(outcome)));
             }
+            Action::GateSet { .. } => return Err("the simulation has no test listener".into()),
             Action::Done { outcome } => return Ok(Next::End(End::Out(outcome))),
             Action::Refuse { why } => return Ok(Next::End(End::Refused(why))),
             Action::Fail { why } => return Ok(Next::End(End::Failed(why))),
@@ -1421,6 +1424,7 @@ pub fn kind(a: &Action) -> &'static str {
         Action::SetImage { .. } => "SetImage",
         Action::Launch { .. } => "Launch",
         Action::Gate { .. } => "Gate",
+        Action::GateSet { .. } => "GateSet",
         Action::Register { .. } => "Register",
         Action::Canary { .. } => "Canary",
         Action::StartBake { .. } => "StartBake",

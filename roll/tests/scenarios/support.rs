@@ -450,6 +450,7 @@ impl Fleet {
             probe_every_ms: 100,
             shadow_strict: strict,
             twin: twin(),
+            gate_set: false,
         }
     }
 
@@ -497,6 +498,9 @@ impl Fleet {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone(),
+                // Used only by goals with `gate_set` (the fake scripts
+                // what the gate through it finds).
+                test_address: Some("test-listener.fake:8081".into()),
                 ..Service::named(&web())
             },
             goal,
