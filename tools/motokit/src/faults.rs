@@ -28,6 +28,14 @@ pub enum Fault {
     Hang,
     /// Wait, then pass the call on to moto.
     Delay(Duration),
+    /// Answer this instead of asking moto, for the first matching call
+    /// only (the rule then goes): a throttled or failed call that a retry
+    /// gets through.
+    FailOnce(Reply),
+    /// Pass the call on to moto, then answer this instead of moto's answer,
+    /// for the first matching call only: an applied call whose answer was
+    /// lost, which a retry (or rerun) must not apply twice.
+    LoseAnswerOnce(Reply),
 }
 
 #[derive(Debug, Clone)]
@@ -217,24 +225,27 @@ fn serve(
         .map(str::to_owned);
     let text = String::from_utf8_lossy(&body);
     let fault = match (&action, &region) {
-        (Some(a), Some(r)) => rules.lock().ok().and_then(|rules| {
-            rules
-                .iter()
-                .find(|rule| {
-                    &rule.action == a
-                        && &rule.region == r
-                        && rule.body.as_ref().is_none_or(|b| text.contains(b.as_str()))
-                })
-                .map(|rule| rule.fault.clone())
+        (Some(a), Some(r)) => rules.lock().ok().and_then(|mut rules| {
+            let i = rules.iter().position(|rule| {
+                &rule.action == a
+                    && &rule.region == r
+                    && rule.body.as_ref().is_none_or(|b| text.contains(b.as_str()))
+            })?;
+            let fault = rules[i].fault.clone();
+            if matches!(fault, Fault::FailOnce(_) | Fault::LoseAnswerOnce(_)) {
+                rules.remove(i);
+            }
+            Some(fault)
         }),
         _ => None,
     };
+    let mut lose: Option<Reply> = None;
     if let (Some(f), Some(a), Some(r)) = (&fault, &action, &region) {
         if let Ok(mut h) = hits.lock() {
             h.push(format!("{a}@{r}"));
         }
         match f {
-            Fault::Fail(reply) => {
+            Fault::Fail(reply) | Fault::FailOnce(reply) => {
                 return write!(
                     client,
                     "HTTP/1.1 {} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
@@ -247,6 +258,7 @@ fn serve(
                 hang(&client, stop);
                 return Ok(());
             }
+            Fault::LoseAnswerOnce(reply) => lose = Some(reply.clone()),
             Fault::Delay(d) => {
                 let end = Instant::now() + *d;
                 while Instant::now() < end {
@@ -290,6 +302,16 @@ fn serve(
     up.flush()?;
     let mut answer = Vec::new();
     up.read_to_end(&mut answer)?;
+    if let Some(reply) = lose {
+        // moto applied it; the caller never hears so.
+        return write!(
+            client,
+            "HTTP/1.1 {} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            reply.status,
+            reply.body.len(),
+            reply.body
+        );
+    }
 
     // Tell the caller not to reuse this connection.
     let split = answer

@@ -27,6 +27,20 @@ impl Reply {
         }
     }
 
+    /// An error answer of the Query protocol's other services (Auto
+    /// Scaling, ELBv2, IAM: `<ErrorResponse><Error>…`), e.g. `Throttling`
+    /// with 400, `InternalFailure` with 500.
+    pub fn query_error(status: u16, code: &str, message: &str) -> Reply {
+        Reply {
+            status,
+            body: format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ErrorResponse><Error><Type>{}</Type>\
+                 <Code>{code}</Code><Message>{message}</Message></Error><RequestId>scripted</RequestId></ErrorResponse>",
+                if status < 500 { "Sender" } else { "Receiver" }
+            ),
+        }
+    }
+
     /// An EC2 error answer (`<Response><Errors>…`).
     pub fn ec2_error(code: &str, message: &str) -> Reply {
         Reply {
