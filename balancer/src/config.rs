@@ -54,6 +54,10 @@ pub enum Error {
         target_group: String,
         role: &'static str,
     },
+    /// A weight for the only target group requests go to: there is no
+    /// other one to give the rest.
+    #[error("target group {0:?} takes every request: a weight needs a second one to split with")]
+    NothingToSplit(String),
     /// `start` was not called on a tokio runtime.
     #[error("the balancer needs a tokio runtime")]
     NoRuntime,

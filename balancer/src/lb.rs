@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Error, TargetSpec};
 use crate::metrics::{self, Stats, TargetGauge, TargetStats, TargetStatsMap};
-use crate::pool::{Group, Settings, lock, read, write};
+use crate::pool::{Group, InFlight, Pick, Settings, lock, read, write};
 use crate::server::{self, Connections};
 use crate::shadow::ShadowSlot;
 use crate::tls;
@@ -24,8 +25,11 @@ use crate::types::{LbCounters, ShadowReport, TargetView};
 pub(crate) struct State {
     pub(crate) settings: Arc<Settings>,
     groups: RwLock<BTreeMap<String, Arc<Group>>>,
-    /// Where new requests go; swapped whole, so a request sees one group.
-    forward: RwLock<Arc<Group>>,
+    /// Where new requests go; swapped whole, so a request sees one
+    /// routing.
+    forward: RwLock<Forward>,
+    /// Counts requests while a weighted forward splits them.
+    split_seq: AtomicU64,
     pub(crate) shadow: ShadowSlot,
     pub(crate) stats: Stats,
     target_stats: Mutex<TargetStatsMap>,
@@ -35,9 +39,51 @@ pub(crate) struct State {
     pub(crate) forwarded_port: HeaderValue,
 }
 
+/// Where new requests go: one target group (`main`), or a share of them
+/// (`weighted`: percent 1..=99) to a second one — a blue/green canary.
+#[derive(Clone)]
+struct Forward {
+    main: Arc<Group>,
+    weighted: Option<(Arc<Group>, u32)>,
+}
+
+/// Whether request number `n` of a split goes to the weighted group:
+/// exactly `percent` of every 100 in a row, spread evenly (not in a
+/// burst), so a short test sees the share it asked for.
+fn to_weighted(n: u64, percent: u32) -> bool {
+    let k = n % 100;
+    let p = u64::from(percent.min(100));
+    (k + 1) * p / 100 > k * p / 100
+}
+
 impl State {
+    /// The main target group new requests go to.
     pub(crate) fn forwarded(&self) -> Arc<Group> {
-        Arc::clone(&read(&self.forward))
+        Arc::clone(&read(&self.forward).main)
+    }
+
+    /// A target for a new request and the group it is in: the group the
+    /// weights choose; while split, a healthy target of the other group
+    /// rather than failing open in one whose targets are all unhealthy.
+    pub(crate) fn pick(&self) -> Option<(Arc<Group>, InFlight)> {
+        let fwd = read(&self.forward).clone();
+        let Some((weighted, percent)) = fwd.weighted else {
+            let claim = fwd.main.pick(Pick::FailOpen, None)?;
+            return Some((fwd.main, claim));
+        };
+        let n = self.split_seq.fetch_add(1, Ordering::Relaxed);
+        let (first, second) = if to_weighted(n, percent) {
+            (weighted, fwd.main)
+        } else {
+            (fwd.main, weighted)
+        };
+        for g in [&first, &second] {
+            if let Some(claim) = g.pick(Pick::HealthyOnly, None) {
+                return Some((Arc::clone(g), claim));
+            }
+        }
+        let claim = first.pick(Pick::FailOpen, None)?;
+        Some((first, claim))
     }
 
     fn group(&self, tg: &str) -> Result<Arc<Group>, Error> {
@@ -129,7 +175,11 @@ impl Balancer {
         let state = Arc::new(State {
             settings: Arc::clone(&settings),
             groups: RwLock::new(groups),
-            forward: RwLock::new(forwarded),
+            forward: RwLock::new(Forward {
+                main: forwarded,
+                weighted: None,
+            }),
+            split_seq: AtomicU64::new(0),
             shadow: ShadowSlot::new(),
             stats: Stats::new(),
             target_stats: Mutex::new(BTreeMap::new()),
@@ -206,7 +256,10 @@ impl Balancer {
                 role,
             })
         };
-        if Arc::ptr_eq(group, &read(&state.forward)) {
+        let fwd = read(&state.forward).clone();
+        if Arc::ptr_eq(group, &fwd.main)
+            || fwd.weighted.is_some_and(|(w, _)| Arc::ptr_eq(group, &w))
+        {
             return in_use("forwarded to");
         }
         if state
@@ -249,16 +302,22 @@ impl Balancer {
         Ok(())
     }
 
-    /// Sends new requests to `tg`; requests in flight finish where they
-    /// are.
+    /// Sends new requests to `tg` (all of them: a weighted split ends);
+    /// requests in flight finish where they are.
     pub fn forward_to(&self, tg: &str) -> Result<(), Error> {
         let state = self.state();
         let group = state.group(tg)?;
-        let previous = std::mem::replace(&mut *write(&state.forward), group);
-        if previous.name.as_ref() != tg {
+        let previous = std::mem::replace(
+            &mut *write(&state.forward),
+            Forward {
+                main: group,
+                weighted: None,
+            },
+        );
+        if previous.main.name.as_ref() != tg || previous.weighted.is_some() {
             tracing::info!(
                 listener = %state.settings.listener,
-                from = %previous.name,
+                from = %previous.main.name,
                 to = tg,
                 "forwarding switched"
             );
@@ -266,8 +325,66 @@ impl Balancer {
         Ok(())
     }
 
+    /// Sends `percent` (0..=100) of new requests to `tg` and the rest to
+    /// the other target group of the routing: the one forwarded to now,
+    /// or — when that is `tg` — the one it splits with. 100 is
+    /// [`Balancer::forward_to`]; 0 sends everything to the other one.
+    /// Each group keeps its own health checks and least-outstanding
+    /// choice; requests in flight finish where they are.
+    pub fn set_weight(&self, tg: &str, percent: u32) -> Result<(), Error> {
+        let state = self.state();
+        let group = state.group(tg)?;
+        let percent = percent.min(100);
+        if percent == 100 {
+            return self.forward_to(tg);
+        }
+        let mut fwd = write(&state.forward);
+        let next = if Arc::ptr_eq(&fwd.main, &group) {
+            let Some((other, _)) = fwd.weighted.clone() else {
+                return Err(Error::NothingToSplit(tg.to_string()));
+            };
+            match percent {
+                0 => Forward {
+                    main: other,
+                    weighted: None,
+                },
+                p => Forward {
+                    main: group,
+                    weighted: Some((other, 100 - p)),
+                },
+            }
+        } else {
+            Forward {
+                main: Arc::clone(&fwd.main),
+                weighted: (percent > 0).then_some((group, percent)),
+            }
+        };
+        tracing::info!(
+            listener = %state.settings.listener,
+            main = %next.main.name,
+            to = tg,
+            percent,
+            "forwarding weighted"
+        );
+        *fwd = next;
+        Ok(())
+    }
+
     pub fn forwarding(&self) -> String {
         self.state().forwarded().name.to_string()
+    }
+
+    /// Percent of new requests per target group that gets any, the main
+    /// one first.
+    pub fn weights(&self) -> Vec<(String, u32)> {
+        let fwd = read(&self.state().forward).clone();
+        match fwd.weighted {
+            None => vec![(fwd.main.name.to_string(), 100)],
+            Some((w, p)) => vec![
+                (fwd.main.name.to_string(), 100 - p),
+                (w.name.to_string(), p),
+            ],
+        }
     }
 
     /// Registered and draining targets, sorted by id.
@@ -352,4 +469,26 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
     Ok((listener, bound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_weighted;
+
+    #[test]
+    fn a_split_sends_exactly_its_share_spread_out() {
+        for p in 0..=100 {
+            let n = (0..1000).filter(|&n| to_weighted(n, p)).count();
+            assert_eq!(n, 10 * p as usize, "{p}%");
+        }
+        // 50%: every other request, not 50 in a row.
+        assert!((0..10).filter(|&n| to_weighted(n, 50)).count() == 5);
+        // 10%: one in each run of ten.
+        for start in (0..100).step_by(10) {
+            assert_eq!(
+                (start..start + 10).filter(|&n| to_weighted(n, 10)).count(),
+                1
+            );
+        }
+    }
 }

@@ -4,7 +4,11 @@
 //! One [`Balancer`] is one listener (optionally TLS) with named target
 //! groups; it forwards every new request to exactly one of them
 //! ([`Balancer::forward_to`] switches atomically: requests in flight finish
-//! where they are). Per target group:
+//! where they are), or splits new requests between two by weight
+//! ([`Balancer::set_weight`], a blue/green canary: exactly the share asked
+//! for, spread evenly; while split, a group whose targets are all
+//! unhealthy gets none as long as the other has a healthy one). Per target
+//! group:
 //! - least-outstanding-requests balancing over the healthy targets,
 //!   through pooled keep-alive connections;
 //! - active health checks (`GET <path>`, interval, timeout, healthy and

@@ -121,8 +121,7 @@ pub(crate) async fn handle(
     };
     rewrite_request(&mut headers, &conn);
 
-    let group = state.forwarded();
-    let Some(claim) = group.pick(Pick::FailOpen, None) else {
+    let Some((group, claim)) = state.pick() else {
         let status = StatusCode::SERVICE_UNAVAILABLE;
         return Ok(local(state, &access, status, NO_TARGET));
     };

@@ -1,5 +1,6 @@
 //! The data path: what is forwarded, keep-alive pooling, least outstanding
-//! requests, fail-open, 503/502/504, retries, broken bodies, switching.
+//! requests, fail-open, 503/502/504, retries, broken bodies, switching,
+//! weighted splits.
 
 mod common;
 
@@ -444,6 +445,89 @@ async fn switching_moves_new_requests_and_lets_old_ones_finish() {
         lb.forward_to("nope"),
         Err(balancer::Error::UnknownTargetGroup(_))
     ));
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_split_new_requests_between_two_groups() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let lb = balancer(config(fast_health())).await;
+    lb.register("blue", spec(&a)).unwrap();
+    lb.register("green", spec(&b)).unwrap();
+    wait_healthy(&lb, "blue", &["a"]).await;
+    wait_healthy(&lb, "green", &["b"]).await;
+    assert!(matches!(
+        lb.set_weight("blue", 50),
+        Err(balancer::Error::NothingToSplit(_))
+    ));
+    let before = lb.counters();
+    let addr = lb.address();
+    let share = |n: usize| async move {
+        let mut client = Client::connect(addr).await;
+        let mut answers = Vec::new();
+        for _ in 0..n {
+            answers.push(client.get("/").await.unwrap());
+        }
+        by_backend(&answers)
+    };
+
+    lb.set_weight("green", 10).unwrap();
+    assert_eq!(lb.forwarding(), "blue", "the main group stays");
+    assert_eq!(lb.weights(), [("blue".into(), 90), ("green".into(), 10)]);
+    let s = share(100).await;
+    assert_eq!((s["a"], s["b"]), (90, 10), "{s:?}");
+
+    lb.set_weight("green", 50).unwrap();
+    let s = share(100).await;
+    assert_eq!((s["a"], s["b"]), (50, 50), "{s:?}");
+    // The main group's own weight: the rest goes to the other one.
+    lb.set_weight("blue", 80).unwrap();
+    assert_eq!(lb.weights(), [("blue".into(), 80), ("green".into(), 20)]);
+    assert!(lb.remove_target_group("green").is_err(), "it takes traffic");
+
+    // A group whose targets are all unhealthy gets none while split: the
+    // other one's healthy targets answer instead of failing open.
+    b.set_ready(503);
+    wait_until(Duration::from_secs(3), "b unhealthy on green", || {
+        matches!(
+            health_of(&lb, "green", "b"),
+            Some(balancer::TargetHealth::Unhealthy { .. })
+        )
+    })
+    .await;
+    let s = share(20).await;
+    assert_eq!(s.get("a"), Some(&20), "{s:?}");
+    b.set_ready(200);
+    wait_healthy(&lb, "green", &["b"]).await;
+
+    // 100 is a switch; 0 sends everything to the other one.
+    lb.set_weight("green", 100).unwrap();
+    assert_eq!(lb.weights(), [("green".into(), 100)]);
+    let s = share(10).await;
+    assert_eq!(s.get("b"), Some(&10), "{s:?}");
+    lb.set_weight("blue", 30).unwrap();
+    lb.set_weight("green", 0).unwrap();
+    assert_eq!(
+        (lb.forwarding(), lb.weights()),
+        ("blue".into(), vec![("blue".into(), 100)])
+    );
+    // A switch ends a split.
+    lb.set_weight("green", 40).unwrap();
+    lb.forward_to("blue").unwrap();
+    assert_eq!(lb.weights(), [("blue".into(), 100)]);
+    assert!(matches!(
+        lb.set_weight("nope", 10),
+        Err(balancer::Error::UnknownTargetGroup(_))
+    ));
+
+    // Every answer was counted for its own target, none failed.
+    let d = lb.counters().since(&before);
+    assert_eq!(d.failed, 0);
+    assert_eq!(
+        d.per_target.values().map(|c| c.requests).sum::<u64>(),
+        d.requests
+    );
+    assert_eq!(d.per_target["b"].requests, 10 + 50 + 10);
     lb.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -143,6 +143,7 @@ pub const OPS: &[&str] = &[
     "delete_listener",
     "listener",
     "switch",
+    "set_weights",
     "start_shadow",
     "stop_shadow",
     "shadow",
@@ -597,6 +598,9 @@ struct Listener {
     bound: SocketAddr,
     admin_bound: Option<SocketAddr>,
     forward: TargetGroupId,
+    /// A weighted forward: this target group gets this percent (1..=99)
+    /// of new requests, `forward` the rest (the daemon's `split`).
+    split: Option<(TargetGroupId, u32)>,
     /// Registered and draining targets by target group, sorted by id.
     targets: BTreeMap<TargetGroupId, Vec<Tgt>>,
     shadow: Option<ShadowReport>,
@@ -610,7 +614,25 @@ impl Listener {
             tls: self.spec.tls.is_some(),
             admin: self.admin_bound.map(|a| a.to_string()),
             target_groups: self.spec.target_groups.clone(),
-            forward: self.forward.clone(),
+            forward: match &self.split {
+                Some((tg, p)) if *p > 50 => tg.clone(),
+                _ => self.forward.clone(),
+            },
+            weights: self
+                .spec
+                .target_groups
+                .iter()
+                .map(|tg| (tg.clone(), self.weight_of(tg)))
+                .collect(),
+        }
+    }
+
+    fn weight_of(&self, tg: &TargetGroupId) -> u32 {
+        match &self.split {
+            Some((s, p)) if s == tg => *p,
+            Some((_, p)) if *tg == self.forward => 100 - p,
+            None if *tg == self.forward => 100,
+            _ => 0,
         }
     }
 }
@@ -1672,6 +1694,7 @@ impl LoadBalancers for FakeCloud {
                 bound,
                 admin_bound,
                 forward: spec.forward.clone(),
+                split: None,
                 targets: spec
                     .target_groups
                     .iter()
@@ -1709,6 +1732,38 @@ impl LoadBalancers for FakeCloud {
                 return Err(not_found("target group", tg));
             }
             l.forward = tg.clone();
+            l.split = None;
+            Ok(())
+        })
+    }
+
+    async fn set_weights(&self, id: &ListenerId, tg: &TargetGroupId, percent: u32) -> Result<()> {
+        self.op("set_weights", |w, _| {
+            let l = w.listener_mut(id)?;
+            if !l.spec.target_groups.contains(tg) {
+                return Err(not_found("target group", tg));
+            }
+            // The local balancer's rules (`Balancer::set_weight`).
+            let percent = percent.min(100);
+            if percent == 100 {
+                l.forward = tg.clone();
+                l.split = None;
+            } else if *tg == l.forward {
+                let Some((other, _)) = l.split.clone() else {
+                    return Err(CloudError::invalid(
+                        "weights",
+                        format!("{tg} takes every request: a weight needs a second target group"),
+                    ));
+                };
+                if percent == 0 {
+                    l.forward = other;
+                    l.split = None;
+                } else {
+                    l.split = Some((other, 100 - percent));
+                }
+            } else {
+                l.split = (percent > 0).then(|| (tg.clone(), percent));
+            }
             Ok(())
         })
     }

@@ -73,11 +73,25 @@ pub struct ListenerInfo {
     pub tls: bool,
     pub admin: Option<String>,
     pub target_groups: Vec<TargetGroupId>,
-    /// Where new requests go.
+    /// Where new requests go: the heaviest of `weights` (a tie: the one
+    /// that had them all before, where the backend can tell).
     pub forward: TargetGroupId,
+    /// Percent of new requests per target group, summing to 100: the
+    /// forward at 100 unless [`LoadBalancers::set_weights`] split them.
+    #[serde(default)]
+    pub weights: Vec<(TargetGroupId, u32)>,
 }
 
 impl ListenerInfo {
+    /// Percent of new requests `tg` gets now.
+    pub fn weight_of(&self, tg: &TargetGroupId) -> u32 {
+        match self.weights.iter().find(|(t, _)| t == tg) {
+            Some((_, w)) => *w,
+            None if self.weights.is_empty() && *tg == self.forward => 100,
+            None => 0,
+        }
+    }
+
     /// `http://…` or `https://…`.
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
@@ -135,6 +149,21 @@ pub trait LoadBalancers: Send + Sync {
     /// Sends every new request to `tg`, at once; requests in flight finish
     /// where they are.
     async fn switch(&self, id: &ListenerId, tg: &TargetGroupId) -> Result<()>;
+
+    /// A weighted forward (a blue/green canary): `percent` (0..=100) of
+    /// new requests to `tg`, the rest to the listener's other target
+    /// group — the one forwarded to now, or, when that is `tg`, the one
+    /// it shares traffic with. 100 is [`LoadBalancers::switch`]; any
+    /// later `switch` sends everything to one target group again. An
+    /// unknown target group is NotFound and changes nothing.
+    async fn set_weights(
+        &self,
+        _id: &ListenerId,
+        _tg: &TargetGroupId,
+        _percent: u32,
+    ) -> Result<()> {
+        Err(unsupported("this", "weighted forwarding"))
+    }
 
     /// Starts mirroring a sample of the listener's GETs to `spec`'s target
     /// group (results from zero).

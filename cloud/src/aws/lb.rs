@@ -328,6 +328,106 @@ pub(crate) fn forwards(l: &Listener) -> Option<(Vec<TargetGroupId>, TargetGroupI
     ))
 }
 
+/// Every target group of the forward with its percent of new requests
+/// (weights over their sum; a plain forward: 100), in their order.
+pub(crate) fn weights_of(l: &Listener) -> Vec<(TargetGroupId, u32)> {
+    let Some(a) = l
+        .default_actions
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|a| a.r#type == Some(ActionTypeEnum::Forward))
+    else {
+        return Vec::new();
+    };
+    let tuples: Vec<(TargetGroupId, u64)> = match a
+        .forward_config
+        .as_ref()
+        .and_then(|f| f.target_groups.as_ref())
+    {
+        Some(t) if !t.is_empty() => t
+            .iter()
+            .filter_map(|t| {
+                let w = t.weight.unwrap_or(1).max(0) as u64;
+                Some((TargetGroupId::new(t.target_group_arn.clone()?), w))
+            })
+            .collect(),
+        _ => match &a.target_group_arn {
+            Some(arn) => vec![(TargetGroupId::new(arn.clone()), 1)],
+            None => Vec::new(),
+        },
+    };
+    let sum: u64 = tuples.iter().map(|(_, w)| w).sum();
+    if sum == 0 {
+        return tuples.into_iter().map(|(t, _)| (t, 0)).collect();
+    }
+    let mut out: Vec<(TargetGroupId, u32)> = tuples
+        .iter()
+        .map(|(t, w)| (t.clone(), (w * 100 / sum) as u32))
+        .collect();
+    // Rounding down loses at most one per group: the heaviest gets it.
+    let lost = 100 - out.iter().map(|(_, p)| p).sum::<u32>();
+    if let Some(i) = (0..tuples.len()).max_by_key(|&i| (tuples[i].1, std::cmp::Reverse(i))) {
+        out[i].1 += lost;
+    }
+    out
+}
+
+/// The default action for `percent` (1..=99) of new requests to `to` and
+/// the rest to the listener's other target group: the one it forwards to
+/// now, or (`to` is that one) the other one with a weight. Every group
+/// it named stays named, in its order; the stickiness setting is kept.
+/// `None`: there is no other target group to split with.
+pub(crate) fn split(l: &Listener, to: &TargetGroupId, percent: u32) -> Option<Action> {
+    let (mut groups, forward) = forwards(l)?;
+    let weights = weights_of(l);
+    let other = if forward != *to {
+        forward
+    } else {
+        weights
+            .iter()
+            .find(|(t, w)| t != to && *w > 0)
+            .map(|(t, _)| t.clone())?
+    };
+    if !groups.contains(to) {
+        groups.push(to.clone());
+    }
+    let stickiness = l
+        .default_actions
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|a| a.r#type == Some(ActionTypeEnum::Forward))
+        .and_then(|a| a.forward_config.as_ref())
+        .and_then(|f| f.target_group_stickiness_config.clone());
+    let weight = |g: &TargetGroupId| match g {
+        g if g == to => percent as i32,
+        g if *g == other => 100 - percent as i32,
+        _ => 0,
+    };
+    Some(
+        Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .forward_config(
+                ForwardActionConfig::builder()
+                    .set_target_groups(Some(
+                        groups
+                            .iter()
+                            .map(|g| {
+                                TargetGroupTuple::builder()
+                                    .target_group_arn(g.as_str())
+                                    .weight(weight(g))
+                                    .build()
+                            })
+                            .collect(),
+                    ))
+                    .set_target_group_stickiness_config(stickiness)
+                    .build(),
+            )
+            .build(),
+    )
+}
+
 /// The default action after a switch to `to`: a weighted forward naming
 /// every target group it named before (in their order) plus `to`, all
 /// traffic (weight 1) to `to`, weight 0 to the others; the stickiness
@@ -523,6 +623,7 @@ impl LoadBalancers for AwsLoadBalancers {
             admin: None,
             target_groups,
             forward,
+            weights: weights_of(&l),
         })
     }
 
@@ -545,6 +646,44 @@ impl LoadBalancers for AwsLoadBalancers {
             Err(e) => Err(call_error(
                 "ModifyListener",
                 format!("{id} (forward to {tg}) {}", ctx.place()),
+                e,
+            )),
+        }
+    }
+
+    async fn set_weights(&self, id: &ListenerId, tg: &TargetGroupId, percent: u32) -> Result<()> {
+        let l = self.describe_listener(id).await?;
+        // ELBv2 would refuse an unknown target group; moto accepts
+        // anything, so look first.
+        self.describe_tg(tg).await?;
+        let action = match percent.min(100) {
+            100 => switched(&l, tg),
+            p => {
+                let Some(a) = split(&l, tg, p) else {
+                    return Err(CloudError::invalid(
+                        "weights",
+                        format!(
+                            "{tg} takes every request of {id}: a weight needs a second target group"
+                        ),
+                    ));
+                };
+                a
+            }
+        };
+        let ctx = &self.ctx;
+        match ctx
+            .elb
+            .modify_listener()
+            .listener_arn(id.as_str())
+            .default_actions(action)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_missing(&e) => Err(self.listener_not_found(id)),
+            Err(e) => Err(call_error(
+                "ModifyListener",
+                format!("{id} ({percent}% to {tg}) {}", ctx.place()),
                 e,
             )),
         }
@@ -629,6 +768,26 @@ mod tests {
             Some((vec![tg("arn:a"), tg("arn:b")], tg("arn:b"))),
             "the first switch of a one-group listener names both"
         );
+    }
+
+    #[test]
+    fn weights_read_as_percent_and_split_keeps_the_order() {
+        let l = listener(weighted(&[("arn:a", 1), ("arn:b", 0)]));
+        assert_eq!(weights_of(&l), [(tg("arn:a"), 100), (tg("arn:b"), 0)]);
+        let ten = listener(split(&l, &tg("arn:b"), 10).expect("a split"));
+        assert_eq!(weights_of(&ten), [(tg("arn:a"), 90), (tg("arn:b"), 10)]);
+        assert_eq!(forwards(&ten).map(|f| f.1), Some(tg("arn:a")));
+        // The forward's own weight: the rest to the one it splits with.
+        let back = listener(split(&ten, &tg("arn:a"), 70).expect("a split"));
+        assert_eq!(weights_of(&back), [(tg("arn:a"), 70), (tg("arn:b"), 30)]);
+        // Nothing to split with.
+        assert!(split(&l, &tg("arn:a"), 50).is_none());
+        // A switch after a split sends everything to one.
+        let after = listener(switched(&ten, &tg("arn:b")));
+        assert_eq!(weights_of(&after), [(tg("arn:a"), 0), (tg("arn:b"), 100)]);
+        // Weights that are not percent: by their share, summing to 100.
+        let odd = listener(weighted(&[("arn:a", 2), ("arn:b", 1)]));
+        assert_eq!(weights_of(&odd), [(tg("arn:a"), 67), (tg("arn:b"), 33)]);
     }
 
     #[test]

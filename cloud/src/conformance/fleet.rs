@@ -911,6 +911,114 @@ pub async fn switch(cloud: &Cloud, fx: &FleetFixture) {
     teardown(cloud, fx, &s).await;
 }
 
+/// A weighted forward (a blue/green canary): `set_weights` splits new
+/// requests between the listener's two target groups and `listener`
+/// reads the split back; `forward` stays the one that had them all while
+/// it is the heavier; 100 is a switch, a `switch` ends a split, 0 sends
+/// everything back; an unknown target group is NotFound and changes
+/// nothing. (Which request goes where is the balancer's business: the
+/// local one is tested in the balancer crate and roll's fleet tests.)
+pub async fn weights(cloud: &Cloud, fx: &FleetFixture) {
+    let lbs = cloud.lbs();
+    let s = scene(cloud, fx, "weights", [0, 0, 1]).await;
+    let read = || async {
+        let l = lbs.listener(&s.listener).await.expect("listener");
+        (l.forward.clone(), l.weight_of(&s.a), l.weight_of(&s.b))
+    };
+    let sums = || async {
+        let l = lbs.listener(&s.listener).await.expect("listener");
+        l.weights.iter().map(|(_, w)| w).sum::<u32>()
+    };
+    assert_eq!(
+        read().await,
+        (s.a.clone(), 100, 0),
+        "{}",
+        fail(cloud, "no split at first")
+    );
+
+    lbs.set_weights(&s.listener, &s.b, 10)
+        .await
+        .expect("set_weights");
+    assert_eq!(
+        read().await,
+        (s.a.clone(), 90, 10),
+        "{}",
+        fail(cloud, "10% to b")
+    );
+    assert_eq!(sums().await, 100, "{}", fail(cloud, "weights sum to 100"));
+    lbs.set_weights(&s.listener, &s.b, 50)
+        .await
+        .expect("set_weights");
+    assert_eq!(
+        read().await,
+        (s.a.clone(), 50, 50),
+        "{}",
+        fail(cloud, "a tie keeps the forward")
+    );
+    // The forward's own weight: the rest to the one it splits with.
+    lbs.set_weights(&s.listener, &s.a, 80)
+        .await
+        .expect("set_weights");
+    assert_eq!(
+        read().await,
+        (s.a.clone(), 80, 20),
+        "{}",
+        fail(cloud, "80% to a")
+    );
+
+    let ghost = TargetGroupId::new(unique("ghost"));
+    expect_not_found(
+        cloud,
+        "weights for an unknown target group",
+        lbs.set_weights(&s.listener, &ghost, 10).await,
+    );
+    assert_eq!(
+        read().await,
+        (s.a.clone(), 80, 20),
+        "{}",
+        fail(cloud, "a refused split changes nothing")
+    );
+
+    // 100 is a switch.
+    lbs.set_weights(&s.listener, &s.b, 100)
+        .await
+        .expect("set_weights");
+    assert_eq!(
+        read().await,
+        (s.b.clone(), 0, 100),
+        "{}",
+        fail(cloud, "100% is a switch")
+    );
+    // A switch ends a split.
+    lbs.set_weights(&s.listener, &s.a, 30)
+        .await
+        .expect("set_weights");
+    assert_eq!(read().await, (s.b.clone(), 30, 70));
+    lbs.switch(&s.listener, &s.b).await.expect("switch");
+    assert_eq!(
+        read().await,
+        (s.b.clone(), 0, 100),
+        "{}",
+        fail(cloud, "a switch ends a split")
+    );
+    // 0: everything to the other one (the way a roll back undoes a canary).
+    lbs.set_weights(&s.listener, &s.a, 10)
+        .await
+        .expect("set_weights");
+    lbs.set_weights(&s.listener, &s.a, 0)
+        .await
+        .expect("set_weights");
+    assert_eq!(
+        read().await,
+        (s.b.clone(), 0, 100),
+        "{}",
+        fail(cloud, "0% takes a out")
+    );
+    lbs.switch(&s.listener, &s.a).await.expect("switch back");
+    assert_eq!(read().await, (s.a.clone(), 100, 0));
+    teardown(cloud, fx, &s).await;
+}
+
 fn holder(id: &str) -> LeaseHolder {
     LeaseHolder {
         id: id.into(),
@@ -1152,6 +1260,7 @@ pub async fn run_all(cloud: &Cloud, fx: &FleetFixture) {
     hold_and_put_in_service(cloud, fx).await;
     drain_before_terminate(cloud, fx).await;
     switch(cloud, fx).await;
+    weights(cloud, fx).await;
     schedule_desired(cloud, fx).await;
     janitor_spares_the_fleet(cloud, fx).await;
     cleanup(cloud, fx).await;

@@ -979,6 +979,12 @@ async fn conformance_switch() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn conformance_weights() {
+    let (f, fx) = fixture();
+    fleet::weights(&f.cloud(), &fx).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn conformance_lease() {
     let (f, _) = fixture();
     fleet::lease(&f.cloud()).await;

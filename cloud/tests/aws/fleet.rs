@@ -178,6 +178,12 @@ async fn moto_fleet_conformance_switch() {
 }
 
 #[tokio::test]
+async fn moto_fleet_conformance_weights() {
+    let s = setup().await;
+    fleet::weights(&s.cloud, &s.fixture()).await;
+}
+
+#[tokio::test]
 async fn moto_fleet_conformance_lease() {
     let s = setup().await;
     fleet::lease_of_groups(&s.cloud, &s.fixture()).await;

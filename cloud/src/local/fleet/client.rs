@@ -461,6 +461,15 @@ impl LoadBalancers for LocalCloud {
             })
             .await
     }
+    async fn set_weights(&self, id: &ListenerId, tg: &TargetGroupId, percent: u32) -> Result<()> {
+        self.fleet
+            .call(Request::SetWeights {
+                id: id.clone(),
+                tg: tg.clone(),
+                percent,
+            })
+            .await
+    }
     async fn start_shadow(&self, id: &ListenerId, spec: &ShadowSpec) -> Result<()> {
         self.fleet
             .call(Request::StartShadow {

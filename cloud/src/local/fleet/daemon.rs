@@ -277,6 +277,7 @@ fn lb_error(e: balancer::Error) -> CloudError {
         balancer::Error::UnknownTargetGroup(tg) => {
             CloudError::not_found("target group", tg, "the local fleet")
         }
+        e @ balancer::Error::NothingToSplit(_) => CloudError::invalid("weights", e.to_string()),
         other => CloudError::Api {
             op: "local balancer".into(),
             message: other.to_string(),
@@ -357,6 +358,9 @@ impl Fleet {
             spec.address = rec.bound;
             spec.admin = rec.admin_bound.or(spec.admin);
             let b = start_balancer(&self.data, &spec, &rec.forward).await?;
+            if let Some((tg, percent)) = &rec.split {
+                b.set_weight(tg.as_str(), *percent).map_err(lb_error)?;
+            }
             self.lock().balancers.insert(rec.spec.id.clone(), b);
         }
         let mut guard = self.lock();
@@ -536,9 +540,29 @@ impl Fleet {
             Request::Switch { id, tg } => json(self.with_balancer(&id, |b, rec| {
                 b.forward_to(tg.as_str()).map_err(lb_error)?;
                 rec.forward = tg.clone();
+                rec.split = None;
                 tracing::info!(listener = %id, to = %tg, "listener switched");
                 Ok(())
             })?),
+            Request::SetWeights { id, tg, percent } => {
+                json(self.with_balancer(&id, |b, rec| {
+                    if !rec.spec.target_groups.contains(&tg) {
+                        return Err(CloudError::not_found(
+                            "target group",
+                            &tg,
+                            "the local fleet",
+                        ));
+                    }
+                    b.set_weight(tg.as_str(), percent).map_err(lb_error)?;
+                    let mut weights = b.weights().into_iter();
+                    if let Some((main, _)) = weights.next() {
+                        rec.forward = TargetGroupId::new(main);
+                    }
+                    rec.split = weights.next().map(|(t, p)| (TargetGroupId::new(t), p));
+                    tracing::info!(listener = %id, to = %tg, percent, "listener weighted");
+                    Ok(())
+                })?)
+            }
             Request::StartShadow { id, spec } => json(self.with_balancer(&id, |b, _| {
                 b.start_shadow(spec.target_group.as_str(), spec.percent)
                     .map_err(lb_error)
@@ -859,6 +883,7 @@ impl Fleet {
             bound: b.address(),
             admin_bound: b.admin_address(),
             forward: spec.forward.clone(),
+            split: None,
             targets: spec
                 .target_groups
                 .iter()
@@ -1291,7 +1316,24 @@ fn listener_info(l: &ListenerRec) -> ListenerInfo {
         tls: l.spec.tls.is_some(),
         admin: l.admin_bound.map(|a| a.to_string()),
         target_groups: l.spec.target_groups.clone(),
-        forward: l.forward.clone(),
+        forward: match &l.split {
+            Some((tg, p)) if *p > 50 => tg.clone(),
+            _ => l.forward.clone(),
+        },
+        weights: l
+            .spec
+            .target_groups
+            .iter()
+            .map(|tg| {
+                let w = match &l.split {
+                    Some((s, p)) if s == tg => *p,
+                    Some((_, p)) if *tg == l.forward => 100 - p,
+                    None if *tg == l.forward => 100,
+                    _ => 0,
+                };
+                (tg.clone(), w)
+            })
+            .collect(),
     }
 }
 

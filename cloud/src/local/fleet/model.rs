@@ -70,6 +70,11 @@ pub struct ListenerRec {
     pub bound: SocketAddr,
     pub admin_bound: Option<SocketAddr>,
     pub forward: TargetGroupId,
+    /// A weighted forward: this target group gets this percent (1..=99)
+    /// of new requests, `forward` the rest; a restarted daemon splits
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<(TargetGroupId, u32)>,
     /// Registered targets by target group (draining ones are the
     /// balancer's business and not persisted: after a restart they are
     /// simply gone).

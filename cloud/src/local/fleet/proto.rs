@@ -89,6 +89,12 @@ pub enum Request {
         id: ListenerId,
         tg: TargetGroupId,
     },
+    /// `percent` of new requests to `tg`, the rest to the other one.
+    SetWeights {
+        id: ListenerId,
+        tg: TargetGroupId,
+        percent: u32,
+    },
     StartShadow {
         id: ListenerId,
         spec: ShadowSpec,
