@@ -394,6 +394,15 @@ impl AwsGroups {
         }
         let data = template::request_data(from, image)?;
         let ctx = &self.ctx;
+        let description = format!(
+            "kiln: image {image}, launch data of version {}",
+            was.version
+        );
+        // Made already (its answer lost, or a rerun after kill -9 once the
+        // client token below has expired): read back, not made again.
+        if let Some(v) = self.made(lt, was.version, &description, image).await? {
+            return Ok(v);
+        }
         // The same copy asked again (an answer lost, a rerun after kill -9)
         // is the same version, not another one.
         let token = {
@@ -406,10 +415,7 @@ impl AwsGroups {
             .ec2
             .create_launch_template_version()
             .launch_template_id(lt)
-            .version_description(format!(
-                "kiln: image {image}, launch data of version {}",
-                was.version
-            ))
+            .version_description(description)
             .client_token(token)
             .launch_template_data(data)
             .send()
@@ -438,6 +444,54 @@ impl AwsGroups {
             cache.insert((lt.to_owned(), n), Some(v.clone()));
         }
         Ok(template_version(&v))
+    }
+
+    /// The newest version after `after` that kiln made with `description`
+    /// and launches `image`, if any (DescribeLaunchTemplateVersions from
+    /// `after + 1` on).
+    async fn made(
+        &self,
+        lt: &str,
+        after: u64,
+        description: &str,
+        image: &ImageId,
+    ) -> Result<Option<TemplateVersion>> {
+        let ctx = &self.ctx;
+        let mut found = None;
+        let mut token = None;
+        loop {
+            let out = ctx
+                .ec2
+                .describe_launch_template_versions()
+                .launch_template_id(lt)
+                .min_version((after + 1).to_string())
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    sdk_error(
+                        "DescribeLaunchTemplateVersions",
+                        format!("{lt} versions after {after} {}", ctx.place()),
+                        e,
+                    )
+                })?;
+            for v in out.launch_template_versions() {
+                let t = template_version(v);
+                if v.version_description() == Some(description)
+                    && t.image == *image
+                    && found
+                        .as_ref()
+                        .is_none_or(|f: &TemplateVersion| t.version > f.version)
+                {
+                    found = Some(t);
+                }
+            }
+            match out.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(found)
     }
 
     /// Deregisters `ids` from each of the group's target groups (moto

@@ -501,3 +501,97 @@ async fn moto_blue_green_gated_through_a_test_listener() {
         }
     }
 }
+
+/// Throttling, a 5xx and applied calls whose answers were lost, with the
+/// SDK's standard retries on (as in production): Auto Scaling throttles
+/// the surge once, and UpdateAutoScalingGroup and the blue/green switch
+/// (ModifyListener) reach moto but their answers are replaced by a 500; the
+/// retries apply nothing twice. Then a lost answer of
+/// CreateLaunchTemplateVersion with retries off: roll stops (exit 3) and
+/// the rerun reads the version back instead of making another one. (moto
+/// ignores that call's ClientToken, which makes the SDK's own retry of it
+/// idempotent on EC2; a lost answer of TerminateInstanceInAutoScalingGroup
+/// is tested on the fake, `every_call_failing_then_rerun`: moto answers the
+/// retry for an instance already gone with a 500 instead of Auto Scaling's
+/// ValidationError.)
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_throttling_and_lost_answers_are_retried_idempotently() {
+    use motokit::Reply;
+    let lost = || Fault::LoseAnswerOnce(Reply::query_error(500, "InternalFailure", "lost"));
+    for strategy in ["rolling", "blue-green"] {
+        let fx = Fx::new(2).await;
+        let proxy = FaultProxy::start(&fx.moto);
+        proxy.on(
+            "SetDesiredCapacity",
+            REGION,
+            Fault::FailOnce(Reply::query_error(400, "Throttling", "Rate exceeded")),
+        );
+        proxy.on("UpdateAutoScalingGroup", REGION, lost());
+        proxy.on("ModifyListener", REGION, lost());
+        let args = [
+            "out",
+            "--group",
+            "web",
+            "--image",
+            fx.v2.as_str(),
+            "--strategy",
+            strategy,
+            "--json",
+        ];
+        let out = fx
+            .roll_via(&proxy.endpoint(), &args)
+            .env("AWS_MAX_ATTEMPTS", "3")
+            .output()
+            .expect("roll out");
+        let v = json(&out, 0);
+        assert_eq!(v["outcome"], "rolled-out", "{strategy}: {v}");
+        let hits = proxy.hits();
+        let calls: &[&str] = match strategy {
+            "rolling" => &["SetDesiredCapacity", "UpdateAutoScalingGroup"],
+            _ => &["SetDesiredCapacity", "ModifyListener"],
+        };
+        for call in calls {
+            assert!(
+                hits.iter().any(|h| h.starts_with(call)),
+                "{strategy}: {call} {hits:?}"
+            );
+        }
+        assert_eq!(
+            fx.launched(&fx.v2).await,
+            2,
+            "{strategy}: v2 launched twice"
+        );
+        assert_eq!(
+            fx.template_versions().await,
+            2,
+            "{strategy}: one new version"
+        );
+        match strategy {
+            "rolling" => fx.assert_settled("web", &fx.v2, 2).await,
+            _ => {
+                assert_eq!(fx.live().await, fx.fleet.tg_b, "{strategy}");
+                assert_eq!(fx.images_of("web--b").await, vec![fx.v2.to_string(); 2]);
+            }
+        }
+    }
+
+    let fx = Fx::new(2).await;
+    let proxy = FaultProxy::start(&fx.moto);
+    proxy.on("CreateLaunchTemplateVersion", REGION, lost());
+    let args = ["out", "--group", "web", "--image", fx.v2.as_str(), "--json"];
+    let out = fx
+        .roll_via(&proxy.endpoint(), &args)
+        .output()
+        .expect("roll out");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fx.template_versions().await, 2, "the lost one was made");
+    let v = json(&fx.roll(&args), 0);
+    assert_eq!(v["outcome"], "rolled-out", "{v}");
+    assert_eq!(fx.template_versions().await, 2, "read back, not made again");
+    fx.assert_settled("web", &fx.v2, 2).await;
+}

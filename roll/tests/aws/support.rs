@@ -465,3 +465,19 @@ impl Fx {
             .to_owned()
     }
 }
+
+impl Fx {
+    /// How many versions the service's launch template has.
+    pub async fn template_versions(&self) -> usize {
+        self.moto
+            .ec2(TEST_KEY, TEST_KEY)
+            .await
+            .describe_launch_template_versions()
+            .launch_template_id(&self.fleet.launch_template)
+            .send()
+            .await
+            .expect("DescribeLaunchTemplateVersions")
+            .launch_template_versions()
+            .len()
+    }
+}
