@@ -89,8 +89,8 @@ use async_trait::async_trait;
 
 use crate::error::{CloudError, Result};
 use crate::groups::{
-    GroupInfo, GroupInstance, GroupSpec, Groups, Lease, LeaseHolder, Lifecycle, ScheduledDesired,
-    TemplateVersion,
+    GroupInfo, GroupInstance, GroupSpec, Groups, Lease, LeaseHolder, Lifecycle, RefreshId,
+    RefreshSpec, RefreshStatus, ScheduledDesired, TemplateVersion,
 };
 use crate::ids::{
     AccountId, GroupName, ImageId, InstanceId, ListenerId, Region, RunId, Tags, TargetGroupId, tags,
@@ -134,6 +134,10 @@ pub const OPS: &[&str] = &[
     "put_in_service",
     "schedule_desired",
     "acquire_lease",
+    "start_refresh",
+    "describe_refresh",
+    "cancel_refresh",
+    "rollback_refresh",
     // LoadBalancers
     "targets",
     "register",
@@ -688,6 +692,9 @@ struct World {
     /// What the gate through a test listener answers, in turn (the last
     /// one from then on; none: it passes).
     set_gates: Vec<GateOutcome>,
+    /// Every instance refresh, oldest first (`refresh.rs`).
+    refreshes: Vec<refresh::Refresh>,
+    next_refresh: u64,
 }
 
 /// A due transition found by [`World::next_event`]'s scan.
@@ -698,6 +705,9 @@ enum Due {
     Ready(GroupName, InstanceId),
     Check(ListenerId, TargetGroupId, InstanceId),
     Drained(ListenerId, TargetGroupId, InstanceId),
+    /// An instance refresh's next look (reconcile, after every step,
+    /// moves refreshes on).
+    Refresh,
 }
 
 impl World {
@@ -823,6 +833,9 @@ impl World {
                 }
             }
         }
+        for r in &self.refreshes {
+            consider(r.due(self), Due::Refresh);
+        }
         for l in self.listeners.values() {
             for (tg, ts) in &l.targets {
                 for t in ts {
@@ -853,7 +866,7 @@ impl World {
                     g.desired = s.desired.min(g.max);
                 }
             }
-            Due::Launch => {}
+            Due::Launch | Due::Refresh => {}
             Due::Ready(name, id) => self.launch_check(&name, &id, t),
             Due::Check(l, tg, id) => self.check(&l, &tg, &id),
             Due::Drained(l, tg, id) => {
@@ -1036,9 +1049,11 @@ impl World {
 
     // ---- groups ----------------------------------------------------------
 
-    /// Sizes every group, and lets go of terminating instances that are
-    /// drained (the daemon's tick, steps 4 and 5).
+    /// Moves instance refreshes on, sizes every group, and lets go of
+    /// terminating instances that are drained (the daemon's tick, steps 4
+    /// and 5).
     fn reconcile(&mut self, now: u64) {
+        self.refresh_tick(now);
         let names: Vec<GroupName> = self.groups.keys().cloned().collect();
         for name in names {
             let Some(g) = self.groups.get(&name) else {
@@ -1104,10 +1119,11 @@ impl World {
             )),
             PORT,
         );
+        let from = self.launch_version(name);
         let Some(g) = self.groups.get_mut(name) else {
             return;
         };
-        let image = g.current.image.clone();
+        let image = from.unwrap_or_else(|| g.current.clone()).image;
         g.instances.push(Instance {
             id: id.clone(),
             image: image.clone(),
@@ -1575,6 +1591,26 @@ impl Groups for FakeCloud {
         })
     }
 
+    fn has_instance_refresh(&self) -> bool {
+        true
+    }
+
+    async fn start_refresh(&self, name: &GroupName, spec: &RefreshSpec) -> Result<RefreshId> {
+        self.op("start_refresh", |w, now| w.start_refresh(name, spec, now))
+    }
+
+    async fn describe_refresh(&self, name: &GroupName, id: &RefreshId) -> Result<RefreshStatus> {
+        self.op("describe_refresh", |w, _| w.describe_refresh(name, id))
+    }
+
+    async fn cancel_refresh(&self, name: &GroupName) -> Result<()> {
+        self.op("cancel_refresh", |w, _| w.cancel_refresh(name))
+    }
+
+    async fn rollback_refresh(&self, name: &GroupName) -> Result<()> {
+        self.op("rollback_refresh", |w, now| w.rollback_refresh(name, now))
+    }
+
     async fn acquire_lease(
         &self,
         name: &GroupName,
@@ -1956,5 +1992,6 @@ impl Janitor for FakeCloud {
     }
 }
 
+mod refresh;
 #[cfg(test)]
 mod tests;

@@ -156,6 +156,140 @@ impl GroupSpec {
     }
 }
 
+/// An instance refresh's id (aws: the `InstanceRefreshId`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RefreshId(pub String);
+
+impl RefreshId {
+    pub fn new(s: impl Into<String>) -> RefreshId {
+        RefreshId(s.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RefreshId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What [`Groups::start_refresh`] asks Auto Scaling's managed replacement
+/// for (aws: `StartInstanceRefresh`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshSpec {
+    /// The desired configuration: the group's launch template at a
+    /// numeric version launching this image, made for it (as
+    /// [`Groups::set_image`] makes one) but not yet named by the group:
+    /// the refresh points the group there when it succeeds, and a
+    /// rollback leaves (or puts) it on the version it had.
+    pub image: ImageId,
+    /// In service during the refresh, percent of desired (0..=100).
+    pub min_healthy_pct: u32,
+    /// At most, percent of desired (100..=200; above 100 new instances
+    /// launch before old ones go).
+    pub max_healthy_pct: u32,
+    /// Pause when this share of the instances is replaced (ascending,
+    /// each 1..=100).
+    pub checkpoints: Vec<u32>,
+    pub checkpoint_delay_ms: u64,
+    /// Leave instances that already run the desired configuration.
+    pub skip_matching: bool,
+    /// CloudWatch alarms that fail the refresh while in ALARM.
+    pub alarms: Vec<String>,
+    /// On failure (or [`Groups::rollback_refresh`]), the group goes back
+    /// to its previous configuration and instances by itself.
+    pub auto_rollback: bool,
+    /// A new instance counts as in service this long after it is.
+    pub warmup_ms: u64,
+    /// After the last replacement, alarms are watched this long before
+    /// the refresh succeeds (`Baking`).
+    pub bake_ms: u64,
+}
+
+/// Auto Scaling's instance refresh statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RefreshState {
+    Pending,
+    InProgress,
+    Baking,
+    Successful,
+    Failed,
+    Cancelling,
+    Cancelled,
+    RollbackInProgress,
+    RollbackSuccessful,
+    RollbackFailed,
+}
+
+impl RefreshState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshState::Pending => "Pending",
+            RefreshState::InProgress => "InProgress",
+            RefreshState::Baking => "Baking",
+            RefreshState::Successful => "Successful",
+            RefreshState::Failed => "Failed",
+            RefreshState::Cancelling => "Cancelling",
+            RefreshState::Cancelled => "Cancelled",
+            RefreshState::RollbackInProgress => "RollbackInProgress",
+            RefreshState::RollbackSuccessful => "RollbackSuccessful",
+            RefreshState::RollbackFailed => "RollbackFailed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RefreshState> {
+        use RefreshState as S;
+        [
+            S::Pending,
+            S::InProgress,
+            S::Baking,
+            S::Successful,
+            S::Failed,
+            S::Cancelling,
+            S::Cancelled,
+            S::RollbackInProgress,
+            S::RollbackSuccessful,
+            S::RollbackFailed,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+
+    /// Over: nothing more happens to the group because of it.
+    pub fn is_done(self) -> bool {
+        matches!(
+            self,
+            RefreshState::Successful
+                | RefreshState::Failed
+                | RefreshState::Cancelled
+                | RefreshState::RollbackSuccessful
+                | RefreshState::RollbackFailed
+        )
+    }
+}
+
+impl std::fmt::Display for RefreshState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One look at an instance refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshStatus {
+    pub id: RefreshId,
+    pub state: RefreshState,
+    pub percent_complete: u32,
+    pub instances_to_update: u32,
+    /// Why it failed, was cancelled or rolled back (Auto Scaling's
+    /// `StatusReason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Who holds a group's lease: enough for another process to name it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseHolder {
@@ -251,6 +385,52 @@ pub trait Groups: Send + Sync {
     /// lease is taken over.
     async fn acquire_lease(&self, name: &GroupName, holder: &LeaseHolder)
     -> Result<Box<dyn Lease>>;
+
+    /// Whether this backend has Auto Scaling's instance refresh (the
+    /// `refresh` methods below answer `Unsupported` where it does not).
+    fn has_instance_refresh(&self) -> bool {
+        false
+    }
+
+    /// Starts an instance refresh of the group towards `spec.image`
+    /// (making the launch-template version for it; the group keeps its
+    /// own until the refresh succeeds). Idempotent: with a refresh to the
+    /// same image already in progress, answers that one's id.
+    async fn start_refresh(&self, _name: &GroupName, _spec: &RefreshSpec) -> Result<RefreshId> {
+        Err(CloudError::Unsupported {
+            // aws and the fake implement refreshes: the local fleet is
+            // the backend these defaults speak for.
+            backend: "local",
+            op: "instance refresh (Auto Scaling's managed replacement: use --strategy rolling)",
+        })
+    }
+
+    /// [`crate::CloudError::NotFound`] if the group has no such refresh.
+    async fn describe_refresh(&self, _name: &GroupName, _id: &RefreshId) -> Result<RefreshStatus> {
+        Err(CloudError::Unsupported {
+            backend: "local",
+            op: "instance refresh",
+        })
+    }
+
+    /// Stops the group's refresh in progress where it is (replaced
+    /// instances stay). Idempotent: no refresh in progress is `Ok`.
+    async fn cancel_refresh(&self, _name: &GroupName) -> Result<()> {
+        Err(CloudError::Unsupported {
+            backend: "local",
+            op: "instance refresh",
+        })
+    }
+
+    /// Stops the group's refresh in progress and rolls it back: the
+    /// previous configuration, and instances launched from it.
+    /// [`crate::CloudError::Invalid`] when none is in progress.
+    async fn rollback_refresh(&self, _name: &GroupName) -> Result<()> {
+        Err(CloudError::Unsupported {
+            backend: "local",
+            op: "instance refresh",
+        })
+    }
 }
 
 /// The size rules every backend's group keeps (Auto Scaling's checks):
@@ -301,6 +481,48 @@ pub fn decremented(name: &GroupName, desired: u32, min: u32) -> Result<u32> {
             ),
         )),
     }
+}
+
+/// A refresh's preferences as Auto Scaling checks them (every backend
+/// checks them first).
+pub fn check_refresh_spec(spec: &RefreshSpec) -> Result<()> {
+    let bad = |why: String| Err(CloudError::invalid("instance refresh", why));
+    if spec.min_healthy_pct > 100 {
+        return bad(format!(
+            "MinHealthyPercentage {} is above 100",
+            spec.min_healthy_pct
+        ));
+    }
+    if !(100..=200).contains(&spec.max_healthy_pct) {
+        return bad(format!(
+            "MaxHealthyPercentage {} lies outside 100..=200",
+            spec.max_healthy_pct
+        ));
+    }
+    if spec.max_healthy_pct - spec.min_healthy_pct > 100 {
+        return bad(format!(
+            "MaxHealthyPercentage {} and MinHealthyPercentage {} are more than 100 apart",
+            spec.max_healthy_pct, spec.min_healthy_pct
+        ));
+    }
+    if spec.min_healthy_pct == 100 && spec.max_healthy_pct == 100 {
+        return bad(
+            "MinHealthyPercentage and MaxHealthyPercentage of 100 leave no room to replace an \
+             instance"
+                .into(),
+        );
+    }
+    let mut last = 0;
+    for &c in &spec.checkpoints {
+        if c == 0 || c > 100 || c <= last {
+            return bad(format!(
+                "CheckpointPercentages {:?} must ascend within 1..=100",
+                spec.checkpoints
+            ));
+        }
+        last = c;
+    }
+    Ok(())
 }
 
 /// One instance as [`scale_in_victims`] weighs it.

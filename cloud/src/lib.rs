@@ -50,8 +50,9 @@ pub mod fake;
 
 pub use error::{CloudError, Result};
 pub use groups::{
-    GroupInfo, GroupInstance, GroupSpec, Groups, Lease, LeaseHolder, Lifecycle, ScaleInCandidate,
-    ScheduledDesired, TemplateVersion, protected_images, scale_in_victims,
+    GroupInfo, GroupInstance, GroupSpec, Groups, Lease, LeaseHolder, Lifecycle, RefreshId,
+    RefreshSpec, RefreshState, RefreshStatus, ScaleInCandidate, ScheduledDesired, TemplateVersion,
+    protected_images, scale_in_victims,
 };
 pub use ids::{
     AccountId, GroupName, ImageId, InstanceId, ListenerId, Region, RunId, Tags, TargetGroupId, tags,

@@ -71,11 +71,12 @@ use sha2::{Digest, Sha256};
 use super::error::{call_error, code, is_gone, is_missing, sdk_error};
 use super::lb::{describe_target_group, target_group_port};
 use super::sdk::Ctx;
-use super::{lease, template};
+use super::{lease, refresh, template};
 use crate::error::{CloudError, Result};
 use crate::groups::{
-    GroupInfo, GroupInstance, GroupSpec, Groups, Lease, LeaseHolder, Lifecycle, ScheduledDesired,
-    TemplateVersion, check_desired, check_limits, check_spec_size, decremented,
+    GroupInfo, GroupInstance, GroupSpec, Groups, Lease, LeaseHolder, Lifecycle, RefreshId,
+    RefreshSpec, RefreshStatus, ScheduledDesired, TemplateVersion, check_desired, check_limits,
+    check_refresh_spec, check_spec_size, decremented,
 };
 use crate::ids::{GroupName, ImageId, InstanceId, Tags, TargetGroupId, tags};
 use crate::instances::InstanceState;
@@ -1246,6 +1247,40 @@ impl Groups for AwsGroups {
         holder: &LeaseHolder,
     ) -> Result<Box<dyn Lease>> {
         lease::acquire(self.ctx.clone(), name, holder).await
+    }
+
+    fn has_instance_refresh(&self) -> bool {
+        true
+    }
+
+    /// The version for the image is made as `set_image` makes it (same
+    /// client token: a rerun makes no second one), and handed to the
+    /// refresh as its desired configuration; the group keeps naming its
+    /// own version until the refresh succeeds (see `refresh.rs`).
+    async fn start_refresh(&self, name: &GroupName, spec: &RefreshSpec) -> Result<RefreshId> {
+        check_refresh_spec(spec)?;
+        let g = self.require(name).await?;
+        let (lt, n) = pinned(&g)?;
+        let from = self.version(&lt, n).await?;
+        let v = if template_version(&from).image == spec.image {
+            template_version(&from)
+        } else {
+            self.image_exists(&spec.image).await?;
+            self.pin(&lt, &from, &spec.image).await?
+        };
+        refresh::start(&self.ctx, name, &lt, v.version, spec).await
+    }
+
+    async fn describe_refresh(&self, name: &GroupName, id: &RefreshId) -> Result<RefreshStatus> {
+        refresh::describe(&self.ctx, name, id).await
+    }
+
+    async fn cancel_refresh(&self, name: &GroupName) -> Result<()> {
+        refresh::cancel(&self.ctx, name).await
+    }
+
+    async fn rollback_refresh(&self, name: &GroupName) -> Result<()> {
+        refresh::rollback(&self.ctx, name).await
     }
 }
 

@@ -40,6 +40,7 @@ mod janitor;
 mod lb;
 mod lease;
 mod probe;
+mod refresh;
 mod sdk;
 pub mod setup;
 mod template;

@@ -35,6 +35,22 @@ const MANIFEST_KEY: &str = "kiln/images/iam/manifest.json";
 /// Actions roll calls that no flow here reaches on moto, and why.
 const NOT_EXERCISED: &[(&str, &str)] = &[
     (
+        "autoscaling:StartInstanceRefresh",
+        "moto answers every instance-refresh call with a 500 (not emulated)",
+    ),
+    (
+        "autoscaling:DescribeInstanceRefreshes",
+        "moto answers every instance-refresh call with a 500 (not emulated)",
+    ),
+    (
+        "autoscaling:CancelInstanceRefresh",
+        "moto answers every instance-refresh call with a 500 (not emulated)",
+    ),
+    (
+        "autoscaling:RollbackInstanceRefresh",
+        "moto answers every instance-refresh call with a 500 (not emulated)",
+    ),
+    (
         "autoscaling:CompleteLifecycleAction",
         "moto answers it with a 500 (its hooks never hold an instance)",
     ),

@@ -110,6 +110,12 @@ pub const MODULES: &[Module] = &[
         bake: None,
         roll: Some(Uses::All),
     },
+    // `roll out --strategy instance-refresh`.
+    Module {
+        pattern: "refresh.rs",
+        bake: None,
+        roll: Some(Uses::All),
+    },
     // Gates, `--alarm` gates, and `roll up/down --backend aws`: roll's.
     Module {
         pattern: "probe*",
