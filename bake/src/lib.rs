@@ -38,6 +38,9 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The cloud or the machine failed (API, I/O, timeouts).
     pub const FAILURE: u8 = 3;
+    /// `bake check`: no image has the recipe's input digest; a rebake is
+    /// due.
+    pub const REBAKE_DUE: u8 = 10;
     /// Interrupted (SIGINT/SIGTERM); everything the run created was removed.
     pub const INTERRUPTED: u8 = 130;
 }

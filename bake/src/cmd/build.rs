@@ -156,8 +156,8 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     Ok(exit::OK)
 }
 
-struct Inputs {
-    files: Vec<InputFile>,
+pub(crate) struct Inputs {
+    pub files: Vec<InputFile>,
     snapshot: PathBuf,
     index_name: String,
 }
@@ -488,7 +488,7 @@ async fn mark_complete(
 
 /// Builds (or takes) the snapshot and hashes every installed file.
 /// Blocking.
-fn gather(r: &Recipe, tmp: &Path) -> Result<Inputs, BakeError> {
+pub(crate) fn gather(r: &Recipe, tmp: &Path) -> Result<Inputs, BakeError> {
     let (snapshot, index_name) = match &r.snapshot {
         SnapshotSource::Index(def_path) => {
             let def = searchd::def::IndexDef::load(def_path).map_err(|e| BakeError::Snapshot {

@@ -10,6 +10,7 @@ use cloud::{Cloud, StateDir};
 use crate::error::BakeError;
 
 pub mod build;
+pub mod check;
 pub mod gc;
 pub mod list;
 pub mod prune;
@@ -21,6 +22,7 @@ Exit codes:
     1  the builder failed (install or `searchd check`); nothing kept
     2  bad input: recipe, flags, missing files, unsupported by the backend
     3  the cloud or the machine failed (API, I/O, timeouts)
+   10  `bake check`: a rebake is due (no image has the input digest)
   130  interrupted (SIGINT/SIGTERM); everything the run created was removed
 
 Logs: KILN_LOG (or --log) filters the tracing output of bake, the cloud
@@ -95,6 +97,11 @@ pub enum Command {
     /// List baked images, newest first.
     #[command(after_help = AFTER_HELP)]
     List(list::Args),
+    /// Is a rebake due? Computes the input digest (builds the index,
+    /// resolves the base; launches nothing) and says why when no image has
+    /// it: exit 0 up to date, 10 due.
+    #[command(after_help = AFTER_HELP)]
+    Check(check::Args),
     /// Show one image's manifest.
     #[command(after_help = AFTER_HELP)]
     Show(show::Args),
@@ -166,6 +173,7 @@ pub fn run(cli: Cli) -> u8 {
             Some(Command::Build(a)) => build::run(&cli.global, a).await,
             Some(Command::List(a)) => list::run(&cli.global, a).await,
             Some(Command::Show(a)) => show::run(&cli.global, a).await,
+            Some(Command::Check(a)) => check::run(&cli.global, a).await,
             Some(Command::Prune(a)) => prune::run(&cli.global, a).await,
             Some(Command::Gc(a)) => gc::run(&cli.global, a).await,
             None => build::run(&cli.global, cli.build).await,

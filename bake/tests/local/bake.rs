@@ -699,3 +699,102 @@ fn sigint_before_complete_removes_only_the_runs_own_image() {
     assert_eq!(show(&fx, &id)["run"], first["run"]);
     assert_eq!(fx.leftovers(), Vec::<String>::new());
 }
+
+/// `bake check`: exit 10 with the reason while no image has the recipe's
+/// input digest (none yet; a new base image; a changed file; a changed
+/// recipe), exit 0 printing the image once one has it. It launches
+/// nothing.
+#[test]
+fn check_says_whether_a_rebake_is_due_and_why() {
+    let fx = Fx::new();
+    let base = fx.path("base");
+    std::fs::create_dir_all(base.join("etc")).unwrap();
+    let tar = |version: &str| {
+        std::fs::write(
+            base.join("etc/os-release"),
+            format!("ID=kiln\nVERSION_ID={version}\n"),
+        )
+        .unwrap();
+        let st = std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(fx.path("images/base.tar"))
+            .arg("-C")
+            .arg(&base)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    tar("1");
+    let first = fx.path("base-1.tar");
+    std::fs::copy(fx.path("images/base.tar"), &first).unwrap();
+    fx.edit_recipe(|t| t.replace("local = \"scratch\"", "local = \"base.tar\""));
+    let recipe = fx.recipe();
+    let recipe = recipe.to_str().unwrap();
+    let check = |want: i32| -> serde_json::Value {
+        let out = fx.bake(&["check", "--json", recipe]);
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "{}{}",
+            stderr(&out),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+
+    let v = check(10);
+    assert_eq!(v["due"], true);
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("no complete image of searchd"),
+        "{v}"
+    );
+    assert_eq!(fx.launches(), 0, "check launches nothing");
+
+    let built = fx.build_json();
+    let v = check(0);
+    assert_eq!(v["image"], built["image"], "{v}");
+    assert_eq!(v["digest"], built["digest"], "{v}");
+    let out = fx.bake(&["check", recipe]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        built["image"].as_str().unwrap()
+    );
+
+    // A security fix in the base.
+    tar("2");
+    let v = check(10);
+    let reasons = v["reasons"].to_string();
+    assert!(reasons.contains("new base image"), "{v}");
+    assert_eq!(v["previous"], built["image"], "{v}");
+    std::fs::copy(&first, fx.path("images/base.tar")).unwrap();
+    check(0);
+
+    // A changed file: the config the image carries.
+    let env = fx.path("images/searchd.env");
+    let text = std::fs::read_to_string(&env).unwrap();
+    std::fs::write(&env, format!("{text}\n# tuned\n")).unwrap();
+    let v = check(10);
+    assert_eq!(
+        v["reasons"],
+        serde_json::json!(["changed file /etc/kiln/searchd.env"]),
+        "{v}"
+    );
+    std::fs::write(&env, text).unwrap();
+    check(0);
+
+    // The recipe alone.
+    fx.edit_recipe(|t| t.replace("team = \"search\"", "team = \"search-infra\""));
+    let v = check(10);
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("the recipe changed"),
+        "{v}"
+    );
+    assert_eq!(fx.launches(), 1, "only the one build launched a builder");
+}
