@@ -20,7 +20,7 @@ use cloud::{
 
 use crate::error::RollError;
 use crate::plan::{Action, Goal, GroupView, Observed, Outcome, Probe, SetProbe, plan};
-use crate::record::{Phase, Record, Roll, keys};
+use crate::record::{Canary, Phase, Record, Roll, keys};
 use crate::report::Report;
 
 /// The service a roll changes: the group named on the command line, its
@@ -166,13 +166,35 @@ impl<'a> Executor<'a> {
             Some((a, b)) => vec![a.clone(), b.clone()],
             None => listener.target_groups.clone(),
         };
+        let record = Record::from_tags(&service.tags);
+        // While a canary step splits new requests, the set the roll brings
+        // up is not the one it switched to, even where it gets the larger
+        // share (or a tie reads as it): the live set is the other one.
+        let mut forward = listener.forward.clone();
+        if let Some(r) = &record.roll {
+            let new_tg = [Some(&service), twin.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|g| g.name == r.group)
+                .and_then(|g| g.target_group.clone());
+            if new_tg.as_ref() == Some(&forward)
+                && listener.weight_of(&forward) < 100
+                && let Some(other) = pair.iter().find(|t| **t != forward)
+            {
+                forward = other.clone();
+            }
+        }
         let idle = pair
             .iter()
-            .find(|t| **t != listener.forward)
+            .find(|t| **t != forward)
             .cloned()
-            .unwrap_or_else(|| listener.forward.clone());
-        let forward_info = lbs.target_group(&listener.forward).await?;
-        let record = Record::from_tags(&service.tags);
+            .unwrap_or_else(|| forward.clone());
+        let canary = if idle == forward {
+            0
+        } else {
+            listener.weight_of(&idle)
+        };
+        let forward_info = lbs.target_group(&forward).await?;
         let mut views = Vec::new();
         for info in std::iter::once(service).chain(twin) {
             let targets = match &info.target_group {
@@ -211,7 +233,7 @@ impl<'a> Executor<'a> {
             now_ms: now(),
             service: self.svc.group.clone(),
             groups: views,
-            forward: listener.forward,
+            forward,
             idle,
             idle_targets,
             deregistration_delay_ms: forward_info.deregistration_delay_ms,
@@ -220,6 +242,7 @@ impl<'a> Executor<'a> {
             shadow,
             alarms,
             set_gate: self.set_gate.clone(),
+            canary,
         })
     }
 
@@ -607,6 +630,10 @@ impl<'a> Executor<'a> {
                 }
                 self.switch(&target_group).await?;
             }
+            Action::Weigh {
+                target_group,
+                percent,
+            } => self.weigh(o, &target_group, percent).await?,
             Action::Rollback { reason, requested } => {
                 let mut r = self.need_roll(roll)?;
                 self.step(format!(
@@ -707,6 +734,55 @@ impl<'a> Executor<'a> {
         roll.ok_or_else(|| {
             RollError::Failed("the roll record vanished from the group's tags".into())
         })
+    }
+
+    /// A canary step: recorded, then asked of the listener — a share for
+    /// the new set only after checking once more, right now, that every
+    /// one of its targets is healthy (an ALB fails open).
+    async fn weigh(
+        &mut self,
+        o: &Observed,
+        tg: &TargetGroupId,
+        percent: u32,
+    ) -> Result<(), RollError> {
+        let lbs = self.cloud.lbs();
+        if percent > 0 {
+            let targets = lbs.targets(tg).await?;
+            let healthy = targets
+                .iter()
+                .filter(|t| t.health == TargetHealth::Healthy)
+                .count();
+            if healthy == 0 || healthy != targets.len() {
+                self.pause(self.opts.poll).await?;
+                return Ok(());
+            }
+        }
+        // Recorded before asked: a rerun after `kill -9` asks again, and
+        // `roll back` knows there is a share to take back.
+        let step = Canary {
+            percent,
+            since_ms: now(),
+        };
+        self.cloud
+            .groups()
+            .tag_group(&self.svc.group, &step.to_tags(), &[])
+            .await?;
+        let from = o.canary;
+        self.step(if percent == 0 {
+            format!(
+                "{}: canary over, every new request back on {} (was {from}% on {tg})",
+                self.svc.listener, o.forward
+            )
+        } else {
+            format!(
+                "{}: canary {percent}% of new requests to {tg} (was {from}%), watching it for {:.1} s",
+                self.svc.listener,
+                self.goal.bake_ms.max(self.goal.probe_every_ms) as f64 / 1000.0
+            )
+        });
+        lbs.set_weights(&self.svc.listener, tg, percent).await?;
+        self.report.canary_step(step.since_ms, tg, percent);
+        Ok(())
     }
 
     /// Switches the listener, after checking once more, right now, that

@@ -77,6 +77,9 @@ pub struct Observed {
     pub alarms: Vec<String>,
     /// The new blue/green set's gate through the test listener, once run.
     pub set_gate: Option<SetProbe>,
+    /// Percent of new requests the listener sends to `idle` now (a
+    /// blue/green canary step; 0: none).
+    pub canary: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +126,10 @@ pub struct Goal {
     /// Blue/green: the new set passes the gate through a test listener
     /// (forwarding to the idle target group) before the switch.
     pub gate_set: bool,
+    /// Blue/green `--canary`: percent of new requests moved to the new
+    /// set in steps before the switch (strictly increasing, each
+    /// 1..=99), each held for the bake time.
+    pub canary: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -220,6 +227,13 @@ pub enum Action {
     /// Send all new requests to `target_group`.
     Switch {
         target_group: TargetGroupId,
+    },
+    /// A blue/green canary step: record it, then send `percent` of new
+    /// requests to `target_group` (the new set) and the rest to the live
+    /// one; 0 takes them all back.
+    Weigh {
+        target_group: TargetGroupId,
+        percent: u32,
     },
     /// A gate failed (or `requested`: `roll back` undoes an unfinished
     /// roll): record the reason, head back to the previous image.
@@ -600,6 +614,17 @@ fn continue_roll(o: &Observed, g: &Goal, r: &Roll) -> Action {
         return Action::Rollback {
             reason: format!("alarm {a} is in ALARM"),
             requested: false,
+        };
+    }
+    // A canary step left new requests on the idle set, and this roll is
+    // not the one stepping it up (going back, or another roll): all of
+    // them back to the live set before anything there changes.
+    let stepping =
+        r.strategy == Strategy::BlueGreen && r.phase == Phase::Rolling && o.record.canary.is_some();
+    if o.canary > 0 && !stepping && o.idle != o.forward {
+        return Action::Weigh {
+            target_group: o.idle.clone(),
+            percent: 0,
         };
     }
     match r.strategy {
@@ -1294,9 +1319,49 @@ fn blue_green(o: &Observed, g: &Goal, r: &Roll) -> Action {
             },
         };
     }
+    if let Some(a) = canary_step(o, g, &idle_tg) {
+        return a;
+    }
     Action::Switch {
         target_group: idle_tg,
     }
+}
+
+/// The canary steps before the switch (`--canary`): each one recorded,
+/// asked of the listener, then held for the bake time (at least one
+/// probe interval) while the new set is watched like before — unhealthy
+/// or an alarm rolls back, with the weights back to the live set. `None`
+/// once the last step was held: the switch.
+fn canary_step(o: &Observed, g: &Goal, idle_tg: &TargetGroupId) -> Option<Action> {
+    let asked = o.record.canary;
+    if g.canary.is_empty() && asked.is_none_or(|c| c.percent == 0) {
+        return None;
+    }
+    let weigh = |percent| Action::Weigh {
+        target_group: idle_tg.clone(),
+        percent,
+    };
+    let at = asked.map_or(0, |c| c.percent);
+    if at > 0 && o.canary != at {
+        // Recorded, never landed (killed in between): ask again.
+        return Some(weigh(at));
+    }
+    if let Some(c) = asked.filter(|c| c.percent > 0) {
+        let until = c.since_ms + g.bake_ms.max(g.probe_every_ms);
+        if o.now_ms < until {
+            return Some(Action::Wait {
+                why: format!(
+                    "canary: {}% of new requests on the new set, watching it",
+                    c.percent
+                ),
+                until_ms: Some(until),
+            });
+        }
+    }
+    g.canary
+        .iter()
+        .find(|&&p| p > at && p < 100)
+        .map(|&p| weigh(p))
 }
 
 /// The new set's gate through the test listener, before bake time and

@@ -30,13 +30,18 @@ pub mod keys {
     pub const GROUP: &str = "kiln:roll-into";
     pub const MIN_ORIG: &str = "kiln:roll-min-orig";
     pub const MAX_ORIG: &str = "kiln:roll-max-orig";
+    /// Blue/green `--canary`: the percent of new requests the roll last
+    /// asked the listener to send to the new set, and since when (ms),
+    /// written before it asks.
+    pub const CANARY: &str = "kiln:roll-canary";
+    pub const CANARY_SINCE: &str = "kiln:roll-canary-since";
     pub const STANDBY: &str = "kiln:standby";
     pub const STANDBY_IMAGE: &str = "kiln:standby-image";
     pub const STANDBY_UNTIL: &str = "kiln:standby-until";
     pub const PREVIOUS: &str = "kiln:previous-image";
 
     /// Every key a roll in progress writes (cleared when it finishes).
-    pub const ROLL: [&str; 16] = [
+    pub const ROLL: [&str; 18] = [
         ID,
         KIND,
         STRATEGY,
@@ -53,6 +58,8 @@ pub mod keys {
         GROUP,
         MIN_ORIG,
         MAX_ORIG,
+        CANARY,
+        CANARY_SINCE,
     ];
     pub const STANDBY_ALL: [&str; 3] = [STANDBY, STANDBY_IMAGE, STANDBY_UNTIL];
 }
@@ -190,6 +197,26 @@ pub struct Record {
     pub standby: Option<Standby>,
     /// What `roll back` returns to by default.
     pub previous: Option<ImageId>,
+    /// The blue/green canary step of the roll in progress.
+    pub canary: Option<Canary>,
+}
+
+/// A blue/green canary step: `percent` of new requests asked of the
+/// listener for the new set at `since_ms` (kept beside the roll's own
+/// fields, cleared with them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    pub percent: u32,
+    pub since_ms: u64,
+}
+
+impl Canary {
+    pub fn to_tags(&self) -> Tags {
+        let mut t = Tags::new();
+        t.insert(keys::CANARY.into(), self.percent.to_string());
+        t.insert(keys::CANARY_SINCE.into(), self.since_ms.to_string());
+        t
+    }
 }
 
 fn num(t: &Tags, k: &str) -> Option<u64> {
@@ -229,10 +256,18 @@ impl Record {
                 until_ms: num(t, keys::STANDBY_UNTIL)?,
             })
         })();
+        let canary = (|| {
+            Some(Canary {
+                percent: num(t, keys::CANARY)? as u32,
+                since_ms: num(t, keys::CANARY_SINCE)?,
+            })
+        })()
+        .filter(|_| roll.is_some());
         Record {
             roll,
             standby,
             previous: get(keys::PREVIOUS).map(ImageId::new),
+            canary,
         }
     }
 }
@@ -340,6 +375,42 @@ mod tests {
             // Finish removes these: never the ownership tag roll up wrote.
             assert_ne!(k, cloud::tags::ROLL_GROUP);
         }
+    }
+
+    #[test]
+    fn a_canary_step_reads_back_with_its_roll_only() {
+        let roll = Roll {
+            id: "roll-1".into(),
+            kind: Kind::Out,
+            strategy: Strategy::BlueGreen,
+            phase: Phase::Rolling,
+            from: ImageId::from("img-a"),
+            to: ImageId::from("img-b"),
+            size: 3,
+            desired: 3,
+            desired_prev: 0,
+            started_ms: 1000,
+            bake_started_ms: None,
+            bake_done: false,
+            reason: None,
+            group: GroupName::from("web--b"),
+            min_orig: 0,
+            max_orig: 3,
+        };
+        let canary = Canary {
+            percent: 10,
+            since_ms: 2000,
+        };
+        let mut tags = roll.to_tags();
+        tags.extend(canary.to_tags());
+        assert_eq!(Record::from_tags(&tags).canary, Some(canary));
+        for k in canary.to_tags().keys() {
+            assert!(
+                keys::ROLL.contains(&k.as_str()),
+                "{k} is cleared with the roll"
+            );
+        }
+        assert_eq!(Record::from_tags(&canary.to_tags()).canary, None);
     }
 
     #[test]

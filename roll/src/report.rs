@@ -59,13 +59,33 @@ pub struct Report {
     pub shadow: Option<ShadowReport>,
     /// How long the blue/green switch (or switch back) took.
     pub switch_ms: Option<u64>,
+    /// Blue/green `--canary`: every weight step asked of the listener.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub canary: Vec<CanaryStep>,
     /// The command that undoes this roll.
     pub rollback: String,
     /// An error that ended the run (exit 2, 3, 130).
     pub error: Option<String>,
 }
 
+/// One canary step: `percent` of new requests to `target_group` from
+/// `at_ms` (0: all of them back to the live set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CanaryStep {
+    pub at_ms: u64,
+    pub target_group: String,
+    pub percent: u32,
+}
+
 impl Report {
+    pub fn canary_step(&mut self, at_ms: u64, tg: &cloud::TargetGroupId, percent: u32) {
+        self.canary.push(CanaryStep {
+            at_ms,
+            target_group: tg.to_string(),
+            percent,
+        });
+    }
+
     /// Adds an action to the timeline; repeated waits are kept once.
     pub fn action(&mut self, at_ms: u64, action: &Action) {
         if let Some(last) = self.timeline.last()
@@ -163,6 +183,14 @@ impl Report {
             if t.retries > 0 {
                 s.push_str(&format!(" ({} retried)", thousands(t.retries)));
             }
+        }
+        if !self.canary.is_empty() {
+            let steps: Vec<String> = self
+                .canary
+                .iter()
+                .map(|c| format!("{}%", c.percent))
+                .collect();
+            s.push_str(&format!("; canary {}", steps.join(" ")));
         }
         if let Some(ms) = self.switch_ms {
             s.push_str(&format!("; switch {ms} ms"));

@@ -367,6 +367,8 @@ struct Case {
     end: Outcome,
     /// Instances of v2 the roll launches when nothing breaks.
     v2_launches: usize,
+    /// Blue/green `--canary` steps.
+    canary: Vec<u32>,
 }
 
 fn failed_gate() -> ImageScript {
@@ -394,6 +396,7 @@ fn rolling() -> Case {
         busy: false,
         end: Outcome::RolledOut,
         v2_launches: N,
+        canary: Vec::new(),
     }
 }
 
@@ -521,6 +524,15 @@ fn blue_green_flapping_bake() -> Case {
     }
 }
 
+fn blue_green_canary() -> Case {
+    Case {
+        name: "blue/green with canary steps 10%, 50%",
+        bake_ms: 1_000,
+        canary: vec![10, 50],
+        ..blue_green()
+    }
+}
+
 fn blue_green_bad_gate() -> Case {
     Case {
         name: "blue/green, v2 fails its gate",
@@ -548,6 +560,7 @@ impl Case {
             gate_timeout_ms: self.gate_timeout_ms,
             max_surge: self.surge,
             min_healthy_pct: self.min_healthy,
+            canary: self.canary.clone(),
             ..f.goal(out(V2, self.strategy)).await
         };
         (f, goal)
@@ -595,6 +608,11 @@ impl Case {
     }
 
     async fn assert_end(&self, f: &Fleet, what: &str) {
+        assert_eq!(
+            f.weight(&f.forward()),
+            100,
+            "{what}: every new request on one set"
+        );
         match self.end {
             Outcome::RolledOut => {
                 f.assert_settled(&self.group(), V2, N).await;
@@ -676,6 +694,7 @@ const FAULTY: &[&str] = &[
     "register",
     "deregister",
     "switch",
+    "set_weights",
     "start_shadow",
     "stop_shadow",
     "gate",
@@ -835,6 +854,7 @@ async fn revert_at(case: &Case, k: usize) -> bool {
     assert_eq!(f.launches(V2), v2, "{what}: roll back launched v2");
     f.assert_settled(&web(), V1, N).await;
     assert_eq!(f.forward(), tg(&web()), "{what}: {}", back.story());
+    assert_eq!(f.weight(&tg(&web())), 100, "{what}: {}", back.story());
     if case.strategy == Strategy::BlueGreen {
         f.assert_empty(&twin());
     }
@@ -944,6 +964,7 @@ break_in_every_place!(
     rolling_shadow_errors,
     blue_green_flapping_bake,
     blue_green_bad_gate,
+    blue_green_canary,
 );
 
 // ---- a failed golden query -------------------------------------------------
@@ -1442,4 +1463,225 @@ async fn blue_green_sets_are_gated_through_the_test_listener() {
             }
         }
     }
+}
+
+// ---- blue/green canary steps (--canary) ------------------------------------
+
+const CANARY_BAKE_MS: u64 = 2_000;
+
+async fn canary_goal(f: &Fleet) -> roll::plan::Goal {
+    roll::plan::Goal {
+        bake_ms: CANARY_BAKE_MS,
+        canary: vec![10, 50],
+        ..f.goal(out(V2, Strategy::BlueGreen)).await
+    }
+}
+
+/// The weight steps the report shows, in order.
+fn steps(run: &Run) -> Vec<u32> {
+    run.report.canary.iter().map(|c| c.percent).collect()
+}
+
+/// Every sample where the new set got a share shows all its targets
+/// healthy at the step that gave it (the weight is asked right after).
+fn assert_weighed_only_onto_healthy_sets(run: &Run) {
+    for s in &run.log().samples {
+        let Some(step) = &s.step else { continue };
+        if !step.contains("% of new requests to") {
+            continue;
+        }
+        let ts = &s.targets[&tg(&twin())];
+        assert!(
+            !ts.is_empty() && ts.iter().all(|t| t.health == cloud::TargetHealth::Healthy),
+            "weighed onto {:?} at {step}\n{}",
+            ts,
+            run.story()
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn canary_steps_are_held_for_the_bake_time_then_switched() {
+    let f = Fleet::up().await;
+    let run = f.run(canary_goal(&f).await, None).await;
+    assert_rolled_out(&run);
+    run.assert_bounds(&web(), N, N);
+    run.assert_bounds(&twin(), N, N);
+    assert_weighed_only_onto_healthy_sets(&run);
+    assert_eq!(steps(&run), [10, 50], "{}", run.story());
+    let c = &run.report.canary;
+    assert!(c.iter().all(|c| c.target_group == tg(&twin()).as_str()));
+    // Each step held for the bake time, the switch after the last one.
+    assert!(c[1].at_ms >= c[0].at_ms + CANARY_BAKE_MS, "{c:?}");
+    let switched = run
+        .report
+        .timeline
+        .iter()
+        .find(|e| matches!(e.action, Action::Switch { .. }))
+        .expect("a switch");
+    assert!(switched.at_ms >= c[1].at_ms + CANARY_BAKE_MS, "{c:?}");
+    // What the listener said while the steps held (samples at the next
+    // step, before its call).
+    let log = run.log();
+    let at = |needle: &str| {
+        log.samples
+            .iter()
+            .find(|s| s.step.as_deref().is_some_and(|t| t.contains(needle)))
+            .unwrap_or_else(|| panic!("no step {needle}"))
+            .weights
+            .clone()
+    };
+    assert_eq!(at("canary 50%"), [(tg(&web()), 90), (tg(&twin()), 10)]);
+    // The 50% step: a tie, and the listener still forwards to the old set.
+    for s in log
+        .samples
+        .iter()
+        .filter(|s| s.weights.contains(&(tg(&twin()), 50)) && s.weights.contains(&(tg(&web()), 50)))
+    {
+        assert_eq!(s.forward, tg(&web()), "at {:?}", s.step);
+    }
+    drop(log);
+    assert_eq!(f.forward(), tg(&twin()));
+    assert_eq!(f.weight(&tg(&twin())), 100);
+    assert!(f.record().canary.is_none(), "cleared with the roll");
+    assert!(
+        run.report.summary().contains("canary 10% 50%"),
+        "{}",
+        run.report.summary()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_set_failing_at_10_percent_rolls_back_with_every_request_on_the_old_set() {
+    let f = Fleet::up().await;
+    // The new set turns unhealthy right after the 10% step.
+    let hook: Hook = Box::new(|_, text, fake| {
+        if text.contains("canary 10%") {
+            fake.script(
+                V2,
+                ImageScript {
+                    health: HealthScript::UnhealthyAfter(Duration::ZERO),
+                    ..ImageScript::default()
+                },
+            );
+        }
+        Then::Go
+    });
+    let run = f.run(canary_goal(&f).await, Some(hook)).await;
+    assert_eq!(run.outcome(), Outcome::RolledBack, "{}", run.story());
+    run.assert_bounds(&web(), N, N);
+    assert_weighed_only_onto_healthy_sets(&run);
+    let reason = run.report.reason.clone().expect("a reason");
+    assert!(reason.contains("health checks"), "{reason}");
+    // 10%, then everything back before the set went away; never 50%,
+    // never switched.
+    assert_eq!(steps(&run), [10, 0], "{}", run.story());
+    assert!(
+        !run.actions().any(|a| matches!(a, Action::Switch { .. })),
+        "{}",
+        run.story()
+    );
+    for s in &run.log().samples {
+        assert_eq!(s.forward, tg(&web()), "at {:?}", s.step);
+    }
+    assert_eq!(f.weight(&tg(&web())), 100);
+    f.assert_settled(&web(), V1, N).await;
+    f.assert_empty(&twin());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alarm_during_a_canary_step_rolls_back_with_every_request_on_the_old_set() {
+    let f = Fleet::up().await;
+    f.fake.alarm("web-5xx", None);
+    *f.alarms.lock().unwrap() = vec!["web-5xx".into()];
+    let hook: Hook = Box::new(|_, text, fake| {
+        if text.contains("canary 50%") {
+            fake.alarm("web-5xx", Some(fake.now_ms() + 500));
+        }
+        Then::Go
+    });
+    let run = f.run(canary_goal(&f).await, Some(hook)).await;
+    assert_eq!(run.outcome(), Outcome::RolledBack, "{}", run.story());
+    assert_eq!(steps(&run), [10, 50, 0], "{}", run.story());
+    let reason = run.report.reason.clone().expect("a reason");
+    assert!(reason.contains("web-5xx"), "{reason}");
+    assert_eq!(f.weight(&tg(&web())), 100);
+    assert_eq!(f.forward(), tg(&web()));
+    f.assert_settled(&web(), V1, N).await;
+    f.assert_empty(&twin());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rerun_after_kill_9_mid_canary_resumes_at_its_step() {
+    for (at, first_again) in [("canary 10%", 10), ("canary 50%", 50)] {
+        let f = Fleet::up().await;
+        // Killed after recording the step, before asking the listener.
+        let hook: Hook = Box::new(move |_, text, _| {
+            if text.contains(at) {
+                Then::Crash
+            } else {
+                Then::Go
+            }
+        });
+        let goal = canary_goal(&f).await;
+        let first = f.run(goal.clone(), Some(hook)).await;
+        assert!(first.result.is_none(), "{at}: {}", first.story());
+        assert_eq!(
+            f.record().canary.map(|c| c.percent),
+            Some(first_again),
+            "{at}: recorded before asked"
+        );
+        let rerun = f
+            .run(
+                roll::plan::Goal {
+                    roll_id: format!("{}-rerun", goal.roll_id),
+                    ..goal
+                },
+                None,
+            )
+            .await;
+        assert_rolled_out(&rerun);
+        // The step it was killed at is asked again, none before it.
+        assert_eq!(
+            steps(&rerun).first(),
+            Some(&first_again),
+            "{at}: {}",
+            rerun.story()
+        );
+        assert!(steps(&rerun).iter().all(|p| *p >= first_again));
+        assert_eq!(f.forward(), tg(&twin()));
+        assert_eq!(f.weight(&tg(&twin())), 100);
+        assert_eq!(f.launches(V2), N, "{at}: nothing launched twice");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn roll_back_mid_canary_takes_every_request_back_then_the_new_set() {
+    let f = Fleet::up().await;
+    // Stopped while the 50% step holds.
+    let hook: Hook = Box::new(|_, text, _| {
+        if text.starts_with("waiting for canary: 50%") {
+            Then::Crash
+        } else {
+            Then::Go
+        }
+    });
+    let goal = canary_goal(&f).await;
+    let first = f.run(goal.clone(), Some(hook)).await;
+    assert!(first.result.is_none(), "{}", first.story());
+    assert_eq!(f.weight(&tg(&twin())), 50, "{}", first.story());
+    let back = roll::plan::Goal {
+        intent: Intent::Back { to: None },
+        roll_id: format!("{}-back", goal.roll_id),
+        ..goal
+    };
+    let back = f.run(back, None).await;
+    assert_eq!(back.outcome(), Outcome::Reverted, "{}", back.story());
+    assert_eq!(steps(&back), [0], "{}", back.story());
+    assert!(back.report.duration_ms < 60_000, "{}", back.story());
+    back.assert_bounds(&web(), N, N);
+    assert_eq!((f.forward(), f.weight(&tg(&web()))), (tg(&web()), 100));
+    f.assert_settled(&web(), V1, N).await;
+    f.assert_empty(&twin());
+    assert_eq!(f.launches(V2), N);
 }

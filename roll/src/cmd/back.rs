@@ -44,6 +44,7 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             shadow_percent: 1,
             keep: a.keep,
             poll: global.poll(),
+            canary: Vec::new(),
         },
     )
     .await

@@ -56,6 +56,13 @@ pub struct Args {
     /// out of service) so `roll back` is one switch; then it is stopped.
     #[arg(long, value_name = "D", default_value = "1h", value_parser = parse_duration)]
     pub keep: Duration,
+    /// Blue/green: before the switch, move these shares of new requests
+    /// to the new set (weighted forward; strictly increasing, each in
+    /// 1%..=99%), each held for --bake-time (needed) while the new set's
+    /// health and the alarms are watched; then the full switch. Unhealthy
+    /// or an alarm: every request back on the old set, and rolled back.
+    #[arg(long, value_name = "P%,...", value_delimiter = ',', value_parser = parse_percent)]
+    pub canary: Vec<u32>,
 }
 
 /// What a roll run prints with `--json`.
@@ -88,6 +95,8 @@ pub struct RunSpec {
     pub keep: Duration,
     /// The pause between looks at the cloud ([`Global::poll`]).
     pub poll: Duration,
+    /// Blue/green `--canary` steps (checked).
+    pub canary: Vec<u32>,
 }
 
 pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
@@ -98,6 +107,7 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
         StrategyArg::Rolling => Strategy::Rolling,
         StrategyArg::BlueGreen => Strategy::BlueGreen,
     };
+    check_canary(&a.canary, strategy, a.bake_time)?;
     run_roll(
         &cloud,
         RunSpec {
@@ -112,9 +122,40 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             shadow_percent: a.shadow_percent.max(1),
             keep: a.keep,
             poll: global.poll(),
+            canary: a.canary,
         },
     )
     .await
+}
+
+/// `--canary`: blue/green only, strictly increasing steps within
+/// 1%..=99% (100% is the switch that follows them), each held for the
+/// bake time, so there must be one.
+fn check_canary(steps: &[u32], strategy: Strategy, bake: Duration) -> Result<(), RollError> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let list = steps
+        .iter()
+        .map(|p| format!("{p}%"))
+        .collect::<Vec<_>>()
+        .join(",");
+    if strategy != Strategy::BlueGreen {
+        return Err(RollError::Usage(format!(
+            "--canary {list} moves a share of requests to a new blue/green set: it needs --strategy blue-green"
+        )));
+    }
+    if steps.iter().any(|p| !(1..=99).contains(p)) || !steps.is_sorted_by(|x, y| x < y) {
+        return Err(RollError::Usage(format!(
+            "--canary {list}: strictly increasing steps within 1%..=99% (the switch after them is 100%)"
+        )));
+    }
+    if bake.is_zero() {
+        return Err(RollError::Usage(format!(
+            "--canary {list}: each step is held for --bake-time, so give one (e.g. --bake-time 5m)"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether the index an image serves is the one the group serves now (a
@@ -218,6 +259,7 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
         shadow_strict: strict,
         twin: svc.twin.clone(),
         gate_set: svc.test_listener.is_some() || svc.test_address.is_some(),
+        canary: spec.canary.clone(),
     };
     let opts = ExecOptions {
         poll: spec.poll,
@@ -310,4 +352,39 @@ fn finish_output(
         Outcome::RolledBack => exit::ROLLED_BACK,
         _ => exit::OK,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_steps_are_checked() {
+        let bg = Strategy::BlueGreen;
+        let bake = Duration::from_secs(10);
+        assert!(check_canary(&[], Strategy::Rolling, Duration::ZERO).is_ok());
+        assert!(check_canary(&[10, 50], bg, bake).is_ok());
+        assert!(check_canary(&[1, 99], bg, bake).is_ok());
+        for (steps, strategy, bake, says) in [
+            (
+                &[10, 50][..],
+                Strategy::Rolling,
+                bake,
+                "--strategy blue-green",
+            ),
+            (&[50, 10][..], bg, bake, "strictly increasing"),
+            (&[10, 10][..], bg, bake, "strictly increasing"),
+            (&[0, 10][..], bg, bake, "1%..=99%"),
+            (&[10, 100][..], bg, bake, "1%..=99%"),
+            (&[10, 50][..], bg, Duration::ZERO, "--bake-time"),
+        ] {
+            match check_canary(steps, strategy, bake) {
+                Err(e @ RollError::Usage(_)) => {
+                    assert!(e.to_string().contains(says), "{steps:?}: {e}");
+                    assert_eq!(e.exit_code(), exit::USAGE);
+                }
+                other => panic!("{steps:?} {strategy:?}: {other:?}"),
+            }
+        }
+    }
 }

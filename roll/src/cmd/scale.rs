@@ -35,6 +35,7 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             shadow_percent: 1,
             keep: Duration::ZERO,
             poll: global.poll(),
+            canary: Vec::new(),
         },
     )
     .await

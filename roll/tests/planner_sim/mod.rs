@@ -241,6 +241,8 @@ pub struct Sim {
     pub groups: Vec<Group>,
     pub tgs: BTreeMap<TargetGroupId, Vec<Tgt>>,
     pub forward: TargetGroupId,
+    /// A canary step: percent of new requests to the other target group.
+    pub canary: u32,
     pub listener_tgs: Vec<TargetGroupId>,
     pub dereg_delay_ms: u64,
     /// The shadowed target group while mirroring runs.
@@ -299,6 +301,7 @@ impl Sim {
             }],
             tgs: [(tg(SERVICE), Vec::new()), (tg(TWIN), Vec::new())].into(),
             forward: tg(SERVICE),
+            canary: 0,
             listener_tgs: vec![tg(SERVICE), tg(TWIN)],
             dereg_delay_ms,
             shadow: None,
@@ -982,6 +985,7 @@ impl Sim {
             shadow,
             alarms: Vec::new(),
             set_gate: None,
+            canary: self.canary,
         }
     }
 }
@@ -1032,6 +1036,7 @@ pub fn goal(intent: roll::plan::Intent) -> Goal {
         shadow_strict: false,
         twin: group(TWIN),
         gate_set: false,
+        canary: Vec::new(),
     }
 }
 
@@ -1182,6 +1187,17 @@ impl Runner {
                 if ts.is_empty() || ts.iter().any(|t| t.health != TargetHealth::Healthy) {
                     return Err(format!(
                         "property 4: switch to {target_group} whose targets are not all healthy"
+                    ));
+                }
+            }
+            Action::Weigh {
+                target_group,
+                percent,
+            } if *percent > 0 => {
+                let ts = sim.targets(target_group);
+                if ts.is_empty() || ts.iter().any(|t| t.health != TargetHealth::Healthy) {
+                    return Err(format!(
+                        "property 4: {percent}% to {target_group} whose targets are not all healthy"
                     ));
                 }
             }
@@ -1354,6 +1370,29 @@ impl Runner {
                     return pause(POLL_MS);
                 }
                 sim.forward = target_group;
+                sim.canary = 0;
+            }
+            Action::Weigh {
+                target_group,
+                percent,
+            } => {
+                let ts = sim.targets(&target_group);
+                let healthy = ts
+                    .iter()
+                    .filter(|t| t.health == TargetHealth::Healthy)
+                    .count();
+                if percent > 0 && (healthy == 0 || healthy != ts.len()) {
+                    return pause(POLL_MS);
+                }
+                let step = roll::record::Canary {
+                    percent,
+                    since_ms: sim.now,
+                };
+                sim.tag_service(&step.to_tags(), &[]);
+                if partial {
+                    return pause(CALL_MS);
+                }
+                sim.canary = percent;
             }
             Action::Rollback { reason, requested } => {
                 let mut r = need(roll)?;
@@ -1433,6 +1472,7 @@ pub fn kind(a: &Action) -> &'static str {
         Action::Drain { .. } => "Drain",
         Action::Terminate { .. } => "Terminate",
         Action::Switch { .. } => "Switch",
+        Action::Weigh { .. } => "Weigh",
         Action::Rollback { .. } => "Rollback",
         Action::DropStandby => "DropStandby",
         Action::Finish { .. } => "Finish",

@@ -87,6 +87,8 @@ pub struct Sample {
     /// The step the executor was about to take, for a sample taken at one.
     pub step: Option<String>,
     pub forward: TargetGroupId,
+    /// Percent of new requests per target group (blue/green canary).
+    pub weights: Vec<(TargetGroupId, u32)>,
     pub groups: Vec<GroupInfo>,
     pub targets: BTreeMap<TargetGroupId, Vec<TargetStatus>>,
 }
@@ -157,7 +159,8 @@ pub fn sample(fake: &FakeCloud, step: Option<&str>) -> Sample {
     Sample {
         at_ms: fake.now_ms(),
         step: step.map(str::to_owned),
-        forward: listener.forward,
+        forward: listener.forward.clone(),
+        weights: listener.weights.clone(),
         groups,
         targets,
     }
@@ -451,6 +454,7 @@ impl Fleet {
             shadow_strict: strict,
             twin: twin(),
             gate_set: false,
+            canary: Vec::new(),
         }
     }
 
@@ -586,6 +590,15 @@ impl Fleet {
 
     pub fn forward(&self) -> TargetGroupId {
         sample(&self.fake, None).forward
+    }
+
+    /// Percent of new requests `tg` gets now.
+    pub fn weight(&self, tg: &TargetGroupId) -> u32 {
+        let s = sample(&self.fake, None);
+        s.weights
+            .iter()
+            .find(|(t, _)| t == tg)
+            .map_or(0, |(_, w)| *w)
     }
 
     /// Instances of `image` launched so far.
