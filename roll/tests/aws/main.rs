@@ -595,3 +595,76 @@ async fn moto_throttling_and_lost_answers_are_retried_idempotently() {
     assert_eq!(fx.template_versions().await, 2, "read back, not made again");
     fx.assert_settled("web", &fx.v2, 2).await;
 }
+
+/// `--canary 10%,50%` on an ALB (moto): each step is a ModifyListener
+/// with a weighted forward (old set first, new set at the step's weight,
+/// stickiness kept), recorded in the group's tags before it is asked and
+/// held for the bake time; then the full switch leaves the twin at 100.
+/// moto routes no traffic, so the split itself is checked on the local
+/// balancer (`tests/fleet`), not here.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_blue_green_canary_steps_are_weighted_forwards() {
+    let fx = Fx::new(2).await;
+    let mut child = fx
+        .roll_cmd(&[
+            "out",
+            "--group",
+            "web",
+            "--image",
+            fx.v2.as_str(),
+            "--strategy",
+            "blue-green",
+            "--canary",
+            "10%,50%",
+            "--bake-time",
+            "3s",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("roll out");
+    let (a, b) = (fx.fleet.tg_a.clone(), fx.fleet.tg_b.clone());
+    let mut seen: Vec<Vec<(String, i32)>> = Vec::new();
+    let mut recorded: Vec<String> = Vec::new();
+    let end = std::time::Instant::now() + Duration::from_secs(180);
+    while child.try_wait().expect("try_wait").is_none() {
+        assert!(
+            std::time::Instant::now() < end,
+            "roll out --canary took over 180 s"
+        );
+        let w = fx.weights().await;
+        if seen.last() != Some(&w) {
+            seen.push(w);
+        }
+        if let Some(c) = fx.tags_of("web").await.get("kiln:roll-canary")
+            && recorded.last() != Some(c)
+        {
+            recorded.push(c.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = child.wait_with_output().expect("roll out");
+    let v = json(&out, 0);
+    assert_eq!(v["outcome"], "rolled-out", "{v}");
+    // The listener went 100/0 -> 90/10 -> 50/50 -> 0/100, in that order.
+    let split = |wa: i32, wb: i32| vec![(a.clone(), wa), (b.clone(), wb)];
+    let steps: Vec<&Vec<(String, i32)>> = seen
+        .iter()
+        .filter(|w| **w == split(90, 10) || **w == split(50, 50))
+        .collect();
+    assert_eq!(steps, [&split(90, 10), &split(50, 50)], "{seen:?}");
+    assert_eq!(recorded, ["10", "50"], "recorded before asked");
+    assert_eq!(
+        fx.weights().await,
+        split(0, 1),
+        "the switch after the steps"
+    );
+    assert_eq!(fx.live().await, b);
+    let t = fx.tags_of("web").await;
+    assert!(
+        !t.keys().any(|k| k.starts_with("kiln:roll-canary")),
+        "cleared with the roll: {t:?}"
+    );
+    assert_eq!(fx.images_of("web--b").await, vec![fx.v2.to_string(); 2]);
+}

@@ -555,3 +555,124 @@ fn the_balancer_serves_tls() {
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("allocations"));
     fx.down("tls");
 }
+
+/// The answers to `query` through the balancer, `n` in a row on one
+/// keep-alive connection.
+fn sample_answers(addr: std::net::SocketAddr, query: &str, n: usize) -> Vec<Vec<u8>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = format!("/books?query={}&ids=20", cloud::probe::form_encode(query));
+    rt.block_on(async {
+        let timeout = Duration::from_secs(5);
+        let mut c = cloud::http::Http1::connect(addr, timeout)
+            .await
+            .expect("connect to the balancer");
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (status, body) = c.get(&path, timeout).await.expect("an answer");
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            out.push(cloud::probe::without_duration(&body).into_owned());
+        }
+        out
+    })
+}
+
+#[test]
+fn blue_green_canary_steps_split_live_traffic_then_switch() {
+    let fx = Fx::new();
+    let addr = fx.up("web", &fx.v1, 2);
+    let v1 = answers(addr);
+    let load = Load::start(addr, 2);
+    let rep = fx.path("canary.json");
+    let log = "canary.log";
+    let mut child = spawn(
+        &fx,
+        &out_args(
+            "web",
+            &fx.v2,
+            &[
+                "--strategy",
+                "blue-green",
+                "--canary",
+                "10%,50%",
+                "--bake-time",
+                "4s",
+                "--report",
+                rep.to_str().unwrap(),
+            ],
+        ),
+        log,
+    );
+    let seen = || std::fs::read_to_string(fx.path(log)).unwrap_or_default();
+    // While each step holds, a sample of answers through the balancer.
+    let mut samples = Vec::new();
+    for step in ["canary 10%", "canary 50%"] {
+        eventually(120, step, || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "roll ended before {step}: {}",
+                seen()
+            );
+            seen().contains(step)
+        });
+        // The step is logged right before the listener is asked.
+        std::thread::sleep(Duration::from_millis(300));
+        samples.push((step, sample_answers(addr, QUERIES[0], 200)));
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "roll out --canary: {status}\n{}", seen());
+    let v2 = answers(addr);
+    let during = load.stop();
+    assert_clean(&during, &[&v1, &v2]);
+    fx.assert_fleet("web", &fx.v2, 2);
+
+    // The split, roughly: requests of the load generator interleave with
+    // the sample's, so the exact share of the balancer's counter is not
+    // the sample's.
+    assert_ne!(
+        v1[QUERIES[0]], v2[QUERIES[0]],
+        "v2 answers {} differently",
+        QUERIES[0]
+    );
+    for ((step, answers), (lo, hi)) in samples.iter().zip([(4, 45), (60, 140)]) {
+        let new = answers.iter().filter(|a| **a == v2[QUERIES[0]]).count();
+        let old = answers.iter().filter(|a| **a == v1[QUERIES[0]]).count();
+        assert_eq!(new + old, answers.len(), "{step}: answers from neither");
+        assert!(
+            (lo..=hi).contains(&new),
+            "{step}: {new} of {} answers from v2",
+            answers.len()
+        );
+    }
+    let r = report(&fx, "canary.json");
+    let steps: Vec<u64> = r["canary"]
+        .as_array()
+        .expect("canary steps in the report")
+        .iter()
+        .map(|c| c["percent"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [10, 50], "{r}");
+    let at: Vec<u64> = r["canary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["at_ms"].as_u64().unwrap())
+        .collect();
+    assert!(
+        at[1] >= at[0] + 4_000,
+        "each step held for the bake time: {at:?}"
+    );
+    assert!(r["switch_ms"].is_u64(), "{r}");
+    assert_eq!(r["traffic"]["failed"], 0, "{r}");
+    // Both images answered live traffic during the roll.
+    let per_image = r["traffic"]["per_image"].as_object().unwrap();
+    for img in [&fx.v1, &fx.v2] {
+        assert!(
+            per_image[img.as_str()]["requests"].as_u64().unwrap() > 0,
+            "{img}: {r}"
+        );
+    }
+    assert!(fx.status("web")["roll"].is_null());
+}
