@@ -111,12 +111,14 @@ impl State {
             .collect();
         let names: Vec<String> = members.iter().map(|(g, _)| g.name.to_string()).collect();
         let targets = lock(&self.target_stats).clone();
+        let shadow = self.shadow.current().map(|s| s.counts());
         metrics::render(
             &self.settings.listener,
             &self.stats,
             &targets,
             &names,
             &gauges,
+            shadow.as_ref(),
         )
     }
 }

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::shadow::ShadowCounts;
 use crate::types::{LbCounters, TargetCounters};
 
 /// Status codes hyper can carry: 100..=999.
@@ -204,6 +205,7 @@ pub(crate) fn render(
     targets: &TargetStatsMap,
     groups: &[String],
     gauges: &[TargetGauge<'_>],
+    shadow: Option<&ShadowCounts>,
 ) -> String {
     let mut out = String::with_capacity(4096);
     let l = escape(listener);
@@ -333,6 +335,45 @@ pub(crate) fn render(
             g.in_flight
         );
     }
+
+    // Only while a comparison runs; each comparison counts from 0 (a
+    // counter reset to Prometheus' rate()).
+    for (name, help, value) in [
+        (
+            "kiln_lb_shadow_mirrored_total",
+            "Live GETs mirrored to the shadow target group by the running comparison.",
+            shadow.map(|s| s.mirrored),
+        ),
+        (
+            "kiln_lb_shadow_compared_total",
+            "Pairs of answers compared by the running comparison.",
+            shadow.map(|s| s.compared),
+        ),
+        (
+            "kiln_lb_shadow_differing_total",
+            "Compared pairs whose status or body differed.",
+            shadow.map(|s| s.differing),
+        ),
+        (
+            "kiln_lb_shadow_errors_total",
+            "Mirrored requests that failed or answered an error where the live answer was 200.",
+            shadow.map(|s| s.errors),
+        ),
+        (
+            "kiln_lb_shadow_skipped_total",
+            "Sampled GETs not mirrored (too many in flight, too large, no healthy shadow target).",
+            shadow.map(|s| s.skipped),
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        if let (Some(s), Some(n)) = (shadow, value) {
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{l}\",target_group=\"{}\"}} {n}",
+                escape(&s.target_group)
+            );
+        }
+    }
     out
 }
 
@@ -373,12 +414,41 @@ mod tests {
         stats.finished(Duration::from_micros(300));
         stats.finished(Duration::from_millis(3));
         stats.finished(Duration::from_secs(60));
-        let text = render("web", &stats, &BTreeMap::new(), &[], &[]);
+        let text = render("web", &stats, &BTreeMap::new(), &[], &[], None);
         assert!(text.contains("le=\"0.0005\"} 1\n"), "{text}");
         assert!(text.contains("le=\"0.005\"} 2\n"), "{text}");
         assert!(text.contains("le=\"10\"} 2\n"), "{text}");
         assert!(text.contains("le=\"+Inf\"} 3\n"), "{text}");
         assert!(text.contains("kiln_lb_request_duration_seconds_count{listener=\"web\"} 3\n"));
+    }
+
+    #[test]
+    fn shadow_counters_only_while_comparing() {
+        let stats = Stats::new();
+        let idle = render("web", &stats, &BTreeMap::new(), &[], &[], None);
+        assert!(idle.contains("# TYPE kiln_lb_shadow_compared_total counter\n"));
+        assert!(!idle.contains("kiln_lb_shadow_compared_total{"), "{idle}");
+        let counts = ShadowCounts {
+            target_group: "green".into(),
+            mirrored: 5,
+            compared: 4,
+            differing: 1,
+            errors: 2,
+            skipped: 3,
+        };
+        let text = render("web", &stats, &BTreeMap::new(), &[], &[], Some(&counts));
+        for (name, n) in [
+            ("mirrored", 5),
+            ("compared", 4),
+            ("differing", 1),
+            ("errors", 2),
+            ("skipped", 3),
+        ] {
+            let line = format!(
+                "kiln_lb_shadow_{name}_total{{listener=\"web\",target_group=\"green\"}} {n}\n"
+            );
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
     }
 
     #[test]

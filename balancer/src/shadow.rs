@@ -113,6 +113,18 @@ impl Shadow {
         }
     }
 
+    /// The counters alone, for a scrape (no examples, no latency sort).
+    pub(crate) fn counts(&self) -> ShadowCounts {
+        ShadowCounts {
+            target_group: self.group.name.to_string(),
+            mirrored: self.mirrored.load(Relaxed),
+            compared: self.compared.load(Relaxed),
+            differing: self.differing.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            skipped: self.skipped.load(Relaxed),
+        }
+    }
+
     pub(crate) fn report(&self) -> ShadowReport {
         ShadowReport {
             target_group: self.group.name.to_string(),
@@ -133,6 +145,17 @@ impl Shadow {
             examples.push(example);
         }
     }
+}
+
+/// A running shadow comparison's counters (they start at 0 with each
+/// comparison).
+pub(crate) struct ShadowCounts {
+    pub(crate) target_group: String,
+    pub(crate) mirrored: u64,
+    pub(crate) compared: u64,
+    pub(crate) differing: u64,
+    pub(crate) errors: u64,
+    pub(crate) skipped: u64,
 }
 
 /// A GET picked for mirroring, holding a mirror slot. Dropped unused, it

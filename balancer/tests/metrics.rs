@@ -159,6 +159,11 @@ async fn metrics_are_prometheus_text() {
         "kiln_lb_request_duration_seconds",
         "kiln_lb_targets",
         "kiln_lb_target_in_flight",
+        "kiln_lb_shadow_mirrored_total",
+        "kiln_lb_shadow_compared_total",
+        "kiln_lb_shadow_differing_total",
+        "kiln_lb_shadow_errors_total",
+        "kiln_lb_shadow_skipped_total",
     ] {
         assert!(typed.iter().any(|t| t == family), "no TYPE for {family}");
         assert!(
@@ -221,6 +226,37 @@ async fn metrics_are_prometheus_text() {
         .collect();
     assert_eq!(buckets.len(), 15);
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    // No comparison runs: the shadow families have no samples.
+    assert!(
+        !samples
+            .iter()
+            .any(|s| s.name.starts_with("kiln_lb_shadow_"))
+    );
+
+    // A comparison towards a group without a healthy target skips its
+    // samples; the scrape shows the running comparison's counters.
+    lb.start_shadow("green", 100).unwrap();
+    client.get("/").await.unwrap();
+    let mut skipped = None;
+    for _ in 0..100 {
+        let text = get(admin, "/metrics").await.text();
+        let samples: Vec<Sample> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(parse_line)
+            .collect();
+        skipped = find(
+            &samples,
+            "kiln_lb_shadow_skipped_total",
+            &[("target_group", "green")],
+        )
+        .map(|s| s.value);
+        if skipped == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(skipped, Some(1.0));
     lb.shutdown(Duration::from_secs(1)).await;
     assert!(
         tokio::net::TcpStream::connect(admin).await.is_err(),
