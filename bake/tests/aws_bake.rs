@@ -1119,19 +1119,7 @@ async fn moto_kill9_before_the_image_is_marked_then_gc_removes_image_and_marked_
 /// tagged at creation. Returns its id.
 async fn release_image(moto: &Moto, name: &str, n: u8) -> String {
     let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
-    let seed = moto.seeded_images(1).await.remove(0);
-    let inst = ec2
-        .run_instances()
-        .image_id(seed)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .expect("RunInstances")
-        .instances()[0]
-        .instance_id()
-        .expect("id")
-        .to_owned();
+    let (inst, _) = moto.run_seeded().await;
     let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
     let id = ec2
         .create_image()
@@ -1150,11 +1138,7 @@ async fn release_image(moto: &Moto, name: &str, n: u8) -> String {
         .expect("CreateImage")
         .image_id
         .expect("id");
-    ec2.terminate_instances()
-        .instance_ids(inst)
-        .send()
-        .await
-        .expect("TerminateInstances");
+    moto.terminate(&inst).await;
     id
 }
 

@@ -49,20 +49,7 @@ pub async fn cloud(moto: &Moto) -> Cloud {
 /// builder launched from a seeded AMI, imaged through the cloud crate with
 /// a manifest in S3, then marked complete, as `bake build` leaves it.
 pub async fn kiln_image(moto: &Moto, cloud: &Cloud, name: &str, n: u8) -> ImageId {
-    let ec2 = moto.ec2(TEST_KEY, TEST_KEY).await;
-    let seed = moto.seeded_images(1).await.remove(0);
-    let builder = ec2
-        .run_instances()
-        .image_id(&seed)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .expect("RunInstances")
-        .instances()[0]
-        .instance_id()
-        .expect("an instance id")
-        .to_owned();
+    let (builder, seed) = moto.run_seeded().await;
     let digest = format!("{n:02x}").repeat(32);
     let index_digest = index_digest(n);
     let mut t = Tags::new();
@@ -121,11 +108,7 @@ pub async fn kiln_image(moto: &Moto, cloud: &Cloud, name: &str, n: u8) -> ImageI
     let mut done = Tags::new();
     done.insert(tags::STATE.into(), tags::STATE_COMPLETE.into());
     cloud.images().tag(&id, &done).await.expect("mark complete");
-    ec2.terminate_instances()
-        .instance_ids(builder)
-        .send()
-        .await
-        .expect("TerminateInstances");
+    moto.terminate(&builder).await;
     id
 }
 

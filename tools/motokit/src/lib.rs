@@ -175,34 +175,7 @@ impl Moto {
     /// to kiln. Returns its id.
     pub async fn register_base(&self, name: &str) -> String {
         let ec2 = self.ec2(TEST_KEY, TEST_KEY).await;
-        let seed = ec2
-            .describe_images()
-            .owners("amazon")
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("name")
-                    .values("al2023-ami-2023.*-x86_64")
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("DescribeImages")
-            .images()
-            .first()
-            .and_then(|i| i.image_id().map(str::to_owned))
-            .expect("a seeded AL2023 image");
-        let inst = ec2
-            .run_instances()
-            .image_id(seed)
-            .min_count(1)
-            .max_count(1)
-            .send()
-            .await
-            .expect("RunInstances")
-            .instances()[0]
-            .instance_id()
-            .expect("id")
-            .to_owned();
+        let (inst, _) = self.run_seeded().await;
         let id = ec2
             .create_image()
             .instance_id(&inst)
@@ -212,12 +185,39 @@ impl Moto {
             .expect("CreateImage")
             .image_id
             .expect("id");
-        ec2.terminate_instances()
-            .instance_ids(inst)
+        self.terminate(&inst).await;
+        id
+    }
+
+    /// One instance launched from a seeded AL2023 image (to make an image
+    /// from): its id, and the seed's.
+    pub async fn run_seeded(&self) -> (String, String) {
+        let ec2 = self.ec2(TEST_KEY, TEST_KEY).await;
+        let seed = self.seeded_images(1).await.remove(0);
+        let inst = ec2
+            .run_instances()
+            .image_id(&seed)
+            .min_count(1)
+            .max_count(1)
+            .send()
+            .await
+            .expect("RunInstances")
+            .instances()[0]
+            .instance_id()
+            .expect("id")
+            .to_owned();
+        (inst, seed)
+    }
+
+    /// TerminateInstances of one instance.
+    pub async fn terminate(&self, instance: &str) {
+        self.ec2(TEST_KEY, TEST_KEY)
+            .await
+            .terminate_instances()
+            .instance_ids(instance)
             .send()
             .await
             .expect("TerminateInstances");
-        id
     }
 
     /// An EC2 client for another region (where image copies go).
