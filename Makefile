@@ -9,19 +9,20 @@ TRIPLE      := x86_64-unknown-linux-gnu
 STATIC_BIN  := target/$(TRIPLE)/release/searchd
 MOTO_VENV   := $(BUILD_ABS)/moto-venv
 MOTO_VERSION := 5.2.5
-APT_PACKAGES := wrk hyperfine zstd curl haproxy
+APT_PACKAGES := wrk hyperfine zstd curl haproxy prometheus jq python3-yaml
 
 # Paths handed to tests and scripts.
 export KILN_STATIC_SEARCHD := $(abspath $(STATIC_BIN))
 export KILN_MOTO_SERVER    := $(MOTO_VENV)/bin/moto_server
 export CARGO_TERM_COLOR    ?= never
 
-.PHONY: help build static test test-unit test-aws lint demo bench fuzz deps deps-apt deps-moto deps-nextest clean
+.PHONY: help build static test test-unit test-aws test-ops lint demo bench fuzz deps deps-apt deps-moto deps-nextest clean
 
 help:
 	@echo "make demo      build, index the books, bake the searchd image locally, serve and query it"
 	@echo "make test      install test dependencies, then run every test (incl. moto-backed AWS tests)"
 	@echo "make test-aws  only the moto-backed AWS tests"
+	@echo "make test-ops  Prometheus config, alert rules and their unit tests, the Grafana dashboard (ops/)"
 	@echo "make bench     side-by-side benchmarks, printed as ratios"
 	@echo "make static    fully static x86_64 searchd -> $(STATIC_BIN)"
 	@echo "make lint      rustfmt --check and clippy -D warnings"
@@ -58,8 +59,12 @@ deps-nextest:
 
 deps: deps-apt deps-moto deps-nextest
 
-test: deps static
+test: deps static test-ops
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+# ops/: promtool check config/rules, promtool test rules, dashboard names (seconds).
+test-ops: deps-apt
+	bash ops/check.sh
 
 test-aws: deps static
 	$(CARGO) nextest run --workspace --no-fail-fast -E 'test(/moto/) | binary(/aws/)'
