@@ -209,6 +209,10 @@ async fn moto_iam_roll_policy_is_sufficient_and_each_action_matters() {
     lbs.deregister(&b, &target).await.expect("deregister");
     lbs.switch(&listener, &b).await.expect("switch to b");
     lbs.switch(&listener, &a).await.expect("switch back");
+    lbs.set_weights(&listener, &b, 10)
+        .await
+        .expect("a canary step");
+    lbs.switch(&listener, &a).await.expect("back to a alone");
     groups.set_limits(&web, 0, 4).await.expect("limits");
     groups.set_desired(&web, 2).await.expect("desired");
     let later = ScheduledDesired {
