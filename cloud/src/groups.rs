@@ -16,7 +16,7 @@
 //!   only in its own process, and serialises itself with a lease
 //!   ([`Groups::acquire_lease`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
@@ -564,22 +564,71 @@ pub fn scale_in_victims<'a>(
         .collect()
 }
 
-/// Images `bake prune` must keep: every group's current image, the images
-/// its instances run, and its `rollback_versions` most recent previous
-/// versions (the rollback window). Pure.
-pub fn protected_images(groups: &[GroupInfo], rollback_versions: usize) -> BTreeSet<ImageId> {
-    let mut keep = BTreeSet::new();
+/// Why each image is in use by a group roll manages: its current
+/// launch-template version, its instances, the `rollback_versions`
+/// versions before (the rollback window), the image `roll back` returns
+/// to, and a blue/green standby. `bake prune` never deletes these; `bake
+/// list` shows them.
+pub fn image_uses(
+    groups: &[GroupInfo],
+    rollback_versions: usize,
+) -> BTreeMap<ImageId, Vec<String>> {
+    let mut uses: BTreeMap<ImageId, Vec<String>> = BTreeMap::new();
+    let mut add = |image: &ImageId, why: String| {
+        if !image.as_str().is_empty() {
+            let v = uses.entry(image.clone()).or_default();
+            if !v.contains(&why) {
+                v.push(why);
+            }
+        }
+    };
     for g in groups {
-        keep.insert(g.current.image.clone());
-        keep.extend(g.instances.iter().map(|i| i.image.clone()));
-        keep.extend(
-            g.previous
-                .iter()
-                .take(rollback_versions)
-                .map(|v| v.image.clone()),
+        let name = &g.name;
+        add(
+            &g.current.image,
+            format!("{name}: version {} (current)", g.current.version),
         );
+        let mut running: BTreeMap<&ImageId, usize> = BTreeMap::new();
+        for i in &g.instances {
+            *running.entry(&i.image).or_default() += 1;
+        }
+        for (image, n) in running {
+            add(
+                image,
+                format!("{name}: {n} instance{}", if n == 1 { "" } else { "s" }),
+            );
+        }
+        for v in g.previous.iter().take(rollback_versions) {
+            add(
+                &v.image,
+                format!("{name}: version {} (rollback window)", v.version),
+            );
+        }
+        if let Some(p) = g.tags.get(crate::tags::PREVIOUS_IMAGE) {
+            add(
+                &ImageId::new(p.clone()),
+                format!("{name}: roll back target"),
+            );
+        }
+        if let Some(s) = g.tags.get(crate::tags::STANDBY_IMAGE) {
+            let until = g
+                .tags
+                .get(crate::tags::STANDBY_UNTIL)
+                .and_then(|u| u.parse::<u64>().ok())
+                .map(|ms| format!(" until {}", crate::time::rfc3339(ms / 1000)))
+                .unwrap_or_default();
+            add(
+                &ImageId::new(s.clone()),
+                format!("{name}: blue/green standby{until}"),
+            );
+        }
     }
-    keep
+    uses
+}
+
+/// The images [`image_uses`] names.
+pub fn protected_images(groups: &[GroupInfo], rollback_versions: usize) -> BTreeSet<ImageId> {
+    image_uses(groups, rollback_versions).into_keys().collect()
 }
 
 #[cfg(test)]
@@ -592,6 +641,60 @@ mod tests {
             image: ImageId::from(img),
             created_unix: n,
         }
+    }
+
+    #[test]
+    fn image_uses_name_every_reason_an_image_is_kept() {
+        let inst = |id: &str, img: &str| GroupInstance {
+            id: InstanceId::new(id.to_owned()),
+            image: ImageId::from(img),
+            lifecycle: Lifecycle::InService,
+            state: crate::InstanceState::Running,
+            address: None,
+            launched_ms: 0,
+            launch_error: None,
+        };
+        let mut tags = Tags::new();
+        tags.insert(crate::tags::PREVIOUS_IMAGE.into(), "img-back".into());
+        tags.insert(crate::tags::STANDBY_IMAGE.into(), "img-standby".into());
+        tags.insert(crate::tags::STANDBY_UNTIL.into(), "86400000".into());
+        let g = GroupInfo {
+            name: GroupName::from("web"),
+            desired: 2,
+            min: 0,
+            max: 3,
+            current: v(5, "img-5"),
+            previous: vec![v(4, "img-4"), v(3, "img-3"), v(2, "img-2")],
+            instances: vec![
+                inst("i-1", "img-5"),
+                inst("i-2", "img-5"),
+                inst("i-3", "img-odd"),
+            ],
+            target_group: None,
+            tags,
+            hold_launches: false,
+            scheduled: None,
+        };
+        let uses = image_uses(std::slice::from_ref(&g), 2);
+        let of = |img: &str| uses.get(&ImageId::from(img)).cloned().unwrap_or_default();
+        assert_eq!(
+            of("img-5"),
+            vec!["web: version 5 (current)", "web: 2 instances"]
+        );
+        assert_eq!(of("img-odd"), vec!["web: 1 instance"]);
+        assert_eq!(of("img-4"), vec!["web: version 4 (rollback window)"]);
+        assert_eq!(of("img-3"), vec!["web: version 3 (rollback window)"]);
+        assert!(of("img-2").is_empty(), "beyond the window");
+        assert_eq!(of("img-back"), vec!["web: roll back target"]);
+        assert_eq!(
+            of("img-standby"),
+            vec!["web: blue/green standby until 1970-01-02T00:00:00Z"]
+        );
+        assert_eq!(
+            protected_images(&[g], 2).len(),
+            6,
+            "every image named, nothing else"
+        );
     }
 
     #[test]

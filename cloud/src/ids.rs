@@ -121,4 +121,12 @@ pub mod tags {
     /// group (service) they belong to. Roll never writes [`RUN`], so
     /// `bake gc` never takes a serving instance or a standby.
     pub const ROLL_GROUP: &str = "kiln:roll-group";
+    /// On a group roll manages: the image the last finished roll came
+    /// from (`roll back`'s target once no standby is kept). Written by
+    /// roll's record (`roll/src/record.rs` `keys::PREVIOUS`).
+    pub const PREVIOUS_IMAGE: &str = "kiln:previous-image";
+    /// On a group roll manages: the blue/green standby's image and the end
+    /// of its window (Unix ms) (`keys::STANDBY_IMAGE`, `keys::STANDBY_UNTIL`).
+    pub const STANDBY_IMAGE: &str = "kiln:standby-image";
+    pub const STANDBY_UNTIL: &str = "kiln:standby-until";
 }

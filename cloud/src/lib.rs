@@ -52,7 +52,7 @@ pub use error::{CloudError, Result};
 pub use groups::{
     GroupInfo, GroupInstance, GroupSpec, Groups, Lease, LeaseHolder, Lifecycle, RefreshId,
     RefreshSpec, RefreshState, RefreshStatus, ScaleInCandidate, ScheduledDesired, TemplateVersion,
-    protected_images, scale_in_victims,
+    image_uses, protected_images, scale_in_victims,
 };
 pub use ids::{
     AccountId, GroupName, ImageId, InstanceId, ListenerId, Region, RunId, Tags, TargetGroupId, tags,

@@ -1,8 +1,10 @@
 //! `bake list`: kiln's images, newest first, with how far each one's bake
 //! got (`complete`, `baking`: unfinished or still running, `unmarked`:
-//! made before the marker).
+//! made before the marker), what uses each (groups' versions in use or in
+//! the rollback window, instances, roll back targets, standbys: what `bake
+//! prune` keeps) and, on aws, the regions it was copied to.
 
-use cloud::{BakeState, ImageInfo};
+use cloud::{BakeState, ImageInfo, image_uses, tags};
 use serde::Serialize;
 
 use super::Global;
@@ -14,6 +16,10 @@ pub struct Args {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// How many previous launch-template versions of each group count as
+    /// in use (the rollback window; as `bake prune`).
+    #[arg(long, value_name = "N", default_value_t = super::prune::ROLLBACK_VERSIONS)]
+    pub rollback_versions: usize,
 }
 
 /// One image in `--json`: its info and its bake state.
@@ -22,16 +28,27 @@ struct Row<'a> {
     #[serde(flatten)]
     info: &'a ImageInfo,
     bake_state: BakeState,
+    /// What uses it: groups' current and rollback-window versions,
+    /// instances, roll back targets, blue/green standbys.
+    in_use_by: &'a [String],
+    /// Regions it was copied to (aws).
+    copies: Vec<&'a str>,
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     let (_state, cloud) = super::open(global).await?;
     let images = cloud.images().list().await?;
+    let groups = cloud.groups().list_groups().await?;
+    let uses = image_uses(&groups, args.rollback_versions);
+    let none: Vec<String> = Vec::new();
+    let used = |i: &ImageInfo| uses.get(&i.id).unwrap_or(&none);
     if args.json {
         let rows: Vec<Row> = images
             .iter()
             .map(|i| Row {
                 bake_state: i.bake_state(),
+                in_use_by: used(i),
+                copies: copies(i),
                 info: i,
             })
             .collect();
@@ -42,15 +59,27 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     for i in &images {
         outln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             i.id,
             i.name,
             cloud::time::rfc3339(i.created_unix),
             i.digest().map_or("-", |d| &d[..d.len().min(16)]),
             i.size_bytes.map_or("-".into(), |b| b.to_string()),
             i.bake_state().as_str(),
+            match used(i).as_slice() {
+                [] => "-".to_owned(),
+                u => u.join("; "),
+            },
         );
     }
     super::write_stdout(&out)?;
     Ok(exit::OK)
+}
+
+/// The regions an image was copied to (its `kiln:copies` tag).
+fn copies(i: &ImageInfo) -> Vec<&str> {
+    i.tags
+        .get(tags::COPIES)
+        .map(|c| c.split(',').filter(|r| !r.is_empty()).collect())
+        .unwrap_or_default()
 }

@@ -14,6 +14,9 @@ use super::Global;
 use crate::error::BakeError;
 use crate::exit;
 
+/// Previous launch-template versions of each group that count as in use.
+pub const ROLLBACK_VERSIONS: usize = 2;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Images to keep per name (newest first).
@@ -21,7 +24,7 @@ pub struct Args {
     pub keep: usize,
     /// How many previous launch-template versions of each group stay
     /// protected (the rollback window).
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = ROLLBACK_VERSIONS)]
     pub rollback_versions: usize,
     /// Print what would be deleted; delete nothing.
     #[arg(long)]

@@ -127,6 +127,26 @@ fn blue_green_then_back_drops_no_request() {
     fx.assert_fleet("web", &fx.v2, 3);
     let s = fx.status("web");
     assert_eq!(s["standby"]["image"], fx.v1.as_str(), "{s}");
+    // `bake list` says what uses each image (what `bake prune` keeps).
+    let list = std::process::Command::new(bake_bin())
+        .arg("--state-dir")
+        .arg(fx.state())
+        .args(["list", "--json"])
+        .env_remove("KILN_BACKEND")
+        .output()
+        .expect("bake list");
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).expect("JSON");
+    let uses = |img: &str| {
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["id"] == img)
+            .map(|r| r["in_use_by"].to_string())
+            .unwrap_or_default()
+    };
+    assert!(uses(&fx.v1).contains("web: blue/green standby until"), "{rows}");
+    assert!(uses(&fx.v2).contains("web--b: 3 instances"), "{rows}");
     let r = report(&fx, "bg.json");
     assert!(r["switch_ms"].is_u64(), "{r}");
     // The new set answered mirrored live traffic before the switch.
