@@ -75,6 +75,38 @@ impl StateDir {
         Ok(StateLock { _file: file })
     }
 
+    /// A lock of its own for `name` (`locks/<name>.lock`), held for as long
+    /// as the returned guard lives: `Ok(None)` if another process holds it
+    /// now. Bakes of the same inputs on one machine take the digest's, so
+    /// the second waits for the first instead of baking again.
+    pub fn try_lock_named(&self, name: &str) -> Result<Option<StateLock>> {
+        let path = self.named_lock_path(name)?;
+        let file = open_lock_file(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(StateLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(CloudError::io("lock", &path, e)),
+        }
+    }
+
+    /// [`StateDir::try_lock_named`], waiting (blocking the thread) until it
+    /// is free.
+    pub fn lock_named(&self, name: &str) -> Result<StateLock> {
+        let path = self.named_lock_path(name)?;
+        let file = open_lock_file(&path)?;
+        file.lock().map_err(|e| CloudError::io("lock", &path, e))?;
+        Ok(StateLock { _file: file })
+    }
+
+    fn named_lock_path(&self, name: &str) -> Result<PathBuf> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(CloudError::invalid("lock name", format!("{name:?}")));
+        }
+        let dir = self.root.join("locks");
+        std::fs::create_dir_all(&dir).map_err(|e| CloudError::io("create", &dir, e))?;
+        Ok(dir.join(format!("{name}.lock")))
+    }
+
     /// Registers a live run. Fails if the run id is somehow taken.
     pub fn begin_run(&self, run: &RunId) -> Result<RunGuard> {
         let lock_path = self.run_lock_path(run);

@@ -204,6 +204,21 @@ async fn bake(
         api_calls: Default::default(),
     };
 
+    // One bake of these inputs at a time on this machine: a second one
+    // waits for the first, then finds its image below.
+    let name = format!("digest-{digest}");
+    let _same_inputs = match state.try_lock_named(&name)? {
+        Some(l) => l,
+        None => {
+            progress.note("another bake of the same inputs is running here; waiting for it");
+            let state = state.clone();
+            tokio::select! {
+                l = tokio::task::spawn_blocking(move || state.lock_named(&name)) => l
+                    .map_err(|e| BakeError::Failed(format!("waiting for the other bake: {e}")))??,
+                _ = cancel.cancelled() => return Err(BakeError::Interrupted),
+            }
+        }
+    };
     if !plan.force
         && let Some(img) = cloud.images().find_by_digest(&digest).await?
     {

@@ -798,3 +798,39 @@ fn check_says_whether_a_rebake_is_due_and_why() {
     );
     assert_eq!(fx.launches(), 1, "only the one build launched a builder");
 }
+
+/// Two bakes of the same inputs at once on one machine: the second waits
+/// for the first (saying so) and prints the same image; one builder in all.
+#[test]
+fn a_second_bake_of_the_same_inputs_waits_for_the_first() {
+    let fx = Fx::new();
+    let recipe = fx.recipe();
+    let first = fx
+        .cmd(&["build", recipe.to_str().unwrap()])
+        .env("KILN_LOCAL_BUILDER_HOLD", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(60, || std::fs::read_dir(fx.state().join("builders"))
+            .is_ok_and(|mut d| d.next().is_some())),
+        "the first builder never started"
+    );
+    let second = fx.bake(&["build", recipe.to_str().unwrap()]);
+    let first = first.wait_with_output().unwrap();
+    assert_ok(&first);
+    assert_ok(&second);
+    assert_eq!(first.stdout, second.stdout, "the same image");
+    assert!(
+        stderr(&second).contains("waiting for it"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(
+        stderr(&second).contains("nothing to bake"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(fx.launches(), 1, "one builder");
+}
