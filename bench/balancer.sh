@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The `balancer` section of bench/run.sh (sourced, not run; it uses run.sh's
 # globals: WORK, PROBE, CARGO, TARGET_DIR, HERE, QUICK and the lib.sh
 # helpers). See bench/README.md, "5. Balancer".
@@ -53,9 +54,8 @@ instance_pid() {
 # stop_wrk PID: SIGINT (wrk then prints its summary and runs the lua
 # `done`), bounded; then stopped for good.
 stop_wrk() {
-  local i
   kill -INT "$1" 2>/dev/null || true
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     kill -0 "$1" 2>/dev/null || break
     sleep 0.1
   done
@@ -142,7 +142,7 @@ balancer_bench() {
   timeout 60 "${ROLL[@]}" status --group "$FLEET_GROUP" --json >"$status" 2>/dev/null </dev/null || die "roll status failed"
   a0=null a1=null
   { read -r a0; read -r a1; } < <("$PROBE" json "$status" /groups/0/instances/0/address /groups/0/instances/1/address) || true
-  [ "$a0" != null ] && [ "$a1" != null ] || die "roll status lists no two instances"
+  { [ "$a0" != null ] && [ "$a1" != null ]; } || die "roll status lists no two instances"
   p0=$(instance_pid "$a0") || die "no searchd process serves $a0"
   p1=$(instance_pid "$a1") || die "no searchd process serves $a1"
   log "balancer: $FLEET_URL in front of $a0 and $a1"
@@ -163,9 +163,10 @@ balancer_bench() {
   # The balancer's CPU is the fleet daemon's process tree (it holds the
   # instances); HAProxy's is counted with the same two instances, so the
   # cpu/req columns compare whole stacks.
-  local servers=(direct balancer haproxy)
-  local urls=("http://$a0" "$FLEET_URL" "http://127.0.0.1:$hport")
-  local pids=("$p0" "$FLEET_PID" "$hpid,$p0,$p1")
+  # shellcheck disable=SC2034 # the three are passed by name to measure_rounds
+  local servers=(direct balancer haproxy) \
+    urls=("http://$a0" "$FLEET_URL" "http://127.0.0.1:$hport") \
+    pids=("$p0" "$FLEET_PID" "$hpid,$p0,$p1")
   measure_rounds "$lua" servers urls pids
   untrack_stop "$hpid"
   fleet_down

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for bench/run.sh (sourced, not run). Everything here is bounded in
 # time, talks to 127.0.0.1 only, and registers each process it starts so the
 # EXIT trap in run.sh stops it whatever happens.
@@ -168,6 +169,7 @@ run_wrk() {
   wrk_us=$(awk -v c="$wrk_cpu" -v n="$WRK_REQUESTS" 'BEGIN{printf "%.2f", (n > 0 ? c * 1e6 / n : 0)}')
   printf '  round %s %-3s %-14s %10.0f req/s  p50 %6s us  p99 %6s us  cpu/req server %6s us wrk %5s us  non-2xx %s  socket errors %s\n' \
     "$round" "$load" "$server" "$WRK_RPS" "$WRK_P50" "$WRK_P99" "$srv_us" "$wrk_us" "$WRK_NON2XX" "$WRK_SOCK" >&2
+  # shellcheck disable=SC2034 # read by run.sh
   WRK_SRV_US=$srv_us
   WRK_RECORD="{\"kind\":\"wrk\",\"server\":\"$server\",\"load\":\"$load\",\"round\":$round,\"rps\":$WRK_RPS,\"p50_us\":$WRK_P50,\"p90_us\":$WRK_P90,\"p99_us\":$WRK_P99,\"max_us\":$WRK_MAX,\"requests\":$WRK_REQUESTS,\"non2xx\":$WRK_NON2XX,\"socket_errors\":$WRK_SOCK,\"socket_error_kinds\":$WRK_SOCK_JSON,\"server_cpu_us_per_req\":$srv_us,\"wrk_cpu_us_per_req\":$wrk_us}"
 }
@@ -183,8 +185,9 @@ wrk_parse() {
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$1")
   non2xx_wrk=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$1")
   kv=$(grep -hE '^(requests|p50_us)=' "$1" | tr ' ' '\n' | grep -E '^[a-z0-9_]+=[0-9.]+$' || true)
-  [ -n "$rps" ] && [ -n "$kv" ] || { cat "$1" >&2; return 1; }
+  { [ -n "$rps" ] && [ -n "$kv" ]; } || { cat "$1" >&2; return 1; }
   local requests=0 errors_status=0 connect=0 read=0 write=0 timeout=0
+  # shellcheck disable=SC2034 # mean_us: set by the eval, not used
   local p50_us=0 p90_us=0 p99_us=0 max_us=0 mean_us=0
   eval "$kv"
   WRK_RPS=$rps WRK_REQUESTS=$requests

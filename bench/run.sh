@@ -36,7 +36,7 @@ else
   DUR=${BENCH_DURATION:-10}; WARM=5; STARTS=20; BAKE_RUNS=5; ROUNDS=${BENCH_ROUNDS:-3}
 fi
 case "$DOCS$ROUNDS$DUR" in *[!0-9]*) die "BENCH_DOCS, BENCH_ROUNDS and BENCH_DURATION must be whole numbers" ;; esac
-[ "$DOCS" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$DUR" -ge 1 ] || die "BENCH_DOCS, BENCH_ROUNDS, BENCH_DURATION must be >= 1"
+{ [ "$DOCS" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$DUR" -ge 1 ]; } || die "BENCH_DOCS, BENCH_ROUNDS, BENCH_DURATION must be >= 1"
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 mkdir -p "$OUT"
@@ -270,12 +270,12 @@ bake_timing() {
     skip bake "bake does not build yet (cargo build -p bake failed)"
     return 0
   fi
-  local bake="$TARGET_DIR/release/bake" recipe=images/searchd.toml
+  local bake_bin="$TARGET_DIR/release/bake" recipe=images/searchd.toml
   [ -f "$recipe" ] || { skip bake "no $recipe yet"; return 0; }
-  "$bake" --help >/dev/null 2>&1 || { skip bake "bake --help failed"; return 0; }
+  "$bake_bin" --help >/dev/null 2>&1 || { skip bake "bake --help failed"; return 0; }
   local state="$WORK/kiln-state" bake_cmd
-  bake_cmd=("$bake" build "$recipe" --state-dir "$state")
-  "${bake_cmd[@]}" --help >/dev/null 2>&1 || bake_cmd=("$bake" "$recipe" --state-dir "$state")
+  bake_cmd=("$bake_bin" build "$recipe" --state-dir "$state")
+  "${bake_cmd[@]}" --help >/dev/null 2>&1 || bake_cmd=("$bake_bin" "$recipe" --state-dir "$state")
   # One bake first: it must work at all (and the artifacts must exist).
   if ! timeout 300 "${bake_cmd[@]}" >"$WORK/bake.out" 2>"$WORK/bake.err"; then
     sed -n 1,20p "$WORK/bake.err" >&2

@@ -23,7 +23,7 @@ ROLL="$PWD/target/release/roll"
 WORK="$(mktemp -d)"
 WRK_PID=""
 cleanup() {
-    [ -n "$WRK_PID" ] && kill "$WRK_PID" 2>/dev/null || true
+    if [ -n "$WRK_PID" ]; then kill "$WRK_PID" 2>/dev/null || true; fi
     "$ROLL" down --group web >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
