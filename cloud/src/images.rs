@@ -301,8 +301,9 @@ pub trait Images: Send + Sync {
     /// Grants launch permission to these accounts.
     async fn share(&self, id: &ImageId, accounts: &[AccountId]) -> Result<()>;
 
-    /// Deletes the image and its storage (aws: the EBS snapshots too).
-    /// Idempotent: deleting a missing image is `Ok`.
+    /// Deletes the image and its storage (aws: the EBS snapshots too, and
+    /// its copies in the regions its [`tags::COPIES`] tag names, with
+    /// theirs). Idempotent: deleting a missing image is `Ok`.
     async fn deregister(&self, id: &ImageId) -> Result<()>;
 
     /// Deletes a copy that [`Images::copy_to_region`] made in `region`, with

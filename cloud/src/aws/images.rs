@@ -525,6 +525,29 @@ impl Images for AwsImages {
         let Some(image) = deregister_in(&ctx.ec2, id, &ctx.region).await? else {
             return Ok(());
         };
+        // Its copies in the regions its bake copied it to (`kiln:copies`),
+        // with their snapshots: a copy has the source's AMI name, unique
+        // per region and account.
+        if let Some(name) = image.name() {
+            for region in crate::images::copy_regions(&tags_from_ec2(image.tags())) {
+                if region == ctx.region {
+                    continue;
+                }
+                let ec2 = ctx.ec2_in(&region);
+                let out = ec2
+                    .describe_images()
+                    .owners("self")
+                    .filters(Filter::builder().name("name").values(name).build())
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeImages", format!("{name} in {region}"), e))?;
+                for copy in out.images() {
+                    if let Some(c) = copy.image_id() {
+                        deregister_in(&ec2, &ImageId::from(c), &region).await?;
+                    }
+                }
+            }
+        }
         let manifest = tags_from_ec2(image.tags()).get(MANIFEST_TAG).cloned();
         if let Some((bucket, key)) = manifest
             .as_deref()

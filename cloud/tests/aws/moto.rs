@@ -580,3 +580,72 @@ async fn moto_copies_are_removed_in_their_region() {
     }
     assert_eq!(census().await, before, "gc leaves nothing in eu-west-1");
 }
+
+/// Deleting an image deletes its copies in the regions its `kiln:copies`
+/// tag names, with their snapshots (what `bake prune` relies on), and
+/// nothing else there.
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_deregister_removes_the_copies_too() {
+    let moto = Moto::start();
+    let (cloud, _) = connect(&moto, TEST_KEY, TEST_KEY, true).await;
+    let west = cloud::Region::new("eu-west-1");
+    let census = || Census::regions(&moto, TEST_KEY, TEST_KEY, BUCKET, &["eu-west-1"]);
+    // Another image in eu-west-1 that must survive.
+    let bystander = moto.register_base("kiln-bystander").await;
+    let bystander_copy = cloud
+        .images()
+        .copy_to_region(
+            &cloud::ImageId::new(bystander),
+            &west,
+            &cloud::CopySpec {
+                name: "kiln-bystander".into(),
+                run: RunId::generate(),
+                tags: Tags::new(),
+                encrypted: true,
+            },
+        )
+        .await
+        .expect("copy the bystander");
+    let before = census().await;
+    let source = cloud::ImageId::new(moto.register_base("kiln-copied").await);
+    let mut t = Tags::new();
+    t.insert(cloud::tags::COPIES.into(), "eu-west-1".into());
+    cloud.images().tag(&source, &t).await.expect("tag");
+    let spec = cloud::CopySpec {
+        name: "kiln-copied".into(),
+        run: RunId::generate(),
+        tags: Tags::new(),
+        encrypted: true,
+    };
+    cloud
+        .images()
+        .copy_to_region(&source, &west, &spec)
+        .await
+        .expect("copy");
+    let during = census().await;
+    assert_eq!(during["eu-west-1"].images, before["eu-west-1"].images + 1);
+    cloud
+        .images()
+        .deregister(&source)
+        .await
+        .expect("deregister");
+    let after = census().await;
+    assert_eq!(
+        after["eu-west-1"], before["eu-west-1"],
+        "the copy and its snapshot are gone"
+    );
+    assert_eq!(
+        after["us-east-1"].images + 1,
+        during["us-east-1"].images,
+        "the source too"
+    );
+    let left = moto
+        .ec2_in(TEST_KEY, TEST_KEY, "eu-west-1")
+        .await
+        .describe_images()
+        .image_ids(bystander_copy.as_str())
+        .send()
+        .await
+        .expect("DescribeImages");
+    assert_eq!(left.images().len(), 1, "the bystander's copy stays");
+}
