@@ -26,6 +26,10 @@ pub struct Args {
     /// protected (the rollback window).
     #[arg(long, value_name = "N", default_value_t = ROLLBACK_VERSIONS)]
     pub rollback_versions: usize,
+    /// Delete only images older than this (e.g. 30d, 12h): younger ones
+    /// beyond the newest N stay too.
+    #[arg(long, value_name = "D", value_parser = super::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
     /// Print what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -42,10 +46,18 @@ pub struct PrunePlan {
     pub protected: Vec<ImageId>,
     /// Not releases (`baking`): left to `bake gc`.
     pub unfinished: Vec<ImageId>,
+    /// Older than the newest N, but younger than `--older-than`.
+    pub recent: Vec<ImageId>,
 }
 
-/// Pure: which images to delete. `images` in any order.
-pub fn plan(images: &[ImageInfo], protected: &BTreeSet<ImageId>, keep: usize) -> PrunePlan {
+/// Pure: which images to delete. `images` in any order; `created_after`
+/// (Unix seconds, from `--older-than`): images created after it stay.
+pub fn plan(
+    images: &[ImageInfo],
+    protected: &BTreeSet<ImageId>,
+    keep: usize,
+    created_after: Option<u64>,
+) -> PrunePlan {
     let mut by_name: BTreeMap<&str, Vec<&ImageInfo>> = BTreeMap::new();
     let mut p = PrunePlan::default();
     for i in images {
@@ -71,6 +83,8 @@ pub fn plan(images: &[ImageInfo], protected: &BTreeSet<ImageId>, keep: usize) ->
                 p.keep.push(i.id.clone());
             } else if protected.contains(&i.id) {
                 p.protected.push(i.id.clone());
+            } else if created_after.is_some_and(|t| i.created_unix > t) {
+                p.recent.push(i.id.clone());
             } else {
                 p.delete.push(i.id.clone());
             }
@@ -91,7 +105,13 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     let images = cloud.images().list().await?;
     let groups = cloud.groups().list_groups().await?;
     let protected = protected_images(&groups, args.rollback_versions);
-    let p = plan(&images, &protected, args.keep);
+    let created_after = args
+        .older_than
+        .map(|d| cloud::time::now_unix().saturating_sub(d.as_secs()));
+    let p = plan(&images, &protected, args.keep, created_after);
+    for id in &p.recent {
+        eprintln!("bake: keeping {id}: younger than --older-than");
+    }
     for id in &p.protected {
         eprintln!("bake: keeping {id}: a group uses it or may roll back to it");
     }
@@ -155,11 +175,11 @@ mod tests {
             img("b1", "b", 1),
         ];
         let protected: BTreeSet<ImageId> = [ImageId::from("a1")].into();
-        let p = plan(&images, &protected, 1);
+        let p = plan(&images, &protected, 1, None);
         assert_eq!(p.keep, vec![ImageId::from("a3"), ImageId::from("b1")]);
         assert_eq!(p.delete, vec![ImageId::from("a2")]);
         assert_eq!(p.protected, vec![ImageId::from("a1")]);
-        assert_eq!(plan(&images, &protected, 0).keep, vec![]);
+        assert_eq!(plan(&images, &protected, 0, None).keep, vec![]);
     }
 
     #[test]
@@ -171,12 +191,30 @@ mod tests {
             // Made before the marker: a release like a complete one.
             with_state("a0", "a", 0, ""),
         ];
-        let p = plan(&images, &BTreeSet::new(), 1);
+        let p = plan(&images, &BTreeSet::new(), 1, None);
         assert_eq!(p.keep, vec![ImageId::from("a1")]);
         assert_eq!(p.delete, vec![ImageId::from("a0")]);
         assert_eq!(p.unfinished, vec![ImageId::from("a2")]);
-        let p = plan(&images, &BTreeSet::new(), 0);
+        let p = plan(&images, &BTreeSet::new(), 0, None);
         assert_eq!(p.delete, vec![ImageId::from("a1"), ImageId::from("a0")]);
         assert_eq!(p.unfinished, vec![ImageId::from("a2")]);
+    }
+
+    #[test]
+    fn older_than_keeps_the_young_beyond_the_newest() {
+        let images = vec![
+            img("a1", "a", 100),
+            img("a2", "a", 200),
+            img("a3", "a", 300),
+        ];
+        // Created after 150: a2 stays although it is beyond the newest 1.
+        let p = plan(&images, &BTreeSet::new(), 1, Some(150));
+        assert_eq!(p.keep, vec![ImageId::from("a3")]);
+        assert_eq!(p.recent, vec![ImageId::from("a2")]);
+        assert_eq!(p.delete, vec![ImageId::from("a1")]);
+        let p = plan(&images, &BTreeSet::new(), 0, Some(350));
+        assert_eq!(p.delete.len(), 3, "all made before the cutoff");
+        let p = plan(&images, &BTreeSet::new(), 0, Some(50));
+        assert_eq!((p.delete.len(), p.recent.len()), (0, 3), "all made after it");
     }
 }
