@@ -1053,7 +1053,14 @@ impl World {
     /// terminating instances that are drained (the daemon's tick, steps 4
     /// and 5).
     fn reconcile(&mut self, now: u64) {
+        // Refreshes look at the groups as sized (drained instances gone),
+        // and what they change is sized at once.
+        self.size_groups(now);
         self.refresh_tick(now);
+        self.size_groups(now);
+    }
+
+    fn size_groups(&mut self, now: u64) {
         let names: Vec<GroupName> = self.groups.keys().cloned().collect();
         for name in names {
             let Some(g) = self.groups.get(&name) else {

@@ -5,6 +5,8 @@
 //! - [`plan`]: the pure planner (`plan(&Observed, &Goal) -> Action`).
 //! - [`exec`]: observes the backend, asks the planner, runs one action,
 //!   again, until done; the evidence goes into a [`report::Report`].
+//! - [`refresh`]: `--strategy instance-refresh`, Auto Scaling's instance
+//!   refresh started and watched with kiln's gate on top.
 //! - [`record`]: the roll's state, kept in the group's tags.
 //! - [`cmd`]: the subcommands (`up`, `out`, `back`, `status`, `scale`,
 //!   `down`).
@@ -15,6 +17,7 @@ pub mod error;
 pub mod exec;
 pub mod plan;
 pub mod record;
+pub mod refresh;
 pub mod report;
 
 /// Exit codes, documented in `--help` and README.

@@ -431,7 +431,7 @@ fn new_roll(
     size: u32,
 ) -> Roll {
     let group = match strategy {
-        Strategy::Rolling => live.info.name.clone(),
+        Strategy::Rolling | Strategy::InstanceRefresh => live.info.name.clone(),
         Strategy::BlueGreen => {
             if live.info.name == o.service {
                 g.twin.clone()
@@ -628,7 +628,10 @@ fn continue_roll(o: &Observed, g: &Goal, r: &Roll) -> Action {
         };
     }
     match r.strategy {
-        Strategy::Rolling => rolling(o, g, r),
+        // An instance refresh is watched by `refresh.rs`; its record meets
+        // the planner only on the way back from a refresh that ended
+        // half-way, which the rolling steps finish.
+        Strategy::Rolling | Strategy::InstanceRefresh => rolling(o, g, r),
         Strategy::BlueGreen => blue_green(o, g, r),
     }
 }

@@ -30,6 +30,9 @@ pub mod keys {
     pub const GROUP: &str = "kiln:roll-into";
     pub const MIN_ORIG: &str = "kiln:roll-min-orig";
     pub const MAX_ORIG: &str = "kiln:roll-max-orig";
+    /// An instance refresh the roll started (`--strategy
+    /// instance-refresh`): a rerun watches it instead of starting one.
+    pub const REFRESH: &str = "kiln:roll-refresh";
     /// Blue/green `--canary`: the percent of new requests the roll last
     /// asked the listener to send to the new set, and since when (ms),
     /// written before it asks.
@@ -41,7 +44,7 @@ pub mod keys {
     pub const PREVIOUS: &str = "kiln:previous-image";
 
     /// Every key a roll in progress writes (cleared when it finishes).
-    pub const ROLL: [&str; 18] = [
+    pub const ROLL: [&str; 19] = [
         ID,
         KIND,
         STRATEGY,
@@ -58,6 +61,7 @@ pub mod keys {
         GROUP,
         MIN_ORIG,
         MAX_ORIG,
+        REFRESH,
         CANARY,
         CANARY_SINCE,
     ];
@@ -69,6 +73,9 @@ pub mod keys {
 pub enum Strategy {
     Rolling,
     BlueGreen,
+    /// Auto Scaling's instance refresh, started and watched by
+    /// `refresh.rs` (never planned by `plan.rs`).
+    InstanceRefresh,
 }
 
 impl Strategy {
@@ -76,12 +83,14 @@ impl Strategy {
         match self {
             Strategy::Rolling => "rolling",
             Strategy::BlueGreen => "blue-green",
+            Strategy::InstanceRefresh => "instance-refresh",
         }
     }
     fn parse(s: &str) -> Option<Strategy> {
         match s {
             "rolling" => Some(Strategy::Rolling),
             "blue-green" => Some(Strategy::BlueGreen),
+            "instance-refresh" => Some(Strategy::InstanceRefresh),
             _ => None,
         }
     }

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use cloud::{GateOutcome, ImageId, InstanceId, LbCounters, ShadowReport, TargetCounters};
+use cloud::{
+    GateOutcome, ImageId, InstanceId, LbCounters, RefreshState, ShadowReport, TargetCounters,
+};
 use serde::Serialize;
 
 use crate::plan::{Action, Outcome};
@@ -66,6 +68,48 @@ pub struct Report {
     pub rollback: String,
     /// An error that ended the run (exit 2, 3, 130).
     pub error: Option<String>,
+    /// `--strategy instance-refresh`: the refresh and what it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshReport>,
+}
+
+/// An instance refresh as roll watched it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RefreshReport {
+    pub id: String,
+    /// Every change of its status, percentage, count or reason seen.
+    pub history: Vec<RefreshEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefreshEvent {
+    pub at_ms: u64,
+    pub status: RefreshState,
+    pub percent_complete: u32,
+    pub instances_to_update: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RefreshReport {
+    /// Adds a look at the refresh unless it says what the last one did.
+    pub fn saw(&mut self, at_ms: u64, s: &cloud::RefreshStatus) {
+        let e = RefreshEvent {
+            at_ms,
+            status: s.state,
+            percent_complete: s.percent_complete,
+            instances_to_update: s.instances_to_update,
+            reason: s.reason.clone(),
+        };
+        if self
+            .history
+            .last()
+            .is_some_and(|l| RefreshEvent { at_ms, ..l.clone() } == e)
+        {
+            return;
+        }
+        self.history.push(e);
+    }
 }
 
 /// One canary step: `percent` of new requests to `target_group` from
@@ -183,6 +227,11 @@ impl Report {
             if t.retries > 0 {
                 s.push_str(&format!(" ({} retried)", thousands(t.retries)));
             }
+        }
+        if let Some(r) = &self.refresh
+            && let Some(last) = r.history.last()
+        {
+            s.push_str(&format!("; instance refresh {} {}", r.id, last.status));
         }
         if !self.canary.is_empty() {
             let steps: Vec<String> = self

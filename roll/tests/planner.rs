@@ -248,7 +248,7 @@ fn check_end(run: &Runner, case: &Case, end: &End) -> Result<EndState, String> {
             (img("v2"), sim.live().map_or(0, |g| g.desired))
         }
         (Outcome::RolledOut, _) => (img("v2"), r.size),
-        (_, record::Strategy::Rolling) => (img("v1"), r.size),
+        (_, record::Strategy::Rolling | record::Strategy::InstanceRefresh) => (img("v1"), r.size),
         // A drift resized only the new set, which is gone.
         (_, record::Strategy::BlueGreen) => (img("v1"), case.size),
     };
@@ -318,7 +318,7 @@ fn check_end(run: &Runner, case: &Case, end: &End) -> Result<EndState, String> {
         return fail(format!("previous image {:?}, not v1", rec.previous));
     }
     match (strategy, outcome) {
-        (record::Strategy::Rolling, _) => {
+        (record::Strategy::Rolling | record::Strategy::InstanceRefresh, _) => {
             let idle = sim.targets(&tg(TWIN));
             if let Some(t) = idle
                 .iter()

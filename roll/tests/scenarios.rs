@@ -580,7 +580,7 @@ impl Case {
     /// Where v2 comes up.
     fn group(&self) -> GroupName {
         match self.strategy {
-            Strategy::Rolling => web(),
+            Strategy::Rolling | Strategy::InstanceRefresh => web(),
             Strategy::BlueGreen => twin(),
         }
     }
@@ -588,7 +588,9 @@ impl Case {
     fn assert_run(&self, run: &Run) {
         run.assert_gated_before_traffic();
         match self.strategy {
-            Strategy::Rolling => run.assert_bounds(&web(), N + self.surge(), self.min_serving()),
+            Strategy::Rolling | Strategy::InstanceRefresh => {
+                run.assert_bounds(&web(), N + self.surge(), self.min_serving())
+            }
             Strategy::BlueGreen => {
                 run.assert_bounds(&web(), N, N);
                 run.assert_bounds(&twin(), N, N);

@@ -432,11 +432,7 @@ impl World {
         }
         let left = r.left(self);
         let done = r.total - (left.len() as u32).min(r.total);
-        let percent = if r.total == 0 {
-            100
-        } else {
-            done * 100 / r.total
-        };
+        let percent = (done * 100).checked_div(r.total).unwrap_or(100);
         if !r.rolling_back()
             && let Some(&c) = r.spec.checkpoints.get(r.checkpoints_passed)
             && c < 100
@@ -457,6 +453,10 @@ impl World {
         let desired = r.desired;
         let surge = r.spec.max_healthy_pct > 100;
         if left.is_empty() {
+            // Done once the replaced ones are gone too (drained, stopped).
+            if g.instances.iter().any(|i| r.replace.contains(&i.id)) {
+                return;
+            }
             if live > desired
                 && let Some(g) = self.groups.get_mut(&name)
             {

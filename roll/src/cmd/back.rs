@@ -45,6 +45,7 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             keep: a.keep,
             poll: global.poll(),
             canary: Vec::new(),
+            refresh: crate::refresh::RefreshOptions::default(),
         },
     )
     .await

@@ -17,6 +17,7 @@ use crate::exec::{ExecOptions, Executor, Service};
 use crate::exit;
 use crate::plan::{Goal, Intent, Outcome};
 use crate::record::Strategy;
+use crate::refresh::{RefreshDriver, RefreshOptions};
 use crate::report::Report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +27,14 @@ pub enum StrategyArg {
     /// A full second set, gated, then one atomic switch; the old set is
     /// kept (out of service) for the rollback window.
     BlueGreen,
+    /// Auto Scaling's instance refresh (aws): Auto Scaling replaces the
+    /// instances (--min-healthy and --max-surge as its MinHealthy and
+    /// MaxHealthy percentages, --warmup, --checkpoints, --skip-matching,
+    /// --alarm, auto rollback to the previous launch-template version),
+    /// roll watches it to the end with its own gate on top and rolls it
+    /// back when an instance of the new image fails that gate within
+    /// --gate-timeout or an alarm fires.
+    InstanceRefresh,
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +72,18 @@ pub struct Args {
     /// or an alarm: every request back on the old set, and rolled back.
     #[arg(long, value_name = "P%,...", value_delimiter = ',', value_parser = parse_percent)]
     pub canary: Vec<u32>,
+    /// Instance refresh: pause when these shares of the instances are
+    /// replaced (ascending; 100% is added when missing, so every instance
+    /// is replaced).
+    #[arg(long, value_name = "P%,...", value_delimiter = ',', value_parser = parse_percent)]
+    pub checkpoints: Vec<u32>,
+    /// Instance refresh: how long each checkpoint pauses.
+    #[arg(long, value_name = "D", default_value = "1h", value_parser = parse_duration)]
+    pub checkpoint_delay: Duration,
+    /// Instance refresh: leave instances that already run the new image's
+    /// launch-template version (SkipMatching).
+    #[arg(long)]
+    pub skip_matching: bool,
 }
 
 /// What a roll run prints with `--json`.
@@ -97,17 +118,42 @@ pub struct RunSpec {
     pub poll: Duration,
     /// Blue/green `--canary` steps (checked).
     pub canary: Vec<u32>,
+    /// `--strategy instance-refresh`'s own knobs.
+    pub refresh: RefreshOptions,
 }
 
 pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
     let cloud = open(global).await?;
     let (svc, _aws) = crate::config::service(&global.backend, &a.group, &global.aws)?;
-    check_image(&cloud, &a.image).await?;
     let strategy = match a.strategy {
         StrategyArg::Rolling => Strategy::Rolling,
         StrategyArg::BlueGreen => Strategy::BlueGreen,
+        StrategyArg::InstanceRefresh => Strategy::InstanceRefresh,
     };
     check_canary(&a.canary, strategy, a.bake_time)?;
+    let is_refresh = strategy == Strategy::InstanceRefresh;
+    if is_refresh && !cloud.groups().has_instance_refresh() {
+        return Err(no_refresh(&cloud));
+    }
+    check_image(&cloud, &a.image).await?;
+    let refresh_only = [
+        (!a.checkpoints.is_empty(), "--checkpoints"),
+        (a.skip_matching, "--skip-matching"),
+    ];
+    if let Some((_, flag)) = refresh_only.iter().find(|(set, _)| *set && !is_refresh) {
+        return Err(RollError::Usage(format!(
+            "{flag} is a knob of --strategy instance-refresh"
+        )));
+    }
+    let mut checkpoints = a.checkpoints.clone();
+    if checkpoints.contains(&0) || !checkpoints.is_sorted_by(|x, y| x < y) {
+        return Err(RollError::Usage(format!(
+            "--checkpoints {checkpoints:?}: ascending shares within 1%..=100%"
+        )));
+    }
+    if !checkpoints.is_empty() && checkpoints.last() != Some(&100) {
+        checkpoints.push(100);
+    }
     run_roll(
         &cloud,
         RunSpec {
@@ -123,6 +169,12 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             keep: a.keep,
             poll: global.poll(),
             canary: a.canary,
+            refresh: RefreshOptions {
+                checkpoints,
+                checkpoint_delay: a.checkpoint_delay,
+                skip_matching: a.skip_matching,
+                bake: a.bake_time,
+            },
         },
     )
     .await
@@ -156,6 +208,14 @@ fn check_canary(steps: &[u32], strategy: Strategy, bake: Duration) -> Result<(),
         )));
     }
     Ok(())
+}
+
+fn no_refresh(cloud: &Cloud) -> RollError {
+    RollError::Usage(format!(
+        "--strategy instance-refresh hands the roll to Auto Scaling's instance refresh, which \
+         the {} backend does not have: use --strategy rolling (or blue-green)",
+        cloud.backend()
+    ))
 }
 
 /// Whether the index an image serves is the one the group serves now (a
@@ -232,6 +292,20 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
                 false => e.into(),
             })?;
     }
+    let record = crate::record::Record::from_tags(&info.tags);
+    let by_refresh = crate::refresh::applies(&spec.intent, &record);
+    if by_refresh && !cloud.groups().has_instance_refresh() {
+        return Err(no_refresh(cloud));
+    }
+    if let (Intent::Out { .. }, Some(r)) = (&spec.intent, &record.roll)
+        && !by_refresh
+        && r.strategy == Strategy::InstanceRefresh
+    {
+        return Err(RollError::Usage(format!(
+            "instance refresh roll {} ({} -> {}) is in progress on {}: rerun it (or roll back) first",
+            r.id, r.from, r.to, spec.group
+        )));
+    }
     let id = roll_id();
     let lease = cloud
         .groups()
@@ -265,15 +339,7 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
         poll: spec.poll,
         shadow_percent: spec.shadow_percent,
     };
-    let mut exec = Executor::new(
-        cloud,
-        svc,
-        goal,
-        opts,
-        Box::new(StderrProgress::new()),
-        interrupt_flag(),
-    );
-    exec.report.command = std::env::args().collect::<Vec<_>>().join(" ");
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
     // A lease that expires (aws) is renewed while the roll runs; one that
     // cannot be renewed ends the roll like a kill would (resumable).
     let renewing = async {
@@ -284,14 +350,44 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
             }
         }
     };
-    let result = tokio::select! {
-        r = exec.run() => r,
-        e = renewing => Err(RollError::Failed(format!(
+    let lost = |e: cloud::CloudError| {
+        RollError::Failed(format!(
             "lost the lease on group {}: {e}; rerun the command to continue",
             spec.group
-        ))),
+        ))
     };
-    let report = exec.report;
+    let (result, report) = if by_refresh {
+        let mut driver = RefreshDriver::new(
+            cloud,
+            svc,
+            goal,
+            spec.refresh.clone(),
+            opts,
+            Box::new(StderrProgress::new()),
+            interrupt_flag(),
+        );
+        driver.report.command = command;
+        let result = tokio::select! {
+            r = driver.run() => r,
+            e = renewing => Err(lost(e)),
+        };
+        (result, driver.report)
+    } else {
+        let mut exec = Executor::new(
+            cloud,
+            svc,
+            goal,
+            opts,
+            Box::new(StderrProgress::new()),
+            interrupt_flag(),
+        );
+        exec.report.command = command;
+        let result = tokio::select! {
+            r = exec.run() => r,
+            e = renewing => Err(lost(e)),
+        };
+        (result, exec.report)
+    };
     if let Some(path) = &spec.gate.report {
         write_report(path, &report)?;
     }

@@ -36,6 +36,7 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
             keep: Duration::ZERO,
             poll: global.poll(),
             canary: Vec::new(),
+            refresh: crate::refresh::RefreshOptions::default(),
         },
     )
     .await

@@ -1156,7 +1156,11 @@ impl Runner {
                     let after = g.instances.len() as u32 + desired.saturating_sub(live);
                     let bound = r.size
                         + match r.strategy {
-                            Strategy::Rolling => surge_of(r.size, self.goal.max_surge),
+                            // The planner rolls an instance refresh's record only
+                            // back, with the rolling steps.
+                            Strategy::Rolling | Strategy::InstanceRefresh => {
+                                surge_of(r.size, self.goal.max_surge)
+                            }
                             Strategy::BlueGreen => 0,
                         };
                     if *desired > g.desired && after > bound {
