@@ -461,8 +461,12 @@ async fn moto_lease_conflict_expiry_and_takeover() {
         .expect("a free lease");
     let t = s.asg_tags("web").await;
     let lease = t.get(cloud::aws::LEASE).expect("the lease tag");
-    let (id, expiry) = lease.rsplit_once(';').expect("id;expiry");
+    let parts: Vec<&str> = lease.split(';').collect();
+    let [id, expiry, pid_host] = parts[..] else {
+        panic!("id;expiry;pid@host: {lease}");
+    };
     assert_eq!(id, "roll-1");
+    assert!(pid_host.contains('@'), "{lease}");
     let expiry: u64 = expiry.parse().expect("ms");
     let ttl = cloud::aws::LEASE_TTL.as_millis() as u64;
     assert!(expiry > cloud::time::now_ms() + ttl - 60_000, "{lease}");
@@ -478,8 +482,9 @@ async fn moto_lease_conflict_expiry_and_takeover() {
     }
     first.renew().await.expect("renew");
     let renewed: u64 = s.asg_tags("web").await[cloud::aws::LEASE]
-        .rsplit_once(';')
-        .and_then(|(_, e)| e.parse().ok())
+        .split(';')
+        .nth(1)
+        .and_then(|e| e.parse().ok())
         .expect("expiry");
     assert!(renewed >= expiry);
 
@@ -512,6 +517,28 @@ async fn moto_lease_conflict_expiry_and_takeover() {
         .await
         .expect("an expired lease is taken over");
     assert_eq!(taken.holder().id, "roll-3");
+    drop(taken);
+
+    // An unexpired lease whose holder ran on this host and is gone (kill -9,
+    // then the same command again) is taken over at once.
+    let mut zombie = Tags::new();
+    zombie.insert(
+        cloud::aws::LEASE.into(),
+        format!(
+            "roll-zombie;{};4194303@moto",
+            cloud::time::now_ms() + 60_000
+        ),
+    );
+    zombie.insert(
+        cloud::aws::LEASE_HOLDER.into(),
+        "roll-zombie (killed)".into(),
+    );
+    groups.tag_group(&web, &zombie, &[]).await.expect("tag");
+    let taken = groups
+        .acquire_lease(&web, &holder("roll-4"))
+        .await
+        .expect("a dead holder's lease on this host is taken over");
+    assert_eq!(taken.holder().id, "roll-4");
     drop(taken);
     let t = s.asg_tags("web").await;
     assert!(
@@ -834,6 +861,8 @@ async fn moto_api_calls_per_method() {
             "Auto Scaling.UpdateAutoScalingGroup 1",
             "EC2.CreateLaunchTemplateVersion 1",
             "EC2.DescribeImages 1",
+            // Versions made already for this image are read back first.
+            "EC2.DescribeLaunchTemplateVersions 1",
         ]
     );
     let b = s.calls.snapshot();
