@@ -65,11 +65,11 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
             cloud::time::rfc3339(i.created_unix),
             i.digest().map_or("-", |d| &d[..d.len().min(16)]),
             i.size_bytes.map_or("-".into(), |b| b.to_string()),
-            i.bake_state().as_str(),
             match used(i).as_slice() {
                 [] => "-".to_owned(),
                 u => u.join("; "),
             },
+            i.bake_state().as_str(),
         );
     }
     super::write_stdout(&out)?;
