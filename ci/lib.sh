@@ -92,14 +92,16 @@ current_image() {
     jq -r '.current // ""' <<<"$json"
 }
 
-# group_exists GROUP: 0 yes, 1 no (roll: unknown group, exit 2), else fails.
+# group_exists GROUP: 0 yes, 1 no (roll status: exit 2), else fails (3);
+# roll's error line in GROUP_ERR.
 group_exists() {
     local rc=0
-    bounded "$KILN_ROLL" status --group "$1" --json >/dev/null 2>"$REPORT_DIR/.status.err" || rc=$?
+    GROUP_ERR="$(bounded "$KILN_ROLL" status --group "$1" --json 2>&1 >/dev/null)" || rc=$?
+    GROUP_ERR="$(tail -n 1 <<<"$GROUP_ERR")"   # roll's error line, for the summary
     case "$rc" in
         0) return 0 ;;
         2) return 1 ;;
-        *) cat "$REPORT_DIR/.status.err" >&2; log "roll status --group $1 failed (exit $rc)"; return 3 ;;
+        *) log "roll status --group $1 failed (exit $rc): $GROUP_ERR"; return 3 ;;
     esac
 }
 
