@@ -215,6 +215,10 @@ mod tests {
         let p = plan(&images, &BTreeSet::new(), 0, Some(350));
         assert_eq!(p.delete.len(), 3, "all made before the cutoff");
         let p = plan(&images, &BTreeSet::new(), 0, Some(50));
-        assert_eq!((p.delete.len(), p.recent.len()), (0, 3), "all made after it");
+        assert_eq!(
+            (p.delete.len(), p.recent.len()),
+            (0, 3),
+            "all made after it"
+        );
     }
 }

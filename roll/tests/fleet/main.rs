@@ -135,7 +135,11 @@ fn blue_green_then_back_drops_no_request() {
         .env_remove("KILN_BACKEND")
         .output()
         .expect("bake list");
-    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout).expect("JSON");
     let uses = |img: &str| {
         rows.as_array()
@@ -145,7 +149,10 @@ fn blue_green_then_back_drops_no_request() {
             .map(|r| r["in_use_by"].to_string())
             .unwrap_or_default()
     };
-    assert!(uses(&fx.v1).contains("web: blue/green standby until"), "{rows}");
+    assert!(
+        uses(&fx.v1).contains("web: blue/green standby until"),
+        "{rows}"
+    );
     assert!(uses(&fx.v2).contains("web--b: 3 instances"), "{rows}");
     let r = report(&fx, "bg.json");
     assert!(r["switch_ms"].is_u64(), "{r}");
