@@ -155,6 +155,7 @@ pub const OPS: &[&str] = &[
     // Probes
     "gate",
     "gate_set",
+    "set_standby",
     "alarms_firing",
     // Images
     "find_by_tag",
@@ -424,6 +425,11 @@ impl FakeCloud {
         self.settled().set_gates = outcomes;
     }
 
+    /// Whether `group` is marked a standby ([`Groups::set_standby`]).
+    pub fn is_standby(&self, group: &GroupName) -> bool {
+        self.settled().groups.get(group).is_some_and(|g| g.standby)
+    }
+
     /// How instances of `image` behave from now on.
     pub fn script(&self, image: impl Into<String>, script: ImageScript) {
         let mut w = self.settled();
@@ -539,6 +545,8 @@ struct Group {
     tags: Tags,
     hold_launches: bool,
     scheduled: Option<ScheduledDesired>,
+    /// A blue/green standby ([`Groups::set_standby`]).
+    standby: bool,
     /// Oldest launch first.
     instances: Vec<Instance>,
     failed_launches: u32,
@@ -1436,6 +1444,7 @@ impl Groups for FakeCloud {
                 target_group: spec.target_group.clone(),
                 tags: spec.tags.clone(),
                 hold_launches: false,
+                standby: false,
                 scheduled: None,
                 instances: Vec::new(),
                 failed_launches: 0,
@@ -1594,6 +1603,13 @@ impl Groups for FakeCloud {
     ) -> Result<()> {
         self.op("schedule_desired", |w, _| {
             w.group_mut(name)?.scheduled = scheduled;
+            Ok(())
+        })
+    }
+
+    async fn set_standby(&self, name: &GroupName, standby: bool) -> Result<()> {
+        self.op("set_standby", |w, _| {
+            w.group_mut(name)?.standby = standby;
             Ok(())
         })
     }

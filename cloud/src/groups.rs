@@ -380,6 +380,19 @@ pub trait Groups: Send + Sync {
         scheduled: Option<ScheduledDesired>,
     ) -> Result<()>;
 
+    /// Marks a blue/green standby (or, with `false`, a group taking
+    /// traffic again): while it is one, the group launches nothing and no
+    /// scaling policy moves it, so the kept set stays as it was for `roll
+    /// back`; its instances stay registered and health-checked, and its
+    /// scheduled stop at the window's end still runs. aws: Launch,
+    /// AddToLoadBalancer, AlarmNotification and AZRebalance suspended
+    /// (Terminate and ScheduledActions are not). The local fleet has no
+    /// scaling policies and keeps replacing a dead standby instance, which
+    /// keeps the set whole for a switch back: no-op there. Idempotent.
+    async fn set_standby(&self, _name: &GroupName, _standby: bool) -> Result<()> {
+        Ok(())
+    }
+
     /// Takes the group's lease for `holder`, or fails with
     /// [`crate::CloudError::Busy`] naming the live holder. A dead holder's
     /// lease is taken over.

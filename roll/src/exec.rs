@@ -628,6 +628,14 @@ impl<'a> Executor<'a> {
                         self.report.instances = v.info.instances.len() as u32;
                     }
                 }
+                // The set taking traffic is no standby (any more).
+                if let Some(v) = o
+                    .groups
+                    .iter()
+                    .find(|v| v.info.target_group.as_ref() == Some(&target_group))
+                {
+                    groups.set_standby(&v.info.name, false).await?;
+                }
                 self.switch(&target_group).await?;
             }
             Action::Weigh {
@@ -665,6 +673,7 @@ impl<'a> Executor<'a> {
             Action::DropStandby => {
                 if let Some(sb) = &o.record.standby {
                     self.step(format!("{}: replacing the standby {}", sb.group, sb.image));
+                    groups.set_standby(&sb.group, false).await?;
                     groups.schedule_desired(&sb.group, None).await?;
                 }
                 let remove: Vec<String> = keys::STANDBY_ALL.iter().map(|k| k.to_string()).collect();
@@ -695,6 +704,11 @@ impl<'a> Executor<'a> {
                 }
                 for (group, s) in &schedule {
                     groups.schedule_desired(group, *s).await?;
+                }
+                // The kept set launches nothing and no policy scales it
+                // until it is switched back to or replaced.
+                if let Some(sb) = &standby {
+                    groups.set_standby(&sb.group, true).await?;
                 }
                 let mut set = Tags::new();
                 let mut remove: Vec<String> = keys::ROLL.iter().map(|k| k.to_string()).collect();

@@ -1035,9 +1035,16 @@ async fn past_the_keep_window() {
 async fn roll_back_inside_the_keep_window_switches_without_a_launch() {
     let f = Fleet::up().await;
     blue_green_out(&f).await;
+    // The kept set is marked a standby (aws: launches and scaling
+    // suspended), the serving one is not.
+    assert!(f.fake.is_standby(&web()) && !f.fake.is_standby(&twin()));
     let before = f.fake.launched().len();
     let run = f.run(f.goal(Intent::Back { to: None }).await, None).await;
     assert_eq!(run.outcome(), Outcome::SwitchedBack, "{}", run.story());
+    assert!(
+        !f.fake.is_standby(&web()) && f.fake.is_standby(&twin()),
+        "the standby serves again; the set switched away from is kept"
+    );
     assert_eq!(f.fake.launched().len(), before, "no launch to switch back");
     assert_eq!(f.forward(), tg(&web()));
     run.assert_bounds(&web(), N, N);

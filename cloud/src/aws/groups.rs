@@ -94,6 +94,16 @@ pub const PREVIOUS: u64 = 20;
 /// How long a held launch waits for `put_in_service` before Auto Scaling
 /// abandons it.
 pub const HEARTBEAT_S: i32 = 3600;
+/// What a blue/green standby has suspended ([`Groups::set_standby`]):
+/// nothing launched, nothing registered, no scaling policy, no
+/// rebalancing; Terminate and ScheduledActions keep running so the
+/// standby's stop at the end of its window happens.
+pub const STANDBY_SUSPENDED: [&str; 4] = [
+    "Launch",
+    "AddToLoadBalancer",
+    "AlarmNotification",
+    "AZRebalance",
+];
 /// A scheduled size change due sooner than this is applied at once.
 pub const DUE_WITHIN_MS: u64 = 10_000;
 
@@ -1238,6 +1248,43 @@ impl Groups for AwsGroups {
                 format!("{SCHEDULE} of {}", self.on(name)),
                 e,
             )),
+        }
+    }
+
+    async fn set_standby(&self, name: &GroupName, standby: bool) -> Result<()> {
+        let asg = &self.ctx.autoscaling;
+        let processes = STANDBY_SUSPENDED.iter().map(|p| p.to_string()).collect();
+        let r = if standby {
+            asg.suspend_processes()
+                .auto_scaling_group_name(name.as_str())
+                .set_scaling_processes(Some(processes))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (
+                        is_missing(&e),
+                        call_error("SuspendProcesses", self.on(name), e),
+                    )
+                })
+        } else {
+            asg.resume_processes()
+                .auto_scaling_group_name(name.as_str())
+                .set_scaling_processes(Some(processes))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (
+                        is_missing(&e),
+                        call_error("ResumeProcesses", self.on(name), e),
+                    )
+                })
+        };
+        match r {
+            Ok(()) => Ok(()),
+            Err((true, _)) => Err(self.not_found(name)),
+            Err((false, e)) => Err(e),
         }
     }
 

@@ -47,7 +47,9 @@ mod template;
 mod userdata;
 
 pub use calls::ApiCalls;
-pub use groups::{DUE_WITHIN_MS, HEARTBEAT_S, HOOK, PREVIOUS, ROLL_CREATED, SCHEDULE};
+pub use groups::{
+    DUE_WITHIN_MS, HEARTBEAT_S, HOOK, PREVIOUS, ROLL_CREATED, SCHEDULE, STANDBY_SUSPENDED,
+};
 pub use lease::{LEASE, LEASE_HOLDER, RENEW_EVERY, TTL as LEASE_TTL};
 pub use probe::{AwsGate, HEALTH_GATE};
 pub use userdata::{EMULATOR_POWEROFF_ENV, EMULATOR_ROOT_ENV};

@@ -232,6 +232,11 @@ async fn moto_iam_roll_policy_is_sufficient_and_each_action_matters() {
         .await
         .expect("hold launches");
     groups.hold_launches(&web, false).await.expect("release");
+    groups.set_standby(&web, true).await.expect("a standby");
+    groups
+        .set_standby(&web, false)
+        .await
+        .expect("serving again");
     // The roll record and the lease live in the group's tags (see
     // MOTO_SIGNATURE_QUIRK for why the lease's write may be refused).
     let mut t = cloud::Tags::new();

@@ -130,6 +130,9 @@ async fn moto_blue_green_then_back_is_one_switch() {
         Some("true"),
         "{tt:?}"
     );
+    // The standby launches nothing and no policy scales it.
+    assert_eq!(fx.suspended("web").await, cloud::aws::STANDBY_SUSPENDED);
+    assert!(fx.suspended("web--b").await.is_empty());
 
     let out = fx.roll(&["back", "--group", "web", "--json"]);
     let v = json(&out, 0);
@@ -137,6 +140,8 @@ async fn moto_blue_green_then_back_is_one_switch() {
     assert_eq!(fx.live().await, fx.fleet.tg_a, "switched back");
     assert_eq!(fx.images_of("web").await, vec![fx.v1.to_string(); 2]);
     assert_eq!(v["outcome"], "switched-back", "{v}");
+    assert!(fx.suspended("web").await.is_empty(), "serving again");
+    assert_eq!(fx.suspended("web--b").await, cloud::aws::STANDBY_SUSPENDED);
     // Nothing launched for the switch back; v2 is now the standby, for
     // its own window.
     assert_eq!(fx.images_of("web--b").await, vec![fx.v2.to_string(); 2]);

@@ -464,3 +464,20 @@ impl Fx {
             .len()
     }
 }
+
+impl Fx {
+    /// The group's suspended Auto Scaling processes, sorted as kiln names
+    /// them.
+    pub async fn suspended(&self, group: &str) -> Vec<&'static str> {
+        let g = self.group(group).await.expect("the group");
+        let names: Vec<String> = g
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name().map(str::to_owned))
+            .collect();
+        cloud::aws::STANDBY_SUSPENDED
+            .into_iter()
+            .filter(|p| names.iter().any(|n| n == p))
+            .collect()
+    }
+}
