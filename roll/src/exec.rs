@@ -86,6 +86,8 @@ pub struct Executor<'a> {
     opts: ExecOptions,
     gates: BTreeMap<InstanceId, Probe>,
     set_gate: Option<SetProbe>,
+    /// When this run deregistered each instance.
+    deregistered: BTreeMap<InstanceId, u64>,
     specs: BTreeMap<ImageId, GateSpec>,
     /// Every instance seen, with its image (to split traffic by image).
     seen: BTreeMap<InstanceId, ImageId>,
@@ -123,6 +125,7 @@ impl<'a> Executor<'a> {
             opts,
             gates: BTreeMap::new(),
             set_gate: None,
+            deregistered: BTreeMap::new(),
             specs: BTreeMap::new(),
             seen: BTreeMap::new(),
             counters_before: None,
@@ -243,6 +246,8 @@ impl<'a> Executor<'a> {
             alarms,
             set_gate: self.set_gate.clone(),
             canary,
+            health_interval_ms: forward_info.health_check.interval_ms,
+            deregistered: self.deregistered.clone(),
         })
     }
 
@@ -588,6 +593,7 @@ impl<'a> Executor<'a> {
                 ));
                 let t = Self::target_of(o, &instance)?;
                 lbs.deregister(&target_group, &[t]).await?;
+                self.deregistered.insert(instance, now());
             }
             Action::Drain { until_ms, .. }
             | Action::Wait {

@@ -77,6 +77,12 @@ pub struct Observed {
     pub alarms: Vec<String>,
     /// The new blue/green set's gate through the test listener, once run.
     pub set_gate: Option<SetProbe>,
+    /// The live target group's health-check interval: a deregistered
+    /// instance is terminated no sooner than this after its
+    /// deregistration, however soon the balancer let it go.
+    pub health_interval_ms: u64,
+    /// When this run deregistered each instance (Unix ms).
+    pub deregistered: BTreeMap<InstanceId, u64>,
     /// Percent of new requests the listener sends to `idle` now (a
     /// blue/green canary step; 0: none).
     pub canary: u32,
@@ -1098,6 +1104,13 @@ fn rolling(o: &Observed, g: &Goal, r: &Roll) -> Action {
             }
             None | Some(TargetHealth::Unused) => {
                 if !c.listed() {
+                    if let Some(until_ms) = settling(o, &c.i.id) {
+                        draining.get_or_insert(Action::Drain {
+                            instance: c.i.id.clone(),
+                            until_ms,
+                        });
+                        continue;
+                    }
                     return Action::Terminate {
                         group: r.group.clone(),
                         instance: c.i.id.clone(),
@@ -1406,6 +1419,14 @@ fn set_gate(o: &Observed, g: &Goal, idle_tg: &TargetGroupId) -> Option<Action> {
     }
 }
 
+/// Until when an instance this run deregistered less than one
+/// health-check interval ago must wait before it is terminated (the
+/// balancer may drop it sooner than its nodes all stopped routing to it).
+fn settling(o: &Observed, id: &InstanceId) -> Option<u64> {
+    let until = o.deregistered.get(id)? + o.health_interval_ms;
+    (o.now_ms < until).then_some(until)
+}
+
 /// The next step of taking one instance out of service for good:
 /// deregister it from `tg`, wait out its drain, then terminate it.
 fn take_out(o: &Observed, m: &Member, group: &GroupName, tg: &TargetGroupId) -> Action {
@@ -1414,6 +1435,12 @@ fn take_out(o: &Observed, m: &Member, group: &GroupName, tg: &TargetGroupId) -> 
             instance: m.i.id.clone(),
             until_ms: m.target.map(|t| t.since_ms).unwrap_or(o.now_ms) + o.deregistration_delay_ms,
         },
+        None | Some(TargetHealth::Unused) if let Some(until_ms) = settling(o, &m.i.id) => {
+            Action::Drain {
+                instance: m.i.id.clone(),
+                until_ms,
+            }
+        }
         None | Some(TargetHealth::Unused) => Action::Terminate {
             group: group.clone(),
             instance: m.i.id.clone(),

@@ -985,6 +985,8 @@ impl Sim {
             shadow,
             alarms: Vec::new(),
             set_gate: None,
+            health_interval_ms: 0,
+            deregistered: BTreeMap::new(),
             canary: self.canary,
         }
     }
