@@ -144,7 +144,8 @@ pub struct GateArgs {
     #[arg(long, value_name = "P%", default_value = "100%", value_parser = parse_percent)]
     pub min_healthy: u32,
     /// How long a new instance must be healthy before it counts as in
-    /// service.
+    /// service (on aws at least two --poll intervals: healthy on three
+    /// consecutive looks).
     #[arg(long, value_name = "D", default_value = "0s", value_parser = parse_duration)]
     pub warmup: Duration,
     /// How long a new instance has from launch to passing its gate (/ready,

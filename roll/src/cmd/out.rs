@@ -325,7 +325,14 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
         roll_id: id,
         max_surge: spec.gate.max_surge,
         min_healthy_pct: spec.gate.min_healthy,
-        warmup_ms: spec.gate.warmup.as_millis() as u64,
+        // On a cloud balancer a new target must read healthy on three
+        // consecutive looks (since the first, two polls), not once.
+        warmup_ms: if cloud.backend() == "local" {
+            spec.gate.warmup
+        } else {
+            spec.gate.warmup.max(2 * spec.poll)
+        }
+        .as_millis() as u64,
         bake_ms: spec.bake.as_millis() as u64,
         gate_timeout_ms: spec.gate.gate_timeout.as_millis() as u64,
         keep_ms: spec.keep.as_millis() as u64,
