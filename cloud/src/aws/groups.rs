@@ -513,29 +513,7 @@ impl AwsGroups {
         }
         let ctx = &self.ctx;
         for tg in g.target_group_arns.as_deref().unwrap_or_default() {
-            let targets = ids
-                .iter()
-                .map(|i| TargetDescription::builder().id(i).build())
-                .collect();
-            match ctx
-                .elb
-                .deregister_targets()
-                .target_group_arn(tg)
-                .set_targets(Some(targets))
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                // Not registered (any more): nothing to take out.
-                Err(e) if is_missing(&e) || code(&e) == Some("InvalidTarget") => {}
-                Err(e) => {
-                    return Err(call_error(
-                        "DeregisterTargets",
-                        format!("{} from {tg} {}", ids.join(","), ctx.place()),
-                        e,
-                    ));
-                }
-            }
+            deregister_instances(&ctx.elb, tg, ids, &ctx.place()).await?;
         }
         Ok(())
     }
@@ -605,6 +583,36 @@ impl AwsGroups {
             Ok(None) => self.not_found(name),
             _ => call_error(op, self.on(name), e),
         }
+    }
+}
+
+/// DeregisterTargets of instances from one target group; ones that are
+/// not registered (any more), or a target group that is gone, are fine.
+/// `place` says where, for the error.
+pub(crate) async fn deregister_instances(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    tg: &str,
+    ids: &[String],
+    place: &str,
+) -> Result<()> {
+    let targets = ids
+        .iter()
+        .map(|i| TargetDescription::builder().id(i).build())
+        .collect();
+    match elb
+        .deregister_targets()
+        .target_group_arn(tg)
+        .set_targets(Some(targets))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_missing(&e) || code(&e) == Some("InvalidTarget") => Ok(()),
+        Err(e) => Err(call_error(
+            "DeregisterTargets",
+            format!("{} from {tg} {place}", ids.join(",")),
+            e,
+        )),
     }
 }
 

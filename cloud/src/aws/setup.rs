@@ -1919,32 +1919,8 @@ impl Setup {
                 .collect();
             if !members.is_empty() {
                 for tg in a.target_group_arns() {
-                    let targets = members
-                        .iter()
-                        .map(|i| {
-                            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
-                                .id(i)
-                                .build()
-                        })
-                        .collect();
-                    match ctx
-                        .elb
-                        .deregister_targets()
-                        .target_group_arn(tg)
-                        .set_targets(Some(targets))
-                        .send()
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(e) if is_missing(&e) || code(&e) == Some("InvalidTarget") => {}
-                        Err(e) => {
-                            return Err(call_error(
-                                "DeregisterTargets",
-                                format!("{} from {tg} {}", members.join(","), self.place()),
-                                e,
-                            ));
-                        }
-                    }
+                    super::groups::deregister_instances(&ctx.elb, tg, &members, &self.place())
+                        .await?;
                 }
             }
             match ctx
