@@ -258,33 +258,46 @@ pub struct AwsArgs {
     pub alarms: Vec<String>,
 }
 
-/// The resolved aws settings of one group.
-#[derive(Debug, Clone, Default)]
-pub struct AwsService {
+/// The aws account settings: flags win over roll.toml's `[aws]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsAccount {
     pub region: Option<String>,
     pub bucket: Option<String>,
-    pub test_listener: Option<String>,
-    pub alarms: Vec<String>,
+    /// How new instances are gated: "health" or "private-ip".
+    pub gate: Option<String>,
+}
+
+impl AwsArgs {
+    /// roll.toml (`--config`), or an empty one.
+    pub fn file(&self) -> Result<RollConfig, RollError> {
+        match &self.config {
+            Some(p) => RollConfig::load(p),
+            None => Ok(RollConfig::default()),
+        }
+    }
+
+    /// Region, bucket and gate from the flags, else roll.toml.
+    pub fn account(&self) -> Result<AwsAccount, RollError> {
+        let file = self.file()?;
+        Ok(AwsAccount {
+            region: self.region.clone().or(file.aws.region),
+            bucket: self.aws_bucket.clone().or(file.aws.bucket),
+            gate: self.gate_via.clone().or(file.aws.gate),
+        })
+    }
 }
 
 /// The service `group` is, on `backend`.
-pub fn service(
-    backend: &str,
-    group: &GroupName,
-    aws: &AwsArgs,
-) -> Result<(Service, AwsService), RollError> {
+pub fn service(backend: &str, group: &GroupName, aws: &AwsArgs) -> Result<Service, RollError> {
     if backend != "aws" {
         // `--alarm` is refused by the backend itself when the roll starts.
         let svc = Service {
             alarms: aws.alarms.clone(),
             ..Service::named(group)
         };
-        return Ok((svc, AwsService::default()));
+        return Ok(svc);
     }
-    let file = match &aws.config {
-        Some(p) => RollConfig::load(p)?,
-        None => RollConfig::default(),
-    };
+    let file = aws.file()?;
     let section = file.group.get(group.as_str()).cloned().unwrap_or_default();
     let listener = aws.listener.clone().or(section.listener).ok_or_else(|| {
         RollError::Usage(format!(
@@ -316,27 +329,19 @@ pub fn service(
     alarms.extend(aws.alarms.iter().cloned());
     alarms.sort();
     alarms.dedup();
-    Ok((
-        Service {
-            group: group.clone(),
-            twin,
-            listener: ListenerId::new(listener),
-            target_groups,
-            alarms: alarms.clone(),
-            test_listener: aws
-                .test_listener
-                .clone()
-                .or(section.test_listener.clone())
-                .map(ListenerId::new),
-            test_address: aws.test_address.clone().or(section.test_address),
-        },
-        AwsService {
-            region: aws.region.clone().or(file.aws.region),
-            bucket: aws.aws_bucket.clone().or(file.aws.bucket),
-            test_listener: aws.test_listener.clone().or(section.test_listener),
-            alarms,
-        },
-    ))
+    Ok(Service {
+        group: group.clone(),
+        twin,
+        listener: ListenerId::new(listener),
+        target_groups,
+        alarms,
+        test_listener: aws
+            .test_listener
+            .clone()
+            .or(section.test_listener)
+            .map(ListenerId::new),
+        test_address: aws.test_address.clone().or(section.test_address),
+    })
 }
 
 #[cfg(test)]
@@ -345,7 +350,7 @@ mod tests {
 
     #[test]
     fn local_services_are_named_after_the_group() {
-        let (s, _) = service("local", &GroupName::from("web"), &AwsArgs::default()).unwrap();
+        let s = service("local", &GroupName::from("web"), &AwsArgs::default()).unwrap();
         assert_eq!(s.listener.as_str(), "web");
         assert_eq!(s.twin.as_str(), "web--b");
         assert!(s.target_groups.is_none());
@@ -373,19 +378,20 @@ alarms = ["x"]
             alarms: vec!["y".into()],
             ..AwsArgs::default()
         };
-        let (s, a) = service("aws", &GroupName::from("web"), &args).unwrap();
+        let s = service("aws", &GroupName::from("web"), &args).unwrap();
+        let a = args.account().unwrap();
         assert_eq!(s.listener.as_str(), "arn:l");
         assert_eq!(
             s.target_groups,
             Some((TargetGroupId::from("arn:a"), TargetGroupId::from("arn:b")))
         );
         assert_eq!(a.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(a.alarms, vec!["x", "y"]);
+        assert_eq!(s.alarms, vec!["x", "y"]);
         let args = AwsArgs {
             listener: Some("arn:flag".into()),
             ..args
         };
-        let (s, _) = service("aws", &GroupName::from("web"), &args).unwrap();
+        let s = service("aws", &GroupName::from("web"), &args).unwrap();
         assert_eq!(s.listener.as_str(), "arn:flag");
         // No listener at all: bad input naming both ways to give one.
         let err = service("aws", &GroupName::from("api"), &AwsArgs::default()).unwrap_err();
@@ -410,7 +416,7 @@ alarms = ["x"]
             )
             .unwrap()
         );
-        let (s, _) = service(
+        let s = service(
             "aws",
             &GroupName::from("api"),
             &AwsArgs {

@@ -261,19 +261,16 @@ pub async fn open(global: &Global) -> Result<Cloud, RollError> {
         }
         #[cfg(feature = "aws")]
         "aws" => {
-            let file = match &global.aws.config {
-                Some(p) => crate::config::RollConfig::load(p)?,
-                None => crate::config::RollConfig::default(),
-            };
-            let gate = match global.aws.gate_via.clone().or(file.aws.gate) {
+            let account = global.aws.account()?;
+            let gate = match account.gate {
                 Some(g) => g
                     .parse()
                     .map_err(|e: CloudError| RollError::Usage(format!("roll.toml [aws] {e}")))?,
                 None => cloud::aws::AwsGate::default(),
             };
             let opts = cloud::aws::AwsOptions {
-                region: global.aws.region.clone().or(file.aws.region),
-                bucket: global.aws.aws_bucket.clone().or(file.aws.bucket),
+                region: account.region,
+                bucket: account.bucket,
                 gate,
                 wait: cloud::WaitParams {
                     interval: global.poll(),
@@ -294,12 +291,8 @@ pub async fn open(global: &Global) -> Result<Cloud, RollError> {
 /// clients, configured as [`open`] configures the cloud's).
 #[cfg(feature = "aws")]
 pub async fn open_setup(global: &Global) -> Result<cloud::aws::setup::Setup, RollError> {
-    let file = match &global.aws.config {
-        Some(p) => crate::config::RollConfig::load(p)?,
-        None => crate::config::RollConfig::default(),
-    };
     let opts = cloud::aws::AwsOptions {
-        region: global.aws.region.clone().or(file.aws.region),
+        region: global.aws.account()?.region,
         wait: cloud::WaitParams {
             interval: global.poll(),
             ..cloud::WaitParams::CLOUD

@@ -124,7 +124,7 @@ pub struct RunSpec {
 
 pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
     let cloud = open(global).await?;
-    let (svc, _aws) = crate::config::service(&global.backend, &a.group, &global.aws)?;
+    let svc = crate::config::service(&global.backend, &a.group, &global.aws)?;
     let strategy = match a.strategy {
         StrategyArg::Rolling => Strategy::Rolling,
         StrategyArg::BlueGreen => Strategy::BlueGreen,

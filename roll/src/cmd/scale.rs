@@ -23,7 +23,7 @@ pub struct Args {
 
 pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
     let cloud = open(global).await?;
-    let (svc, _aws) = crate::config::service(&global.backend, &a.group, &global.aws)?;
+    let svc = crate::config::service(&global.backend, &a.group, &global.aws)?;
     run_roll(
         &cloud,
         RunSpec {
