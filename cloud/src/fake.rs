@@ -1955,6 +1955,23 @@ impl Images for FakeCloud {
         })
     }
 
+    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<()> {
+        self.op("deprecate", |w, _| {
+            let img = w.images.get_mut(id).ok_or_else(|| not_found("image", id))?;
+            for t in [&mut img.info.tags, &mut img.manifest.tags] {
+                match at {
+                    Some(at) => {
+                        t.insert(tags::DEPRECATE_AT.into(), crate::time::rfc3339(at));
+                    }
+                    None => {
+                        t.remove(tags::DEPRECATE_AT);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
     async fn tag_copy(&self, _id: &ImageId, _region: &Region, _tags: &Tags) -> Result<()> {
         Err(unsupported("image copies"))
     }

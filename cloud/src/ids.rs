@@ -116,6 +116,11 @@ pub mod tags {
     /// comma-separated), set at creation so `bake gc` finds a dead run's
     /// copies from the image itself.
     pub const COPIES: &str = "kiln:copies";
+    /// When the image is deprecated (RFC 3339 UTC; `bake deprecate`): `bake
+    /// list` shows it; from then on `bake prune` no longer counts it among
+    /// the newest N and deletes it unless something uses it. On aws, EC2's
+    /// own deprecation time (EnableImageDeprecation) says the same.
+    pub const DEPRECATE_AT: &str = "kiln:deprecate-at";
 
     /// On groups, listeners and target groups that `roll up` created: the
     /// group (service) they belong to. Roll never writes [`RUN`], so

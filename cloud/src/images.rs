@@ -113,6 +113,18 @@ impl ImageInfo {
     pub fn copy_regions(&self) -> Vec<Region> {
         copy_regions(&self.tags)
     }
+
+    /// When it is (or was) deprecated, Unix seconds ([`tags::DEPRECATE_AT`]).
+    pub fn deprecate_at(&self) -> Option<u64> {
+        self.tags
+            .get(tags::DEPRECATE_AT)
+            .and_then(|t| crate::time::parse_rfc3339(t))
+    }
+
+    /// Deprecated by `now` (Unix seconds).
+    pub fn is_deprecated(&self, now: u64) -> bool {
+        self.deprecate_at().is_some_and(|t| t <= now)
+    }
 }
 
 /// The regions in a [`tags::COPIES`] tag.
@@ -297,6 +309,20 @@ pub trait Images: Send + Sync {
         region: &Region,
         spec: &CopySpec,
     ) -> Result<ImageId>;
+
+    /// The copies [`Images::copy_to_region`] made of it, by region (aws:
+    /// found by AMI name in each region of its [`tags::COPIES`] tag).
+    async fn copies(&self, id: &ImageId) -> Result<Vec<(Region, ImageId)>> {
+        let _ = id;
+        Ok(Vec::new())
+    }
+
+    /// Deprecates the image from `at` (Unix seconds), or cancels its
+    /// deprecation (`None`): the [`tags::DEPRECATE_AT`] tag on it (and its
+    /// copies); aws also EnableImageDeprecation / DisableImageDeprecation
+    /// on it and each copy, so EC2 hides it from other accounts' listings
+    /// after that time. Idempotent.
+    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<()>;
 
     /// Grants launch permission to these accounts.
     async fn share(&self, id: &ImageId, accounts: &[AccountId]) -> Result<()>;

@@ -1,5 +1,5 @@
-//! Wall-clock helpers without a date library: kiln only needs "now" and
-//! RFC 3339 in UTC for tags and manifests.
+//! Wall-clock helpers: "now", and RFC 3339 in UTC for tags, manifests and
+//! deprecation times (formatting and parsing by the `time` crate).
 //!
 //! [`now_ms`] is the clock roll's decisions run on: Unix milliseconds read
 //! through tokio's clock, so a test that pauses time (`tokio::time::pause`)
@@ -8,6 +8,9 @@
 
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
 
 pub fn now_unix() -> u64 {
     SystemTime::now()
@@ -36,34 +39,50 @@ pub fn now_ms() -> u64 {
     wall + now.saturating_duration_since(at).as_millis() as u64
 }
 
-/// `2024-05-01T12:00:00Z` for seconds since the epoch (proleptic Gregorian,
-/// Howard Hinnant's days-to-civil algorithm).
+/// `2024-05-01T12:00:00Z` for seconds since the epoch.
 pub fn rfc3339(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        // Beyond year 9999: not a time kiln writes; say so plainly.
+        .unwrap_or_else(|| format!("@{unix}"))
+}
+
+/// Seconds since the epoch of an RFC 3339 time (any offset, fractions
+/// dropped), as EC2 prints them (`2024-05-01T12:00:00.000Z`); `None` if it
+/// is not one or lies before 1970.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    u64::try_from(t.to_offset(UtcOffset::UTC).unix_timestamp()).ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn formats_known_dates() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(super::rfc3339(1_714_564_800), "2024-05-01T12:00:00Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_714_564_800), "2024-05-01T12:00:00Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_what_ec2_prints() {
+        for t in [0u64, 951_782_400, 1_714_564_800, 1_795_597_739] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+        assert_eq!(
+            parse_rfc3339("2024-05-01T12:00:00.000Z"),
+            Some(1_714_564_800)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-05-01T14:00:00+02:00"),
+            Some(1_714_564_800)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2024-05-01"), None);
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), None);
     }
 }

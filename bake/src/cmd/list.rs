@@ -2,7 +2,8 @@
 //! got (`complete`, `baking`: unfinished or still running, `unmarked`:
 //! made before the marker), what uses each (groups' versions in use or in
 //! the rollback window, instances, roll back targets, standbys: what `bake
-//! prune` keeps) and, on aws, the regions it was copied to.
+//! prune` keeps), its deprecation (`bake deprecate`) and, on aws, the
+//! regions it was copied to.
 
 use cloud::{BakeState, ImageInfo, image_uses, tags};
 use serde::Serialize;
@@ -33,6 +34,10 @@ struct Row<'a> {
     in_use_by: &'a [String],
     /// Regions it was copied to (aws).
     copies: Vec<&'a str>,
+    /// When it is or was deprecated (`bake deprecate`), RFC 3339.
+    deprecate_at: Option<String>,
+    /// Deprecated by now: `bake prune` no longer keeps it.
+    deprecated: bool,
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
@@ -42,6 +47,7 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     let uses = image_uses(&groups, args.rollback_versions);
     let none: Vec<String> = Vec::new();
     let used = |i: &ImageInfo| uses.get(&i.id).unwrap_or(&none);
+    let now = cloud::time::now_unix();
     if args.json {
         let rows: Vec<Row> = images
             .iter()
@@ -49,6 +55,8 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
                 bake_state: i.bake_state(),
                 in_use_by: used(i),
                 copies: copies(i),
+                deprecate_at: i.deprecate_at().map(cloud::time::rfc3339),
+                deprecated: i.is_deprecated(now),
                 info: i,
             })
             .collect();
@@ -69,11 +77,28 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
                 [] => "-".to_owned(),
                 u => u.join("; "),
             },
-            i.bake_state().as_str(),
+            state(i, now),
         );
     }
     super::write_stdout(&out)?;
     Ok(exit::OK)
+}
+
+/// The bake state, and the deprecation if there is one.
+fn state(i: &ImageInfo, now: u64) -> String {
+    match i.deprecate_at() {
+        Some(t) if t <= now => format!(
+            "{}, deprecated {}",
+            i.bake_state().as_str(),
+            cloud::time::rfc3339(t)
+        ),
+        Some(t) => format!(
+            "{}, deprecates {}",
+            i.bake_state().as_str(),
+            cloud::time::rfc3339(t)
+        ),
+        None => i.bake_state().as_str().to_owned(),
+    }
 }
 
 /// The regions an image was copied to (its `kiln:copies` tag).

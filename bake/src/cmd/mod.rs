@@ -11,6 +11,7 @@ use crate::error::BakeError;
 
 pub mod build;
 pub mod check;
+pub mod deprecate;
 pub mod gc;
 pub mod list;
 pub mod prune;
@@ -109,6 +110,11 @@ pub enum Command {
     /// uses or may roll back to.
     #[command(after_help = AFTER_HELP)]
     Prune(prune::Args),
+    /// Deprecate an image from a time on (aws: EC2 image deprecation, on
+    /// its copies too): `bake list` shows it, `bake prune` deletes it unless
+    /// a group uses it or may roll back to it. `--cancel` undoes it.
+    #[command(after_help = AFTER_HELP)]
+    Deprecate(deprecate::Args),
     /// Remove what crashed runs left behind (builders, images whose bake
     /// never completed and their copies, scratch files).
     #[command(after_help = AFTER_HELP)]
@@ -175,6 +181,7 @@ pub fn run(cli: Cli) -> u8 {
             Some(Command::Show(a)) => show::run(&cli.global, a).await,
             Some(Command::Check(a)) => check::run(&cli.global, a).await,
             Some(Command::Prune(a)) => prune::run(&cli.global, a).await,
+            Some(Command::Deprecate(a)) => deprecate::run(&cli.global, a).await,
             Some(Command::Gc(a)) => gc::run(&cli.global, a).await,
             None => build::run(&cli.global, cli.build).await,
         }

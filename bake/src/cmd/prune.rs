@@ -1,5 +1,7 @@
 //! `bake prune --keep N`: delete all but the newest N images of each name,
 //! never one a group uses or may roll back to ([`cloud::protected_images`]).
+//! A deprecated image (`bake deprecate`, its time passed) is not one of
+//! the N and goes whatever its age, unless protected.
 //! Only releases count: an image still `baking` (`kiln:state`) is a bake
 //! in progress or a dead run's leftover — `bake gc`'s to judge, never
 //! prune's — so it is neither one of the N nor deleted.
@@ -48,15 +50,19 @@ pub struct PrunePlan {
     pub unfinished: Vec<ImageId>,
     /// Older than the newest N, but younger than `--older-than`.
     pub recent: Vec<ImageId>,
+    /// Of `delete` and `protected`: those deprecated (`bake deprecate`).
+    pub deprecated: Vec<ImageId>,
 }
 
 /// Pure: which images to delete. `images` in any order; `created_after`
-/// (Unix seconds, from `--older-than`): images created after it stay.
+/// (Unix seconds, from `--older-than`): images created after it stay;
+/// `now`: images deprecated by then are not kept.
 pub fn plan(
     images: &[ImageInfo],
     protected: &BTreeSet<ImageId>,
     keep: usize,
     created_after: Option<u64>,
+    now: u64,
 ) -> PrunePlan {
     let mut by_name: BTreeMap<&str, Vec<&ImageInfo>> = BTreeMap::new();
     let mut p = PrunePlan::default();
@@ -78,12 +84,18 @@ pub fn plan(
                 .cmp(&a.created_unix)
                 .then_with(|| b.id.cmp(&a.id))
         });
-        for (n, i) in list.into_iter().enumerate() {
-            if n < keep {
+        let mut kept = 0;
+        for i in list {
+            let deprecated = i.is_deprecated(now);
+            if deprecated {
+                p.deprecated.push(i.id.clone());
+            }
+            if kept < keep && !deprecated {
+                kept += 1;
                 p.keep.push(i.id.clone());
             } else if protected.contains(&i.id) {
                 p.protected.push(i.id.clone());
-            } else if created_after.is_some_and(|t| i.created_unix > t) {
+            } else if !deprecated && created_after.is_some_and(|t| i.created_unix > t) {
                 p.recent.push(i.id.clone());
             } else {
                 p.delete.push(i.id.clone());
@@ -105,15 +117,17 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     let images = cloud.images().list().await?;
     let groups = cloud.groups().list_groups().await?;
     let protected = protected_images(&groups, args.rollback_versions);
-    let created_after = args
-        .older_than
-        .map(|d| cloud::time::now_unix().saturating_sub(d.as_secs()));
-    let p = plan(&images, &protected, args.keep, created_after);
+    let now = cloud::time::now_unix();
+    let created_after = args.older_than.map(|d| now.saturating_sub(d.as_secs()));
+    let p = plan(&images, &protected, args.keep, created_after, now);
     for id in &p.recent {
         eprintln!("bake: keeping {id}: younger than --older-than");
     }
     for id in &p.protected {
         eprintln!("bake: keeping {id}: a group uses it or may roll back to it");
+    }
+    for id in p.deprecated.iter().filter(|id| p.delete.contains(id)) {
+        eprintln!("bake: {id} is deprecated: not one of the newest --keep");
     }
     for id in &p.unfinished {
         eprintln!(
@@ -175,11 +189,11 @@ mod tests {
             img("b1", "b", 1),
         ];
         let protected: BTreeSet<ImageId> = [ImageId::from("a1")].into();
-        let p = plan(&images, &protected, 1, None);
+        let p = plan(&images, &protected, 1, None, 0);
         assert_eq!(p.keep, vec![ImageId::from("a3"), ImageId::from("b1")]);
         assert_eq!(p.delete, vec![ImageId::from("a2")]);
         assert_eq!(p.protected, vec![ImageId::from("a1")]);
-        assert_eq!(plan(&images, &protected, 0, None).keep, vec![]);
+        assert_eq!(plan(&images, &protected, 0, None, 0).keep, vec![]);
     }
 
     #[test]
@@ -191,11 +205,11 @@ mod tests {
             // Made before the marker: a release like a complete one.
             with_state("a0", "a", 0, ""),
         ];
-        let p = plan(&images, &BTreeSet::new(), 1, None);
+        let p = plan(&images, &BTreeSet::new(), 1, None, 0);
         assert_eq!(p.keep, vec![ImageId::from("a1")]);
         assert_eq!(p.delete, vec![ImageId::from("a0")]);
         assert_eq!(p.unfinished, vec![ImageId::from("a2")]);
-        let p = plan(&images, &BTreeSet::new(), 0, None);
+        let p = plan(&images, &BTreeSet::new(), 0, None, 0);
         assert_eq!(p.delete, vec![ImageId::from("a1"), ImageId::from("a0")]);
         assert_eq!(p.unfinished, vec![ImageId::from("a2")]);
     }
@@ -208,17 +222,40 @@ mod tests {
             img("a3", "a", 300),
         ];
         // Created after 150: a2 stays although it is beyond the newest 1.
-        let p = plan(&images, &BTreeSet::new(), 1, Some(150));
+        let p = plan(&images, &BTreeSet::new(), 1, Some(150), 0);
         assert_eq!(p.keep, vec![ImageId::from("a3")]);
         assert_eq!(p.recent, vec![ImageId::from("a2")]);
         assert_eq!(p.delete, vec![ImageId::from("a1")]);
-        let p = plan(&images, &BTreeSet::new(), 0, Some(350));
+        let p = plan(&images, &BTreeSet::new(), 0, Some(350), 0);
         assert_eq!(p.delete.len(), 3, "all made before the cutoff");
-        let p = plan(&images, &BTreeSet::new(), 0, Some(50));
+        let p = plan(&images, &BTreeSet::new(), 0, Some(50), 0);
         assert_eq!(
             (p.delete.len(), p.recent.len()),
             (0, 3),
             "all made after it"
         );
+    }
+
+    #[test]
+    fn deprecated_images_are_not_kept_but_protection_wins() {
+        let mut a3 = img("a3", "a", 300);
+        a3.tags
+            .insert(tags::DEPRECATE_AT.into(), cloud::time::rfc3339(1000));
+        let mut a1 = img("a1", "a", 100);
+        a1.tags
+            .insert(tags::DEPRECATE_AT.into(), cloud::time::rfc3339(1000));
+        let images = vec![a1, img("a2", "a", 200), a3];
+        let protected: BTreeSet<ImageId> = [ImageId::from("a1")].into();
+        // Before the time: nothing changes.
+        let p = plan(&images, &protected, 1, None, 999);
+        assert_eq!(p.keep, vec![ImageId::from("a3")]);
+        assert!(p.deprecated.is_empty());
+        // From it: a3 (newest) is not one of the 1 kept, a2 is; a3 goes
+        // even though --older-than would keep it; a1 stays (protected).
+        let p = plan(&images, &protected, 1, Some(50), 1000);
+        assert_eq!(p.keep, vec![ImageId::from("a2")]);
+        assert_eq!(p.delete, vec![ImageId::from("a3")]);
+        assert_eq!(p.protected, vec![ImageId::from("a1")]);
+        assert_eq!(p.deprecated, vec![ImageId::from("a3"), ImageId::from("a1")]);
     }
 }

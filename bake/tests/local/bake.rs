@@ -834,3 +834,124 @@ fn a_second_bake_of_the_same_inputs_waits_for_the_first() {
     );
     assert_eq!(fx.launches(), 1, "one builder");
 }
+
+/// `bake list --json`, parsed, by id.
+fn listed(fx: &Fx) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let out = fx.bake(&["list", "--json"]);
+    assert_ok(&out);
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    list.into_iter()
+        .map(|i| (i["id"].as_str().unwrap().to_owned(), i))
+        .collect()
+}
+
+fn pruned(fx: &Fx, extra: &[&str]) -> serde_json::Value {
+    let out = fx.bake(&[&["prune", "--keep", "1", "--json"], extra].concat());
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn show_lineage_and_deprecate_then_prune_honours_it() {
+    let fx = Fx::new();
+    let csv = fx.path("images/books/books.csv");
+    let original = std::fs::read_to_string(&csv).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        std::fs::write(
+            &csv,
+            original.replacen("Basic Books", &format!("Basic Books {n}"), 1),
+        )
+        .unwrap();
+        let built = fx.build_json();
+        assert_eq!(built["copies"], serde_json::json!([]), "{built}");
+        ids.push(built["image"].as_str().unwrap().to_owned());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+
+    // Lineage: parent first, back to the first bake of the name.
+    let m = show(&fx, &ids[2]);
+    let lineage: Vec<&str> = m["lineage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(lineage, [ids[1].as_str(), ids[0].as_str()], "{m}");
+    assert_eq!(m["lineage"][0]["exists"], true);
+    assert_eq!(m["lineage"][0]["base"], "scratch (scratch)");
+    assert!(
+        m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["sha256"].as_str().is_some_and(|h| h.len() == 64))
+    );
+    let text = String::from_utf8_lossy(&fx.bake(&["show", &ids[2]]).stdout).into_owned();
+    assert!(
+        text.contains(&format!("lineage:         {}", ids[1])),
+        "{text}"
+    );
+    assert!(text.contains("golden:          "), "{text}");
+
+    // Deprecated later: nothing changes yet, but list says when.
+    let out = fx.bake(&["deprecate", &ids[2], "--at", "2h", "--json"]);
+    assert_ok(&out);
+    let l = listed(&fx);
+    assert_eq!(l[&ids[2]]["deprecated"], false);
+    assert!(l[&ids[2]]["deprecate_at"].is_string());
+    assert_eq!(
+        pruned(&fx, &["--dry-run"])["keep"],
+        serde_json::json!([ids[2]])
+    );
+
+    // Deprecated now: not one of the newest 1 any more.
+    assert_ok(&fx.bake(&["deprecate", &ids[2], "--at", "now"]));
+    assert_eq!(listed(&fx)[&ids[2]]["deprecated"], true);
+    let table = String::from_utf8_lossy(&fx.bake(&["list"]).stdout).into_owned();
+    assert!(table.contains("complete, deprecated "), "{table}");
+    let p = pruned(&fx, &["--dry-run"]);
+    assert_eq!(p["keep"], serde_json::json!([ids[1]]), "{p}");
+    assert_eq!(p["delete"], serde_json::json!([ids[2], ids[0]]), "{p}");
+    assert_eq!(p["deprecated"], serde_json::json!([ids[2]]), "{p}");
+
+    // Cancelled: as before.
+    assert_ok(&fx.bake(&["deprecate", &ids[2], "--cancel"]));
+    assert_eq!(
+        listed(&fx)[&ids[2]]["deprecate_at"],
+        serde_json::Value::Null
+    );
+
+    // The middle one deprecated and pruned for real: the newest stays, and
+    // its lineage names the deleted parent and stops there.
+    assert_ok(&fx.bake(&["deprecate", &ids[1], "--at", "now"]));
+    let p = pruned(&fx, &[]);
+    assert_eq!(p["delete"], serde_json::json!([ids[1], ids[0]]), "{p}");
+    assert_eq!(fx.images(), vec![ids[2].clone()]);
+    let m = show(&fx, &ids[2]);
+    assert_eq!(
+        m["lineage"],
+        serde_json::json!([{
+            "id": ids[1], "exists": false, "created": null, "base": null, "digest": null
+        }])
+    );
+
+    // Bad input: exit 2, naming the problem.
+    for (args, why) in [
+        (vec!["deprecate", "img-nope", "--at", "now"], "img-nope"),
+        (vec!["deprecate", &ids[2], "--at", "tomorrow"], "RFC 3339"),
+        (
+            vec!["deprecate", &ids[2], "--at", "2001-01-01T00:00:00Z"],
+            "in the past",
+        ),
+        (vec!["deprecate", &ids[2]], "--at"),
+        (
+            vec!["deprecate", &ids[2], "--at", "now", "--cancel"],
+            "--cancel",
+        ),
+    ] {
+        let out = fx.bake(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+    }
+}

@@ -18,14 +18,13 @@ use aws_sdk_ec2::types::{
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::error::{is_gone, sdk_error};
-use super::sdk::{
-    Ctx, ec2_tags, manifest_key, parse_rfc3339, run_tags, s3_tagging, tag_spec, tags_from_ec2,
-};
+use super::sdk::{Ctx, ec2_tags, manifest_key, run_tags, s3_tagging, tag_spec, tags_from_ec2};
 use crate::error::{CloudError, Result};
 use crate::ids::{AccountId, ImageId, InstanceId, Region, Tags, tags};
 use crate::images::{
     BaseImage, BaseSelector, CopySpec, ImageInfo, ImageManifest, ImageSpec, ImageState, Images,
 };
+use crate::time::parse_rfc3339;
 use crate::wait::{WaitParams, wait_until};
 
 /// Tag naming the S3 object (`s3://bucket/key`) holding the manifest.
@@ -44,6 +43,36 @@ impl AwsImages {
             ctx,
             snapshot_tags: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The copies of `image` in the regions its bake copied it to
+    /// (`kiln:copies`): a copy has the source's AMI name, unique per region
+    /// and account.
+    async fn copies_of(&self, image: &Image) -> Result<Vec<(Region, ImageId)>> {
+        let mut found = Vec::new();
+        let Some(name) = image.name() else {
+            return Ok(found);
+        };
+        for region in crate::images::copy_regions(&tags_from_ec2(image.tags())) {
+            if region == self.ctx.region {
+                continue;
+            }
+            let out = self
+                .ctx
+                .ec2_in(&region)
+                .describe_images()
+                .owners("self")
+                .filters(Filter::builder().name("name").values(name).build())
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeImages", format!("{name} in {region}"), e))?;
+            for copy in out.images() {
+                if let Some(c) = copy.image_id() {
+                    found.push((region.clone(), ImageId::from(c)));
+                }
+            }
+        }
+        Ok(found)
     }
 
     async fn describe_raw(&self, id: &ImageId) -> Result<Option<Image>> {
@@ -399,6 +428,70 @@ impl Images for AwsImages {
         Ok(())
     }
 
+    async fn copies(&self, id: &ImageId) -> Result<Vec<(Region, ImageId)>> {
+        match self.describe_raw(id).await? {
+            Some(image) => self.copies_of(&image).await,
+            None => Err(CloudError::not_found("image", id, &self.ctx.region)),
+        }
+    }
+
+    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<()> {
+        let ctx = &self.ctx;
+        let image = self
+            .describe_raw(id)
+            .await?
+            .ok_or_else(|| CloudError::not_found("image", id, &ctx.region))?;
+        let mut all = vec![(ctx.region.clone(), id.clone())];
+        all.extend(self.copies_of(&image).await?);
+        // EC2 first, then the tag kiln reads: a failure in between leaves
+        // the tag unchanged and a rerun does both again.
+        for (region, img) in &all {
+            let ec2 = ctx.ec2_in(region);
+            let place = format!("{img} in {region}");
+            match at {
+                Some(t) => {
+                    // EC2 keeps whole minutes and refuses the past: the
+                    // next whole minute from `t` (kiln's tag keeps `t`).
+                    let when = aws_sdk_ec2::primitives::DateTime::from_secs(
+                        i64::try_from((t / 60 + 1) * 60).unwrap_or(i64::MAX),
+                    );
+                    ec2.enable_image_deprecation()
+                        .image_id(img.as_str())
+                        .deprecate_at(when)
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("EnableImageDeprecation", place.clone(), e))?;
+                    let mut t2 = Tags::new();
+                    t2.insert(tags::DEPRECATE_AT.into(), crate::time::rfc3339(t));
+                    ec2.create_tags()
+                        .resources(img.as_str())
+                        .set_tags(Some(ec2_tags(&t2)))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("CreateTags", place.clone(), e))?;
+                }
+                None => {
+                    ec2.disable_image_deprecation()
+                        .image_id(img.as_str())
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("DisableImageDeprecation", place.clone(), e))?;
+                    ec2.delete_tags()
+                        .resources(img.as_str())
+                        .tags(
+                            aws_sdk_ec2::types::Tag::builder()
+                                .key(tags::DEPRECATE_AT)
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("DeleteTags", place.clone(), e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn tag_copy(&self, id: &ImageId, region: &Region, tags: &Tags) -> Result<()> {
         self.ctx
             .ec2_in(region)
@@ -525,28 +618,9 @@ impl Images for AwsImages {
         let Some(image) = deregister_in(&ctx.ec2, id, &ctx.region).await? else {
             return Ok(());
         };
-        // Its copies in the regions its bake copied it to (`kiln:copies`),
-        // with their snapshots: a copy has the source's AMI name, unique
-        // per region and account.
-        if let Some(name) = image.name() {
-            for region in crate::images::copy_regions(&tags_from_ec2(image.tags())) {
-                if region == ctx.region {
-                    continue;
-                }
-                let ec2 = ctx.ec2_in(&region);
-                let out = ec2
-                    .describe_images()
-                    .owners("self")
-                    .filters(Filter::builder().name("name").values(name).build())
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("DescribeImages", format!("{name} in {region}"), e))?;
-                for copy in out.images() {
-                    if let Some(c) = copy.image_id() {
-                        deregister_in(&ec2, &ImageId::from(c), &region).await?;
-                    }
-                }
-            }
+        // Its copies, with their snapshots.
+        for (region, copy) in self.copies_of(&image).await? {
+            deregister_in(&ctx.ec2_in(&region), &copy, &region).await?;
         }
         let manifest = tags_from_ec2(image.tags()).get(MANIFEST_TAG).cloned();
         if let Some((bucket, key)) = manifest
@@ -650,7 +724,14 @@ pub(crate) fn snapshot_ids(image: &Image) -> Vec<String> {
 }
 
 pub(crate) fn info(image: &Image, region: &Region) -> ImageInfo {
-    let tags = tags_from_ec2(image.tags());
+    let mut tags = tags_from_ec2(image.tags());
+    // Deprecated by hand (console, CLI): EC2's time, when kiln's tag
+    // (the exact time `bake deprecate` was given) is missing.
+    if let Some(t) = image.deprecation_time().and_then(parse_rfc3339)
+        && !tags.contains_key(tags::DEPRECATE_AT)
+    {
+        tags.insert(tags::DEPRECATE_AT.into(), crate::time::rfc3339(t));
+    }
     let size_gb: i64 = image
         .block_device_mappings()
         .iter()

@@ -303,42 +303,9 @@ fn url_encode(s: &str) -> String {
     out
 }
 
-/// Seconds since the epoch of an RFC 3339 UTC time as EC2 prints it
-/// (`2024-05-01T12:00:00.000Z`); `None` if it is not one.
-pub fn parse_rfc3339(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    // Days from civil (Howard Hinnant), the inverse of time::rfc3339.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_round_trips() {
-        for t in [0u64, 951_782_400, 1_714_564_800, 1_795_597_739] {
-            assert_eq!(parse_rfc3339(&crate::time::rfc3339(t)), Some(t));
-        }
-        assert_eq!(
-            parse_rfc3339("2024-05-01T12:00:00.000Z"),
-            Some(1_714_564_800)
-        );
-        assert_eq!(parse_rfc3339("yesterday"), None);
-    }
 
     #[test]
     fn tagging_is_url_encoded() {

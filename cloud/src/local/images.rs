@@ -249,6 +249,22 @@ fn info(m: &ImageManifest) -> ImageInfo {
     }
 }
 
+impl LocalCloud {
+    /// Rewrites an image's manifest with its tags changed by `f`.
+    fn edit_tags(&self, id: &ImageId, f: impl FnOnce(&mut Tags)) -> Result<()> {
+        let dir = self.image_dir(id)?;
+        let _lock = self.state.lock()?;
+        let mut m = self.read_manifest(&dir, id)?;
+        f(&mut m.tags);
+        let path = dir.join(MANIFEST);
+        let json = serde_json::to_vec_pretty(&m).map_err(|e| CloudError::Corrupt {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        write_atomically(&path, &json)
+    }
+}
+
 #[async_trait]
 impl Images for LocalCloud {
     async fn resolve_base(&self, base: &BaseSelector) -> Result<BaseImage> {
@@ -333,16 +349,18 @@ impl Images for LocalCloud {
     }
 
     async fn tag(&self, id: &ImageId, tags: &Tags) -> Result<()> {
-        let dir = self.image_dir(id)?;
-        let _lock = self.state.lock()?;
-        let mut m = self.read_manifest(&dir, id)?;
-        m.tags.extend(tags.clone());
-        let path = dir.join(MANIFEST);
-        let json = serde_json::to_vec_pretty(&m).map_err(|e| CloudError::Corrupt {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
-        write_atomically(&path, &json)
+        self.edit_tags(id, |t| t.extend(tags.clone()))
+    }
+
+    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<()> {
+        self.edit_tags(id, |t| match at {
+            Some(at) => {
+                t.insert(tags::DEPRECATE_AT.into(), crate::time::rfc3339(at));
+            }
+            None => {
+                t.remove(tags::DEPRECATE_AT);
+            }
+        })
     }
 
     async fn copy_to_region(

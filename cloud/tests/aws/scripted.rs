@@ -215,3 +215,112 @@ async fn scripted_group_is_deleted_once_the_builder_is_gone() {
     );
     assert!(fake.unused().is_empty(), "{:?}", fake.unused());
 }
+
+fn ec2_ok(action: &str) -> Reply {
+    Reply::ok(format!(
+        "<{action}Response {NS}><requestId>r</requestId><return>true</return></{action}Response>"
+    ))
+}
+
+/// One image described by id: `name`, copied to `copies`, deprecated by
+/// hand at `deprecation` (EC2's own field) if given.
+fn named_image(id: &str, copies: &str, deprecation: Option<&str>) -> Reply {
+    let dep = deprecation
+        .map(|t| format!("<deprecationTime>{t}</deprecationTime>"))
+        .unwrap_or_default();
+    Reply::ok(format!(
+        "<DescribeImagesResponse {NS}><requestId>r</requestId><imagesSet><item>\
+         <imageId>{id}</imageId><imageState>available</imageState><name>searchd-abc-run1</name>\
+         <creationDate>2026-01-01T00:00:00.000Z</creationDate>{dep}\
+         <tagSet><item><key>kiln:digest</key><value>d</value></item>\
+         <item><key>kiln:copies</key><value>{copies}</value></item></tagSet>\
+         </item></imagesSet></DescribeImagesResponse>"
+    ))
+}
+
+/// `bake deprecate` on aws (moto answers 500 to image deprecation): EC2
+/// deprecation on the image and on its copy (found by AMI name in the
+/// copy's region), at the next whole minute, then kiln's tag with the
+/// exact time on each; cancelling undoes both; and an image deprecated by
+/// hand (EC2's DeprecationTime, no kiln tag) reads as deprecated.
+#[tokio::test]
+async fn scripted_deprecate_covers_the_copies_and_cancel_undoes_it() {
+    let fake = Scripted::start();
+    let t = 1_900_000_030u64; // 2030-03-17T17:47:10Z
+    for _ in 0..2 {
+        fake.then("DescribeImages", named_image("ami-src", "eu-west-1", None))
+            .then("DescribeImages", named_image("ami-copy", "", None));
+    }
+    for a in ["EnableImageDeprecation", "DisableImageDeprecation"] {
+        fake.then(a, ec2_ok(a)).then(a, ec2_ok(a));
+    }
+    for a in ["CreateTags", "DeleteTags"] {
+        fake.then(a, ec2_ok(a)).then(a, ec2_ok(a));
+    }
+    let cloud = connect(&fake, None).await;
+    let id = cloud::ImageId::from("ami-src");
+    cloud
+        .images()
+        .deprecate(&id, Some(t))
+        .await
+        .expect("deprecate");
+    cloud.images().deprecate(&id, None).await.expect("cancel");
+    assert_eq!(
+        fake.calls(),
+        [
+            "DescribeImages",
+            "DescribeImages",
+            "EnableImageDeprecation",
+            "CreateTags",
+            "EnableImageDeprecation",
+            "CreateTags",
+            "DescribeImages",
+            "DescribeImages",
+            "DisableImageDeprecation",
+            "DeleteTags",
+            "DisableImageDeprecation",
+            "DeleteTags",
+        ]
+    );
+    let bodies = fake.bodies();
+    // The copy is looked up by the source's AMI name.
+    assert!(bodies[1].contains("searchd-abc-run1"), "{}", bodies[1]);
+    let minute = "DeprecateAt=2030-03-17T17%3A48%3A00Z";
+    for (n, img) in [(2, "ami-src"), (4, "ami-copy")] {
+        assert!(
+            bodies[n].contains(&format!("ImageId={img}")),
+            "{}",
+            bodies[n]
+        );
+        assert!(bodies[n].contains(minute), "{}", bodies[n]);
+        let tag = &bodies[n + 1];
+        assert!(tag.contains(&format!("ResourceId.1={img}")), "{tag}");
+        assert!(tag.contains("kiln%3Adeprecate-at"), "{tag}");
+        assert!(tag.contains("2030-03-17T17%3A47%3A10Z"), "{tag}");
+    }
+    for (n, img) in [(8, "ami-src"), (10, "ami-copy")] {
+        assert!(
+            bodies[n].contains(&format!("ImageId={img}")),
+            "{}",
+            bodies[n]
+        );
+        assert!(
+            bodies[n + 1].contains("kiln%3Adeprecate-at"),
+            "{}",
+            bodies[n + 1]
+        );
+    }
+    assert!(fake.unused().is_empty(), "{:?}", fake.unused());
+
+    // Deprecated by hand: EC2's time is what list and prune see.
+    let fake = Scripted::start();
+    fake.then(
+        "DescribeImages",
+        named_image("ami-src", "", Some("2026-02-01T00:00:00.000Z")),
+    );
+    let cloud = connect(&fake, None).await;
+    let info = cloud.images().describe(&id).await.expect("describe");
+    assert_eq!(info.deprecate_at(), Some(1_769_904_000));
+    assert!(info.is_deprecated(1_769_904_000));
+    assert!(!info.is_deprecated(1_769_903_999));
+}

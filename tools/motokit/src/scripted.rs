@@ -59,6 +59,7 @@ pub struct Scripted {
     port: u16,
     script: Arc<Mutex<Script>>,
     log: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -70,12 +71,13 @@ impl Scripted {
         let port = listener.local_addr().expect("addr").port();
         let script: Arc<Mutex<Script>> = Arc::default();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, l, st) = (script.clone(), log.clone(), stop.clone());
+        let (s, l, b, st) = (script.clone(), log.clone(), bodies.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((conn, _)) => serve(conn, &s, &l),
+                    Ok((conn, _)) => serve(conn, &s, &l, &b),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(2));
                     }
@@ -87,6 +89,7 @@ impl Scripted {
             port,
             script,
             log,
+            bodies,
             stop,
             thread: Some(thread),
         }
@@ -108,6 +111,12 @@ impl Scripted {
     /// The actions asked so far, in order.
     pub fn calls(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The request bodies so far, in order (query-API parameters,
+    /// URL-encoded: `Action=EnableImageDeprecation&ImageId=ami-1&…`).
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// Scripted replies not used (a test asserts this is empty).
@@ -133,7 +142,12 @@ impl Drop for Scripted {
     }
 }
 
-fn serve(conn: TcpStream, script: &Mutex<Script>, log: &Mutex<Vec<String>>) {
+fn serve(
+    conn: TcpStream,
+    script: &Mutex<Script>,
+    log: &Mutex<Vec<String>>,
+    bodies: &Mutex<Vec<String>>,
+) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(match conn.try_clone() {
@@ -169,6 +183,9 @@ fn serve(conn: TcpStream, script: &Mutex<Script>, log: &Mutex<Vec<String>>) {
         .unwrap_or_else(|| format!("S3:{method}"));
     if let Ok(mut l) = log.lock() {
         l.push(action.clone());
+    }
+    if let Ok(mut b) = bodies.lock() {
+        b.push(body.clone().into_owned());
     }
     let reply = script
         .lock()
