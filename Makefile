@@ -9,7 +9,9 @@ TRIPLE      := x86_64-unknown-linux-gnu
 STATIC_BIN  := target/$(TRIPLE)/release/searchd
 MOTO_VENV   := $(BUILD_ABS)/moto-venv
 MOTO_VERSION := 5.2.5
-APT_PACKAGES := wrk hyperfine zstd curl haproxy prometheus jq python3-yaml shellcheck
+# rsyslog, rsyslog-gnutls, openssl: bake's log tests check the forwarder an
+# image gets with the real rsyslogd and send through it over TLS on loopback.
+APT_PACKAGES := wrk hyperfine zstd curl haproxy prometheus jq python3-yaml shellcheck rsyslog rsyslog-gnutls openssl
 # The workflow checkers (PyPI wheels) in a virtualenv under the build directory.
 CI_VENV     := $(BUILD_ABS)/ci-venv
 CHECK_JSONSCHEMA_VERSION := 0.39.0
@@ -87,11 +89,13 @@ test-workflows: deps-ci deps-apt
 	shellcheck -x $(SHELL_SCRIPTS)
 	shellcheck -e SC2015 images/install.sh
 
-# ci/test.sh: the ci/ scripts end to end on local fleets and against moto
-# (bounded; a few minutes), with the debug bake and roll `test` builds anyway.
+# ci/test.sh: the ci/ scripts end to end on local fleets and on moto (with
+# motokit's moto-builder playing the bake builders; bounded, a few minutes),
+# with the debug bake and roll `test` builds anyway.
 test-ci: deps-apt deps-moto static
-	$(CARGO) build -q -p bake -p roll
-	KILN_BAKE=$(abspath target/debug/bake) KILN_ROLL=$(abspath target/debug/roll) bash ci/test.sh
+	$(CARGO) build -q -p bake -p roll -p motokit
+	KILN_BAKE=$(abspath target/debug/bake) KILN_ROLL=$(abspath target/debug/roll) \
+		KILN_MOTO_BUILDER=$(abspath target/debug/moto-builder) bash ci/test.sh
 
 # ops/: promtool check config/rules, promtool test rules, dashboard names (seconds).
 test-ops: deps-apt

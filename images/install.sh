@@ -6,10 +6,14 @@
 # aws runs it from user-data with --root /; the local backend runs it
 # against a throwaway directory (no chroot, no root needed). It
 #   verify-payload  checks the payload's sha256 before touching anything,
-#   unpack          unpacks it (bin/searchd, index/<name>.idx, etc/searchd.env),
+#   unpack          unpacks it (bin/searchd, index/<name>.idx, etc/searchd.env,
+#                   with [logs] etc/kiln/logs.env and etc/kiln/log-ca.pem),
 #   layout          installs /opt/kiln/bin/searchd, /var/lib/kiln/<name>.idx,
 #                   /etc/kiln/searchd.env,
 #   unit            writes the hardened systemd unit and enables it,
+#   logs            writes a journald drop-in (persistent, capped); with
+#                   logs.env, /etc/kiln/log-ca.pem and an rsyslog forwarder
+#                   (TLS only), and enables rsyslog,
 #   check           runs `searchd check` on the installed snapshot, with the
 #                   installed binary, from inside the new root,
 # and writes the result file: first line `ok` or `failed <step>`, then the
@@ -17,7 +21,8 @@
 #
 # It never creates users on the host: the unit uses systemd's DynamicUser.
 # Everything it writes into the root is deterministic (no timestamps, no
-# host names), so the same payload gives the same image bytes.
+# host names), so the same payload gives the same image bytes (on aws,
+# forwarding may install rsyslog from the base image's own repository).
 set -u
 umask 022
 
@@ -86,12 +91,19 @@ cat > "$ROOT/etc/systemd/system/searchd.service" <<'UNIT' || fail "cannot write 
 Description=kiln searchd (Picky-compatible search daemon)
 After=network-online.target
 Wants=network-online.target
+StartLimitIntervalSec=60s
+StartLimitBurst=5
 
 [Service]
 Type=exec
 EnvironmentFile=/etc/kiln/searchd.env
 ExecStartPre=/opt/kiln/bin/searchd check --snapshot ${SEARCHD_SNAPSHOT}
 ExecStart=/opt/kiln/bin/searchd serve --snapshot ${SEARCHD_SNAPSHOT} --listen ${SEARCHD_LISTEN}
+# searchd logs to stderr (SEARCHD_LOG filters it): into the journal as
+# `searchd` (journalctl -t searchd), and from there to rsyslog if forwarding.
+StandardOutput=journal
+StandardError=journal
+SyslogIdentifier=searchd
 # A dedicated, unprivileged user that exists only while the service runs:
 # nothing is added to /etc/passwd on the image.
 DynamicUser=yes
@@ -124,8 +136,6 @@ KillSignal=SIGTERM
 TimeoutStopSec=30s
 Restart=on-failure
 RestartSec=2s
-StartLimitIntervalSec=60s
-StartLimitBurst=5
 
 [Install]
 WantedBy=multi-user.target
@@ -133,6 +143,86 @@ UNIT
 chmod 0644 "$ROOT/etc/systemd/system/searchd.service"
 run ln -sfn /etc/systemd/system/searchd.service \
     "$ROOT/etc/systemd/system/multi-user.target.wants/searchd.service"
+
+STEP=logs
+run mkdir -p "$ROOT/etc/systemd/journald.conf.d"
+cat > "$ROOT/etc/systemd/journald.conf.d/kiln.conf" <<'JOURNALD' || fail "cannot write the journald drop-in"
+# kiln (images/install.sh): the journal on disk, across reboots, capped.
+[Journal]
+Storage=persistent
+SystemMaxUse=512M
+SystemKeepFree=1G
+JOURNALD
+chmod 0644 "$ROOT/etc/systemd/journald.conf.d/kiln.conf"
+
+LOGS="$WORK/etc/kiln/logs.env" CA="$WORK/etc/kiln/log-ca.pem"
+if [ -f "$LOGS" ]; then
+    [ -f "$CA" ] || fail "payload asks to forward logs (etc/kiln/logs.env) but has no etc/kiln/log-ca.pem: no forwarding without the collector's CA"
+    grep -q '^-----BEGIN CERTIFICATE-----' "$CA" || fail "etc/kiln/log-ca.pem holds no PEM certificate"
+    setting() { sed -n "s/^KILN_LOG_$1=//p" "$LOGS" | tail -n 1; }
+    HOST=$(setting HOST) PORT=$(setting PORT) PEER=$(setting PEER)
+    # bake checked them; they go into quoted rsyslog strings: once more.
+    for v in "$HOST" "$PORT" "$PEER"; do
+        case "$v" in ''|*[!A-Za-z0-9.:*-]*) fail "etc/kiln/logs.env: bad or missing value '$v'" ;; esac
+    done
+    has_rsyslog() {
+        [ -x "$ROOT/usr/sbin/rsyslogd" ] || [ -x "$ROOT/sbin/rsyslogd" ] || return 1
+        [ "${1-}" ] || return 0
+        for f in "$ROOT"/usr/lib*/rsyslog/lmnsd_gtls.so "$ROOT"/usr/lib*/*/rsyslog/lmnsd_gtls.so; do
+            [ -f "$f" ] && return 0
+        done
+        return 1
+    }
+    # The machine being imaged (--root /) installs what its base lacks
+    # (AL2023 has no rsyslog). A directory root (local) cannot: there a
+    # base without rsyslogd gets the configuration alone.
+    if [ -z "$ROOT" ] && ! has_rsyslog tls; then
+        if command -v dnf >/dev/null 2>&1; then
+            run dnf -y -q install rsyslog rsyslog-gnutls
+        elif command -v apt-get >/dev/null 2>&1; then
+            run apt-get -q update
+            run env DEBIAN_FRONTEND=noninteractive apt-get -y -q install rsyslog rsyslog-gnutls
+        fi
+    fi
+    if [ -z "$ROOT" ] || has_rsyslog; then
+        has_rsyslog || fail "no rsyslogd, and no dnf or apt-get to install it: the base image needs rsyslog and rsyslog-gnutls"
+        has_rsyslog tls || fail "rsyslog has no TLS driver (lmnsd_gtls.so): the base image needs rsyslog-gnutls"
+    fi
+    # Loading imjournal twice is an error; RHEL-like bases load it.
+    # shellcheck disable=SC2016
+    if grep -Eqs '^[[:space:]]*(module[[:space:]]*\([^)]*imjournal|\$ModLoad[[:space:]]+imjournal)' \
+        "$ROOT/etc/rsyslog.conf" "$ROOT"/etc/rsyslog.d/*.conf; then
+        IMJOURNAL="# imjournal: loaded by the base image's rsyslog.conf"
+    else
+        IMJOURNAL='module(load="imjournal" StateFile="/var/lib/kiln/rsyslog/imjournal.state")'
+    fi
+    run mkdir -p "$ROOT/etc/rsyslog.d" "$ROOT/var/lib/kiln/rsyslog"
+    run chmod 0700 "$ROOT/var/lib/kiln/rsyslog"
+    run cp "$CA" "$ROOT/etc/kiln/log-ca.pem"
+    run chmod 0644 "$ROOT/etc/kiln/log-ca.pem"
+    cat > "$ROOT/etc/rsyslog.d/60-kiln-forward.conf" <<RSYSLOG || fail "cannot write the rsyslog forwarder"
+# kiln (images/install.sh): the journal to $HOST:$PORT, over TLS only;
+# the collector's certificate must chain to /etc/kiln/log-ca.pem and name
+# $PEER. Unsent messages queue, spilling to disk (1 GiB), across restarts.
+$IMJOURNAL
+ruleset(name="kiln-forward") {
+    action(type="omfwd" name="kiln-forward" target="$HOST" port="$PORT" protocol="tcp"
+        template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted"
+        StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"
+        StreamDriverPermittedPeers="$PEER" StreamDriver.CAFile="/etc/kiln/log-ca.pem"
+        queue.type="LinkedList" queue.size="10000" queue.filename="kiln-forward"
+        queue.spoolDirectory="/var/lib/kiln/rsyslog" queue.maxDiskSpace="1g"
+        queue.saveOnShutdown="on" action.resumeRetryCount="-1" action.resumeInterval="10")
+}
+if \$inputname == "imjournal" then call kiln-forward
+RSYSLOG
+    chmod 0644 "$ROOT/etc/rsyslog.d/60-kiln-forward.conf"
+    # systemd reads the unit's name from the link.
+    run ln -sfn /usr/lib/systemd/system/rsyslog.service \
+        "$ROOT/etc/systemd/system/multi-user.target.wants/rsyslog.service"
+elif [ -f "$CA" ]; then
+    fail "payload has etc/kiln/log-ca.pem but no etc/kiln/logs.env"
+fi
 
 STEP=check
 if "$ROOT/opt/kiln/bin/searchd" check --snapshot "$ROOT$SNAPSHOT" --json > "$WORK/check.json" 2>> "$LOG"; then

@@ -3,7 +3,9 @@
 //! digest = sha256 of the canonical JSON (sorted keys, no spaces) of
 //! `{"kiln_identity": 1, "base": <resolved base id>, "files": [{path,
 //! sha256}…], "recipe": <normalised recipe>}`. The normalised recipe keeps
-//! what shapes the image (name, tags, volume size) and drops what must not
+//! what shapes the image (name, tags, volume size, and `[logs]` when the
+//! recipe has it: the collector and the peer name its certificate must
+//! carry; the CA's bytes are one of the `files`) and drops what must not
 //! matter: file *locations* (their bytes are in `files`), the description,
 //! the base *selector* (its resolved id is what counts: a new AMI behind the
 //! same SSM parameter is a new image), where the builder runs (instance
@@ -30,6 +32,15 @@ struct Normalised<'a> {
     name: &'a str,
     tags: &'a BTreeMap<String, String>,
     volume_gb: u32,
+    /// Absent without `[logs]`, so recipes without it keep their identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logs: Option<NormalisedLogs>,
+}
+
+#[derive(Serialize)]
+struct NormalisedLogs {
+    forward: String,
+    permitted_peer: String,
 }
 
 #[derive(Serialize)]
@@ -53,6 +64,10 @@ pub fn canonical(base_id: &str, files: &[InputFile], recipe: &Recipe) -> String 
             name: &recipe.name,
             tags: &recipe.tags,
             volume_gb: recipe.builder.volume_gb,
+            logs: recipe.logs.as_ref().map(|l| NormalisedLogs {
+                forward: l.forward(),
+                permitted_peer: l.permitted_peer.clone(),
+            }),
         },
     };
     // Through `Value`: its maps are sorted, which makes the text canonical
@@ -90,6 +105,7 @@ mod tests {
             tags: BTreeMap::new(),
             regions: vec![],
             share_accounts: vec![],
+            logs: None,
         }
     }
 
@@ -133,5 +149,39 @@ mod tests {
         let mut t = recipe();
         t.tags.insert("team".into(), "x".into());
         assert_ne!(d, digest(&canonical("scratch", &files(), &t)));
+    }
+
+    #[test]
+    fn logs_are_part_of_the_identity_and_the_ca_location_is_not() {
+        let r = recipe();
+        let d = digest(&canonical("scratch", &files(), &r));
+        let mut with = recipe();
+        with.logs = Some(crate::recipe::Logs {
+            host: "logs.example.com".into(),
+            port: 6514,
+            permitted_peer: "logs.example.com".into(),
+            ca: "ca.pem".into(),
+        });
+        let c = canonical("scratch", &files(), &with);
+        assert!(
+            c.contains(
+                r#""logs":{"forward":"logs.example.com:6514","permitted_peer":"logs.example.com"}"#
+            ),
+            "{c}"
+        );
+        let dl = digest(&c);
+        assert_ne!(d, dl);
+        let mut moved = with.clone();
+        moved.logs.as_mut().unwrap().ca = "elsewhere/ca.pem".into();
+        assert_eq!(dl, digest(&canonical("scratch", &files(), &moved)));
+        for change in [
+            |l: &mut crate::recipe::Logs| l.port = 10514,
+            |l: &mut crate::recipe::Logs| l.host = "logs2.example.com".into(),
+            |l: &mut crate::recipe::Logs| l.permitted_peer = "*.example.com".into(),
+        ] {
+            let mut other = with.clone();
+            change(other.logs.as_mut().unwrap());
+            assert_ne!(dl, digest(&canonical("scratch", &files(), &other)));
+        }
     }
 }

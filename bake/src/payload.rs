@@ -5,6 +5,10 @@
 //!   bin/searchd          the searchd binary (0755)
 //!   index/<name>.idx     the snapshot, named after its index (0644)
 //!   etc/searchd.env      searchd's environment (0644)
+//!   etc/kiln/logs.env    only with the recipe's [logs]: KILN_LOG_HOST,
+//!                        KILN_LOG_PORT, KILN_LOG_PEER (0644); its presence
+//!                        asks install.sh for the TLS forwarder
+//!   etc/kiln/log-ca.pem  only with [logs]: the collector's CA (0644)
 //!   entries sorted, mtime 0, uid/gid 0; zstd level 3
 //! ```
 
@@ -13,6 +17,11 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+/// The forwarder's settings in the payload (see the format above).
+pub const LOG_SETTINGS: &str = "etc/kiln/logs.env";
+/// The collector's CA in the payload.
+pub const LOG_CA: &str = "etc/kiln/log-ca.pem";
 
 /// One file to put in the payload.
 #[derive(Debug, Clone)]

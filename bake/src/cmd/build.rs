@@ -25,6 +25,8 @@ use crate::recipe::{Recipe, SEARCHD_ENV, SnapshotSource};
 pub const BIN_PATH: &str = "/opt/kiln/bin/searchd";
 pub const CONFIG_PATH: &str = "/etc/kiln/searchd.env";
 pub const INDEX_DIR: &str = "/var/lib/kiln";
+/// The collector's CA on the image (with `[logs]`).
+pub const LOG_CA_PATH: &str = "/etc/kiln/log-ca.pem";
 
 #[derive(Debug, Default, clap::Args)]
 pub struct Args {
@@ -106,6 +108,16 @@ pub struct Outcome {
     pub seconds: f64,
     /// Provider API calls this run made, by operation (aws; empty locally).
     pub api_calls: std::collections::BTreeMap<String, u64>,
+    /// The image's copies in other regions (the recipe's `publish.regions`;
+    /// aws), made by this run or, when found, by the bake that made it.
+    pub copies: Vec<CopyOutcome>,
+}
+
+/// One copy of the image in `bake build --json`.
+#[derive(Debug, Serialize)]
+pub struct CopyOutcome {
+    pub region: Region,
+    pub image: ImageId,
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
@@ -191,7 +203,7 @@ async fn bake(
     let digest = identity::digest(&canonical);
     progress.note(format!("input digest {digest} (base {})", base.id));
 
-    let outcome = |image: ImageId, found: bool, launched: u32| Outcome {
+    let outcome = |image: ImageId, found: bool, launched: u32, copies| Outcome {
         image,
         name: r.name.clone(),
         digest: digest.clone(),
@@ -202,6 +214,7 @@ async fn bake(
         base: base.id.clone(),
         seconds: progress.elapsed().as_secs_f64(),
         api_calls: Default::default(),
+        copies,
     };
 
     // One bake of these inputs at a time on this machine: a second one
@@ -226,12 +239,18 @@ async fn bake(
             "found {} with this digest; nothing to bake",
             img.id
         ));
-        return Ok(outcome(img.id, true, 0));
+        // Only an image whose bake copied it asks the cloud for its copies.
+        let copies = if img.copy_regions().is_empty() {
+            Vec::new()
+        } else {
+            cloud.images().copies(&img.id).await?
+        };
+        return Ok(outcome(img.id, true, 0, copy_outcomes(copies)));
     }
     cancel.check()?;
 
     progress.step("packing the payload");
-    let entries = vec![
+    let mut entries = vec![
         payload::Entry {
             name: "bin/searchd".into(),
             source: r.searchd.clone(),
@@ -248,6 +267,21 @@ async fn bake(
             executable: false,
         },
     ];
+    if let Some(logs) = &r.logs {
+        let settings = tmp.join("logs.env");
+        std::fs::write(&settings, logs.settings())
+            .map_err(|e| BakeError::io("cannot write", &settings, e))?;
+        entries.push(payload::Entry {
+            name: payload::LOG_SETTINGS.into(),
+            source: settings,
+            executable: false,
+        });
+        entries.push(payload::Entry {
+            name: payload::LOG_CA.into(),
+            source: logs.ca.clone(),
+            executable: false,
+        });
+    }
     let archive = tmp.join("payload.tar.zst");
     let (sha256, bytes) = {
         let out = archive.clone();
@@ -404,7 +438,21 @@ async fn bake(
         "baked {image} in {:.2}s",
         progress.elapsed().as_secs_f64()
     ));
-    Ok(outcome(image, false, 1))
+    let made = copies
+        .iter()
+        .filter_map(|c| match c {
+            Action::DeregisterCopy { image, region } => Some((region.clone(), image.clone())),
+            _ => None,
+        })
+        .collect();
+    Ok(outcome(image, false, 1, copy_outcomes(made)))
+}
+
+fn copy_outcomes(copies: Vec<(Region, ImageId)>) -> Vec<CopyOutcome> {
+    copies
+        .into_iter()
+        .map(|(region, image)| CopyOutcome { region, image })
+        .collect()
 }
 
 /// Copies and shares as the recipe asks; a backend that cannot (local)
@@ -535,7 +583,7 @@ pub(crate) fn gather(r: &Recipe, tmp: &Path) -> Result<Inputs, BakeError> {
             .map(|(h, _)| h)
             .map_err(|e| BakeError::io("cannot read", p, e))
     };
-    let files = vec![
+    let mut files = vec![
         InputFile {
             path: BIN_PATH.into(),
             sha256: hash(&r.searchd)?,
@@ -554,6 +602,14 @@ pub(crate) fn gather(r: &Recipe, tmp: &Path) -> Result<Inputs, BakeError> {
             sha256: hash(&r.install_script)?,
         },
     ];
+    // The forwarder's settings are in the normalised recipe; the CA's
+    // bytes are an installed file like any other.
+    if let Some(logs) = &r.logs {
+        files.push(InputFile {
+            path: LOG_CA_PATH.into(),
+            sha256: hash(&logs.ca)?,
+        });
+    }
     Ok(Inputs {
         files,
         snapshot,
@@ -565,6 +621,10 @@ fn file_size(dest: &str, r: &Recipe, inputs: &Inputs) -> u64 {
     let src = match dest {
         BIN_PATH => r.searchd.clone(),
         CONFIG_PATH => r.config.clone(),
+        LOG_CA_PATH => match &r.logs {
+            Some(l) => l.ca.clone(),
+            None => return 0,
+        },
         _ => inputs.snapshot.clone(),
     };
     std::fs::metadata(src).map(|m| m.len()).unwrap_or(0)

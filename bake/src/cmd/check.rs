@@ -117,7 +117,7 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
                 }
                 if reasons.is_empty() {
                     reasons.push(format!(
-                        "the recipe changed (name, tags, volume size or install script) since {}",
+                        "the recipe changed (name, tags, volume size, [logs] or install script) since {}",
                         p.id
                     ));
                 }

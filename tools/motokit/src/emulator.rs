@@ -89,11 +89,16 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start(moto: &Moto, opts: EmulatorOptions) -> Emulator {
+        Emulator::start_at(moto.endpoint(), moto.port(), opts)
+    }
+
+    /// The same for a moto server this process did not start (the
+    /// `moto-builder` binary): its endpoint URL and port.
+    pub fn start_at(endpoint: String, moto_port: u16, opts: EmulatorOptions) -> Emulator {
         let stop = Arc::new(AtomicBool::new(false));
         let handled = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
-        let endpoint = moto.endpoint();
-        let port = opts.proxy_port.unwrap_or(moto.port());
+        let port = opts.proxy_port.unwrap_or(moto_port);
         let (s, h, e) = (stop.clone(), handled.clone(), errors.clone());
         let thread = std::thread::Builder::new()
             .name("instance-emulator".into())
