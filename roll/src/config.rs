@@ -289,21 +289,33 @@ impl AwsArgs {
 
 /// The service `group` is, on `backend`.
 pub fn service(backend: &str, group: &GroupName, aws: &AwsArgs) -> Result<Service, RollError> {
+    service_if_named(backend, group, aws)?.ok_or_else(|| {
+        RollError::Usage(format!(
+            "on aws, name the listener in front of {group}: --listener ARN or [group.{group}] listener in roll.toml"
+        ))
+    })
+}
+
+/// [`service`], or `None` on aws when neither flags nor roll.toml name the
+/// group's listener (`roll status` then shows the groups alone).
+pub fn service_if_named(
+    backend: &str,
+    group: &GroupName,
+    aws: &AwsArgs,
+) -> Result<Option<Service>, RollError> {
     if backend != "aws" {
         // `--alarm` is refused by the backend itself when the roll starts.
         let svc = Service {
             alarms: aws.alarms.clone(),
             ..Service::named(group)
         };
-        return Ok(svc);
+        return Ok(Some(svc));
     }
     let file = aws.file()?;
     let section = file.group.get(group.as_str()).cloned().unwrap_or_default();
-    let listener = aws.listener.clone().or(section.listener).ok_or_else(|| {
-        RollError::Usage(format!(
-            "on aws, name the listener in front of {group}: --listener ARN or [group.{group}] listener in roll.toml"
-        ))
-    })?;
+    let Some(listener) = aws.listener.clone().or(section.listener) else {
+        return Ok(None);
+    };
     let tgs = if aws.target_groups.is_empty() {
         section.target_groups
     } else {
@@ -329,7 +341,7 @@ pub fn service(backend: &str, group: &GroupName, aws: &AwsArgs) -> Result<Servic
     alarms.extend(aws.alarms.iter().cloned());
     alarms.sort();
     alarms.dedup();
-    Ok(Service {
+    Ok(Some(Service {
         group: group.clone(),
         twin,
         listener: ListenerId::new(listener),
@@ -341,7 +353,7 @@ pub fn service(backend: &str, group: &GroupName, aws: &AwsArgs) -> Result<Servic
             .or(section.test_listener)
             .map(ListenerId::new),
         test_address: aws.test_address.clone().or(section.test_address),
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -84,7 +84,8 @@ async fn moto_roll_up_then_status_then_down_through_the_binary() {
     // roll status finds the service through roll.toml.
     let o = roll(&moto, dir.path(), &["status", "--group", "svc", "--json"]);
     let s = json(&o, 0);
-    assert!(s.to_string().contains(image.as_str()), "{s}");
+    assert_eq!(s["current"], image.as_str(), "{s}");
+    assert_eq!(s["listener"]["id"].as_str(), Some(listener.as_str()), "{s}");
 
     // The same again: the same answer, nothing made.
     let o = roll(

@@ -81,7 +81,7 @@ pub struct Global {
     pub log: String,
     /// How often roll looks at the cloud while it waits (default: 50ms on
     /// local, 2s on aws, where every look is a few API calls).
-    #[arg(long, global = true, value_name = "D", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "KILN_ROLL_POLL", value_name = "D", value_parser = parse_duration)]
     pub poll: Option<Duration>,
     #[command(flatten)]
     pub aws: crate::config::AwsArgs,

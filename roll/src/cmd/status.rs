@@ -3,7 +3,7 @@
 //! a roll in progress and its phase, the blue/green standby and until
 //! when it is kept.
 
-use cloud::{GroupInfo, GroupName, ImageId, ListenerId, ListenerInfo, TargetHealth, TargetStatus};
+use cloud::{GroupInfo, GroupName, ImageId, ListenerInfo, TargetHealth, TargetStatus};
 use serde::Serialize;
 
 use super::{Global, group_error, open, parse_group, print_json, write_stdout};
@@ -51,17 +51,20 @@ pub async fn run(global: &Global, a: Args) -> Result<u8, RollError> {
         .await
         .map_err(|e| group_error(&a.group, e))?;
     let record = Record::from_tags(&main.tags);
-    let listener = match cloud
-        .lbs()
-        .listener(&ListenerId::new(a.group.as_str()))
-        .await
-    {
-        Ok(l) => Some(l),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e.into()),
+    // On aws the listener and the twin are what roll.toml or the flags
+    // name (as for `roll out`); without a listener, the groups alone.
+    let svc = crate::config::service_if_named(&global.backend, &a.group, &global.aws)?;
+    let listener = match &svc {
+        Some(s) => match cloud.lbs().listener(&s.listener).await {
+            Ok(l) => Some(l),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
     };
+    let twin = svc.map_or_else(|| twin_of(&a.group), |s| s.twin);
     let mut infos = vec![main];
-    match cloud.groups().describe_group(&twin_of(&a.group)).await {
+    match cloud.groups().describe_group(&twin).await {
         Ok(t) => infos.push(t),
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e.into()),
