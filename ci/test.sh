@@ -16,9 +16,17 @@
 #   6. moto: `bake check --backend aws` (SSM base parameter) says a rebake is
 #      due (exit 10, why); ci/rebake on aws gets as far as the check and
 #      stops there, before baking, because the groups do not exist
+#   7. moto, with moto-builder playing the builders (moto runs no machines:
+#      it runs the user-data kiln rendered, i.e. the real install script on
+#      the real payload): a real `bake build --backend aws` (then `bake
+#      check` exit 0), `roll up --backend aws` makes staging and production
+#      on it; a changed file, then ci/release on aws bakes v2 and rolls
+#      staging then production (blue/green on Auto Scaling + ELBv2);
+#      ci/rollback on aws puts production back on v1
 #
 # Environment: KILN_BAKE, KILN_ROLL, KILN_STATIC_SEARCHD (default: target/,
-# built by `make test-ci`), KILN_MOTO_SERVER (default build/moto-venv).
+# built by `make test-ci`), KILN_MOTO_SERVER (default build/moto-venv),
+# KILN_MOTO_BUILDER (default target/debug/moto-builder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -26,7 +34,8 @@ export KILN_BAKE="${KILN_BAKE:-$ROOT/target/release/bake}"
 export KILN_ROLL="${KILN_ROLL:-$ROOT/target/release/roll}"
 export KILN_STATIC_SEARCHD="${KILN_STATIC_SEARCHD:-$ROOT/target/x86_64-unknown-linux-gnu/release/searchd}"
 MOTO_SERVER="${KILN_MOTO_SERVER:-$ROOT/build/moto-venv/bin/moto_server}"
-for b in "$KILN_BAKE" "$KILN_ROLL" "$KILN_STATIC_SEARCHD" "$MOTO_SERVER"; do
+MOTO_BUILDER="${KILN_MOTO_BUILDER:-$ROOT/target/debug/moto-builder}"
+for b in "$KILN_BAKE" "$KILN_ROLL" "$KILN_STATIC_SEARCHD" "$MOTO_SERVER" "$MOTO_BUILDER"; do
     [ -x "$b" ] || { echo "ci/test: no $b (make test-ci builds and installs it)" >&2; exit 1; }
 done
 
@@ -36,6 +45,7 @@ export IMAGE="$T/images/searchd.toml" STAGING_GROUP=staging PRODUCTION_GROUP=pro
 export STEP_TIMEOUT=120 STAGING_LISTEN=127.0.0.1:0 PRODUCTION_LISTEN=127.0.0.1:0
 unset GITHUB_STEP_SUMMARY
 MOTO_PID=""
+BUILDER_PID=""
 PASSED=0
 FAILED=0
 cleanup() {
@@ -43,7 +53,9 @@ cleanup() {
     for g in "$STAGING_GROUP" "$PRODUCTION_GROUP"; do
         timeout 60 "$KILN_ROLL" down --group "$g" >/dev/null 2>&1 || true
     done
-    if [ -n "$MOTO_PID" ]; then kill -9 "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; fi
+    for p in "$BUILDER_PID" "$MOTO_PID"; do
+        if [ -n "$p" ]; then kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; fi
+    done
     rm -rf "$T"
     echo "ci/test: $PASSED passed, $FAILED failed" >&2
     exit "$rc"
@@ -174,4 +186,55 @@ expect_out rebake-aws "rebake due"
 expect_out rebake-aws "FAILED at 'check'"
 expect_out rebake-aws "group $STAGING_GROUP does not exist"
 pass "ci/rebake on moto: due, stops before baking when the groups do not exist"
+
+# 7. a real bake on moto, then the release pipeline and the rollback there
+"$MOTO_BUILDER" "$AWS_ENDPOINT_URL" 2>"$T/moto-builder.log" &
+BUILDER_PID=$!
+RC=0
+timeout 300 "$KILN_BAKE" --backend aws build "$IMAGE" --json >"$T/bake-aws.json" 2>"$T/bake-aws.err" || RC=$?
+[ "$RC" = 0 ] || { cat "$T/bake-aws.err" "$T/moto-builder.log" >&2; fail "bake build on moto: exit $RC"; }
+A1="$(jq -r .image "$T/bake-aws.json")"
+{ [[ "$A1" == ami-* ]] && jq -e '.found == false and .launched == 1 and .copies == []' "$T/bake-aws.json" >/dev/null; } \
+    || fail "bake build on moto: $(cat "$T/bake-aws.json")"
+grep -q "exit 0" "$T/moto-builder.log" || fail "bake build on moto: no builder ran the install script"
+RC=0
+timeout 120 "$KILN_BAKE" --backend aws check "$IMAGE" --json >"$T/check.json" 2>"$T/check.err" || RC=$?
+[ "$RC" = 0 ] || { cat "$T/check.err" >&2; fail "bake check on moto after the bake: exit $RC, wanted 0"; }
+pass "bake build --backend aws on moto: $A1 (the install script ran in a builder), then bake check: up to date"
+
+# The groups, made by roll up (as Terraform would), on A1.
+# (moto picks the service by the credential scope of the Authorization header.)
+curl -fsS -X POST -d "Action=DescribeSubnets&Version=2016-11-15" "$AWS_ENDPOINT_URL/" \
+    -H "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/$AWS_REGION/ec2/aws4_request, SignedHeaders=host, Signature=0" \
+    >"$T/subnets.xml" || fail "DescribeSubnets on moto failed"
+subnets="$(grep -o 'subnet-[0-9a-f]*' "$T/subnets.xml" | sort -u | sed -n 1,2p | paste -sd, -)"
+[ -n "$subnets" ] || fail "no subnets in moto's default VPC: $(head -c 300 "$T/subnets.xml")"
+export KILN_ROLL_CONFIG="$T/roll.toml" KILN_ROLL_POLL=200ms
+for g in "$STAGING_GROUP" "$PRODUCTION_GROUP"; do
+    RC=0
+    timeout 180 "$KILN_ROLL" --backend aws up --group "$g" --image "$A1" --size 1 --subnets "$subnets" \
+        --health-interval 6s --health-timeout 5s --deregistration-delay 5s --write-config --timeout 120s >/dev/null 2>"$T/up-$g.err" || RC=$?
+    [ "$RC" = 0 ] || { cat "$T/up-$g.err" >&2; fail "roll up --backend aws $g: exit $RC"; }
+done
+awsc() { KILN_BACKEND=aws current "$1"; }
+[ "$(awsc "$PRODUCTION_GROUP")" = "$A1" ] \
+    || fail "roll up on moto: production does not run $A1: $(KILN_BACKEND=aws "$KILN_ROLL" status --group "$PRODUCTION_GROUP" --json 2>&1)"
+pass "roll up --backend aws on moto: $STAGING_GROUP and $PRODUCTION_GROUP run $A1"
+
+echo "# ci/test: release 2" >>"$(dirname "$IMAGE")/searchd.env"
+KILN_BACKEND=aws run release-aws ci/release
+expect_rc release-aws 0
+expect_out release-aws "release: released"
+A2="$(awsc "$PRODUCTION_GROUP")"
+{ [[ "$A2" == ami-* ]] && [ "$A2" != "$A1" ] && [ "$(awsc "$STAGING_GROUP")" = "$A2" ]; } \
+    || { show_err release-aws; fail "ci/release on moto: production runs '$A2', staging '$(awsc "$STAGING_GROUP")'"; }
+[ "$(jq -r .strategy "$REPORT_DIR/release-$PRODUCTION_GROUP.json")" = blue-green ] || fail "ci/release on moto: no blue/green report"
+pass "ci/release on moto: baked $A2, staging then production rolled blue/green"
+
+KILN_BACKEND=aws run rollback-aws ci/rollback
+expect_rc rollback-aws 0
+expect_out rollback-aws "rolled back"
+[ "$(awsc "$PRODUCTION_GROUP")" = "$A1" ] || { show_err rollback-aws; fail "ci/rollback on moto: production is not back on $A1"; }
+[ "$(awsc "$STAGING_GROUP")" = "$A2" ] || fail "ci/rollback on moto: staging moved"
+pass "ci/rollback on moto: production back on $A1"
 log "done in $(( $(date +%s) - START )) s"
