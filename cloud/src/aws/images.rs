@@ -18,7 +18,9 @@ use aws_sdk_ec2::types::{
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::error::{is_gone, sdk_error};
-use super::sdk::{Ctx, ec2_tags, manifest_key, run_tags, s3_tagging, tag_spec, tags_from_ec2};
+use super::sdk::{
+    Ctx, all_pages, ec2_tags, manifest_key, run_tags, s3_tagging, tag_spec, tags_from_ec2,
+};
 use crate::error::{CloudError, Result};
 use crate::ids::{AccountId, ImageId, InstanceId, Region, Tags, tags};
 use crate::images::{
@@ -82,20 +84,22 @@ impl AwsImages {
     /// Self-owned images matching `filters`, newest first.
     async fn find(&self, filters: Vec<Filter>, what: &str) -> Result<Vec<ImageInfo>> {
         let ctx = &self.ctx;
-        let out = ctx
-            .ec2
-            .describe_images()
-            .owners("self")
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeImages", format!("{what} {}", ctx.place()), e))?;
-        let mut found: Vec<ImageInfo> = out
-            .images
-            .unwrap_or_default()
-            .iter()
-            .map(|i| info(i, &ctx.region))
-            .collect();
+        let images = all_pages("DescribeImages", |token| {
+            let req = ctx
+                .ec2
+                .describe_images()
+                .owners("self")
+                .set_filters(Some(filters.clone()))
+                .max_results(1000)
+                .set_next_token(token);
+            async move {
+                let out = req.send().await?;
+                Ok((out.images.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await
+        .map_err(|e| sdk_error("DescribeImages", format!("{what} {}", ctx.place()), e))?;
+        let mut found: Vec<ImageInfo> = images.iter().map(|i| info(i, &ctx.region)).collect();
         newest_first(&mut found);
         Ok(found)
     }

@@ -37,13 +37,13 @@ use super::KEY_PREFIX;
 use super::builders::AwsBuilders;
 use super::error::{is_gone, sdk_error};
 use super::images::{AwsImages, MANIFEST_TAG, snapshot_ids};
-use super::sdk::{Ctx, tags_from_ec2};
-use crate::time::parse_rfc3339;
+use super::sdk::{Ctx, all_pages, tags_from_ec2};
 use crate::error::{CloudError, Result};
 use crate::ids::{ImageId, Region, RunId, Tags, tags};
 use crate::images::{BakeState, Images, copy_regions};
 use crate::sweep::{Janitor, Leftover, ResourceKind};
 use crate::time::now_unix;
+use crate::time::parse_rfc3339;
 
 pub(crate) struct AwsJanitor {
     ctx: Arc<Ctx>,
@@ -69,29 +69,39 @@ impl AwsJanitor {
         ec2: &aws_sdk_ec2::Client,
         region: &Region,
     ) -> Result<(Vec<Image>, Vec<Snapshot>)> {
-        let images = ec2
-            .describe_images()
-            .owners("self")
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeImages", format!("owned by self in {region}"), e))?
-            .images
-            .unwrap_or_default();
-        let snapshots = ec2
-            .describe_snapshots()
-            .owner_ids("self")
-            .filters(Self::run_filter())
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    "DescribeSnapshots",
-                    format!("tagged {} in {region}", tags::RUN),
-                    e,
-                )
-            })?
-            .snapshots
-            .unwrap_or_default();
+        let images = all_pages("DescribeImages", |token| {
+            let req = ec2
+                .describe_images()
+                .owners("self")
+                .max_results(1000)
+                .set_next_token(token);
+            async move {
+                let out = req.send().await?;
+                Ok((out.images.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await
+        .map_err(|e| sdk_error("DescribeImages", format!("owned by self in {region}"), e))?;
+        let snapshots = all_pages("DescribeSnapshots", |token| {
+            let req = ec2
+                .describe_snapshots()
+                .owner_ids("self")
+                .filters(Self::run_filter())
+                .max_results(1000)
+                .set_next_token(token);
+            async move {
+                let out = req.send().await?;
+                Ok((out.snapshots.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await
+        .map_err(|e| {
+            sdk_error(
+                "DescribeSnapshots",
+                format!("tagged {} in {region}", tags::RUN),
+                e,
+            )
+        })?;
         Ok((images, snapshots))
     }
 }
@@ -238,29 +248,36 @@ impl Janitor for AwsJanitor {
         let mut found: Vec<Found> = Vec::new();
 
         // Builders that are not terminated yet.
-        let out = ctx
-            .ec2
-            .describe_instances()
-            .filters(Self::run_filter())
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    "DescribeInstances",
-                    format!("tagged {} {place}", tags::RUN),
-                    e,
+        let reservations = all_pages("DescribeInstances", |token| {
+            let req = ctx
+                .ec2
+                .describe_instances()
+                .filters(Self::run_filter())
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("pending")
+                        .values("running")
+                        .values("stopping")
+                        .values("stopped")
+                        .build(),
                 )
-            })?;
-        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+                .max_results(1000)
+                .set_next_token(token);
+            async move {
+                let out = req.send().await?;
+                Ok((out.reservations.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await
+        .map_err(|e| {
+            sdk_error(
+                "DescribeInstances",
+                format!("tagged {} {place}", tags::RUN),
+                e,
+            )
+        })?;
+        for i in reservations.iter().flat_map(|r| r.instances()) {
             let t = tags_from_ec2(i.tags());
             found.push(Found {
                 kind: ResourceKind::Instance,
@@ -272,20 +289,27 @@ impl Janitor for AwsJanitor {
             });
         }
 
-        let out = ctx
-            .ec2
-            .describe_security_groups()
-            .filters(Self::run_filter())
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    "DescribeSecurityGroups",
-                    format!("tagged {} {place}", tags::RUN),
-                    e,
-                )
-            })?;
-        for g in out.security_groups() {
+        let groups = all_pages("DescribeSecurityGroups", |token| {
+            let req = ctx
+                .ec2
+                .describe_security_groups()
+                .filters(Self::run_filter())
+                .max_results(1000)
+                .set_next_token(token);
+            async move {
+                let out = req.send().await?;
+                Ok((out.security_groups.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await
+        .map_err(|e| {
+            sdk_error(
+                "DescribeSecurityGroups",
+                format!("tagged {} {place}", tags::RUN),
+                e,
+            )
+        })?;
+        for g in &groups {
             let t = tags_from_ec2(g.tags());
             found.push(Found {
                 kind: ResourceKind::SecurityGroup,

@@ -243,6 +243,36 @@ impl Ctx {
 }
 
 /// Key of a run's scratch object (`payload.tar.zst`, `result`).
+/// Pages a Describe call through to the end: `page(token)` sends one
+/// request and answers its items and the next token. Bounded (a token
+/// that repeats, or more than [`MAX_PAGES`] pages, ends it with what was
+/// read and a warning), so a misbehaving endpoint cannot loop forever.
+pub async fn all_pages<T, E, F, Fut>(what: &str, mut page: F) -> std::result::Result<Vec<T>, E>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(Vec<T>, Option<String>), E>>,
+{
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let (items, next) = page(token.clone()).await?;
+        all.extend(items);
+        match next.filter(|t| !t.is_empty()) {
+            Some(t) if Some(&t) == token.as_ref() => {
+                tracing::warn!("{what}: the same page token twice; stopping");
+                return Ok(all);
+            }
+            Some(t) => token = Some(t),
+            None => return Ok(all),
+        }
+    }
+    tracing::warn!("{what}: more than {MAX_PAGES} pages; stopping");
+    Ok(all)
+}
+
+/// See [`all_pages`].
+pub const MAX_PAGES: usize = 1000;
+
 pub fn run_key(run: &RunId, name: &str) -> String {
     format!("{KEY_PREFIX}runs/{run}/{name}")
 }

@@ -484,6 +484,14 @@ fn binding(code: &str, name: &str, pos: usize) -> Option<Binding> {
         let methods = segs[k..].iter().map(|s| s.name.clone()).collect();
         return Some(Binding::Request(service, op, methods));
     }
+    // `let req = ec2.describe_images()…` with `ec2` a client: a request.
+    if let (Some(r), Some(first)) = (&root, segs.first())
+        && first.call
+        && let Some(Binding::Client(service)) = binding(code, r, at)
+    {
+        let methods = segs.iter().map(|s| s.name.clone()).collect();
+        return Some(Binding::Request(service, first.name.clone(), methods));
+    }
     // `&self.ctx.autoscaling`, `ctx.ec2_in(region)`: the chain ends at a
     // client.
     match segs.last() {
