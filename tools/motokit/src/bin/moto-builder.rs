@@ -32,7 +32,10 @@ fn main() {
         let handled = emulator.handled();
         for h in handled.iter().skip(seen) {
             match h.status {
-                Some(code) => eprintln!("moto-builder: {} ran its user-data: exit {code}", h.instance),
+                Some(code) => eprintln!(
+                    "moto-builder: {} ran its user-data: exit {code}",
+                    h.instance
+                ),
                 None => eprintln!("moto-builder: {} held", h.instance),
             }
         }
