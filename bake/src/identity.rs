@@ -78,7 +78,7 @@ pub fn canonical(base_id: &str, files: &[InputFile], recipe: &Recipe) -> String 
 }
 
 pub fn digest(canonical: &str) -> String {
-    cloud::local::pack::hex(&Sha256::digest(canonical.as_bytes()))
+    kiln_common::hex(&Sha256::digest(canonical.as_bytes()))
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ pub fn write(entries: &[Entry], out: &Path) -> io::Result<(String, u64)> {
     }
     let mut w = tar.into_inner()?.finish()?;
     w.flush()?;
-    let sha = cloud::local::pack::hex(&w.hash.clone().finalize());
+    let sha = kiln_common::hex(&w.hash.clone().finalize());
     let bytes = w.bytes;
     w.inner
         .into_inner()

@@ -18,7 +18,6 @@
 //! knows all of the run's files are garbage.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CloudError, Result};
@@ -229,36 +228,12 @@ fn open_lock_file(path: &Path) -> Result<File> {
         .map_err(|e| CloudError::io("open", path, e))
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, fsyncs, renames it into
-/// place and fsyncs the directory, so readers see the old file or the new
-/// one, never a torn one.
+/// [`kiln_common::write_atomically`], with kiln's error.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(dir);
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| CloudError::io("write", path, e))
+    kiln_common::write_atomically(path, bytes).map_err(|e| CloudError::io("write", path, e))
 }
 
-/// Persists a rename; not every file system supports syncing a directory.
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
+pub use kiln_common::sync_dir;
 
 #[cfg(test)]
 mod tests {

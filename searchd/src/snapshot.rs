@@ -21,7 +21,6 @@
 //! list number whose words are stored inline, so opening needs no lookups.
 
 use std::fs::File;
-use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -407,34 +406,7 @@ fn align8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, fsyncs, and renames it
-/// into place, so readers see the old file or the whole new one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = File::open(dir) {
-            // Persist the rename; not every filesystem supports this.
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use kiln_common::write_atomically;
 
 /// Little-endian u32 array view over a section.
 #[derive(Clone, Debug)]

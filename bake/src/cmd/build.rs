@@ -579,7 +579,7 @@ pub(crate) fn gather(r: &Recipe, tmp: &Path) -> Result<Inputs, BakeError> {
         }
     };
     let hash = |p: &Path| {
-        cloud::local::pack::sha256_file(p)
+        kiln_common::sha256_file(p)
             .map(|(h, _)| h)
             .map_err(|e| BakeError::io("cannot read", p, e))
     };

@@ -62,15 +62,16 @@ pub struct Global {
         value_name = "DIR"
     )]
     pub state_dir: PathBuf,
-    /// Which cloud to bake in.
+    /// Which cloud to bake in (only the backends built into this bake
+    /// are accepted).
     #[arg(
         long,
         global = true,
         env = "KILN_BACKEND",
         default_value = "local",
-        value_parser = ["local", "aws"]
+        value_enum
     )]
-    pub backend: String,
+    pub backend: Backend,
     /// aws: the S3 bucket for payloads, builder reports and image manifests.
     #[arg(long, global = true, env = "KILN_AWS_BUCKET", value_name = "BUCKET")]
     pub aws_bucket: Option<String>,
@@ -88,6 +89,17 @@ pub struct Global {
         value_name = "FILTER"
     )]
     pub log: String,
+}
+
+/// The backends this bake was built with: a build without the `aws`
+/// feature refuses `--backend aws` when parsing flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Images, builders and instances as processes and files here.
+    Local,
+    /// EC2, S3 and SSM.
+    #[cfg(feature = "aws")]
+    Aws,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,15 +136,15 @@ pub enum Command {
 /// Opens the state dir and the backend.
 pub async fn open(global: &Global) -> Result<(StateDir, Cloud), BakeError> {
     let state = StateDir::open(&global.state_dir)?;
-    match global.backend.as_str() {
-        "local" => {
+    match global.backend {
+        Backend::Local => {
             let cloud = Cloud::local(&state);
             Ok((state, cloud))
         }
         // Region, endpoint and credentials from the SDK's usual sources
         // (AWS_REGION, AWS_ENDPOINT_URL, profiles, roles).
         #[cfg(feature = "aws")]
-        "aws" => {
+        Backend::Aws => {
             let opts = cloud::aws::AwsOptions {
                 bucket: global.aws_bucket.clone().filter(|b| !b.is_empty()),
                 create_bucket: global.aws_create_bucket,
@@ -141,9 +153,6 @@ pub async fn open(global: &Global) -> Result<(StateDir, Cloud), BakeError> {
             let (cloud, _calls) = cloud::aws::connect(opts).await?;
             Ok((state, cloud))
         }
-        other => Err(BakeError::Usage(format!(
-            "the {other} backend is not built into this bake"
-        ))),
     }
 }
 
@@ -217,38 +226,25 @@ pub fn write_stdout(text: &str) -> Result<(), BakeError> {
     }
 }
 
-/// `30s`, `10m`, `2h`, `7d`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
-    };
-    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
-}
+pub use kiln_common::parse_duration;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("2w").is_err());
-        assert!(parse_duration("h").is_err());
+    fn only_the_backends_built_in_parse() {
+        let c = Cli::try_parse_from(["bake", "--backend", "local", "list"]).unwrap();
+        assert_eq!(c.global.backend, Backend::Local);
+        let aws = Cli::try_parse_from(["bake", "--backend", "aws", "list"]);
+        #[cfg(feature = "aws")]
+        assert_eq!(aws.unwrap().global.backend, Backend::Aws);
+        #[cfg(not(feature = "aws"))]
+        assert!(
+            aws.unwrap_err().to_string().contains("invalid value 'aws'"),
+            "a local-only bake refuses aws while parsing"
+        );
+        assert!(Cli::try_parse_from(["bake", "--backend", "gcp", "list"]).is_err());
     }
 
     #[test]

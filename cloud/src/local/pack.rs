@@ -19,26 +19,7 @@ use sha2::{Digest, Sha256};
 
 pub const ZSTD_LEVEL: i32 = 3;
 
-/// Hex sha256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = BufReader::new(File::open(path)?);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        n += k as u64;
-        h.update(&buf[..k]);
-    }
-    Ok((hex(&h.finalize()), n))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use kiln_common::{hex, sha256_file};
 
 /// A writer that hashes and counts what passes through it.
 struct Hashing<W> {

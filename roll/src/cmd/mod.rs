@@ -160,29 +160,7 @@ pub struct GateArgs {
     pub json: bool,
 }
 
-/// `500ms`, `10s`, `5m`, `1h`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a duration like 500ms, 10s, 5m or 1h"))?;
-    if !v.is_finite() || v < 0.0 || v * scale > 365.0 * 86_400.0 {
-        return Err(format!("{s:?}: out of range"));
-    }
-    Ok(Duration::from_secs_f64(v * scale))
-}
+pub use kiln_common::parse_duration;
 
 /// `50%` or `50` (percent, 0..=100).
 pub fn parse_percent(s: &str) -> Result<u32, String> {
