@@ -60,6 +60,212 @@ impl AwsJanitor {
         }
     }
 
+    /// Builders not terminated yet, their security groups and key pairs
+    /// (the configured region).
+    async fn builders(&self) -> Result<Vec<Found>> {
+        let ctx = &self.ctx;
+        let place = ctx.place();
+        let mut found: Vec<Found> = Vec::new();
+        let reservations = all_pages("DescribeInstances", |token| {
+            let req = ctx
+                .ec2
+                .describe_instances()
+                .filters(Self::run_filter())
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("pending")
+                        .values("running")
+                        .values("stopping")
+                        .values("stopped")
+                        .build(),
+                )
+                .max_results(1000)
+                .set_next_token(token);
+            async move {
+                let out = req.send().await?;
+                Ok((out.reservations.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await
+        .map_err(|e| {
+            sdk_error(
+                "DescribeInstances",
+                format!("tagged {} {place}", tags::RUN),
+                e,
+            )
+        })?;
+        for i in reservations.iter().flat_map(|r| r.instances()) {
+            let t = tags_from_ec2(i.tags());
+            found.push(Found {
+                kind: ResourceKind::Instance,
+                id: i.instance_id().unwrap_or_default().to_owned(),
+                run: run_of(&t),
+                created: created_of(&t)
+                    .or_else(|| i.launch_time().and_then(|d| u64::try_from(d.secs()).ok())),
+                region: None,
+            });
+        }
+
+        let groups = all_pages("DescribeSecurityGroups", |token| {
+            let req = ctx
+                .ec2
+                .describe_security_groups()
+                .filters(Self::run_filter())
+                .max_results(1000)
+                .set_next_token(token);
+            async move {
+                let out = req.send().await?;
+                Ok((out.security_groups.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await
+        .map_err(|e| {
+            sdk_error(
+                "DescribeSecurityGroups",
+                format!("tagged {} {place}", tags::RUN),
+                e,
+            )
+        })?;
+        for g in &groups {
+            let t = tags_from_ec2(g.tags());
+            found.push(Found {
+                kind: ResourceKind::SecurityGroup,
+                id: g.group_id().unwrap_or_default().to_owned(),
+                run: run_of(&t),
+                created: created_of(&t),
+                region: None,
+            });
+        }
+
+        let out = ctx
+            .ec2
+            .describe_key_pairs()
+            .filters(Self::run_filter())
+            .send()
+            .await
+            .map_err(|e| {
+                sdk_error(
+                    "DescribeKeyPairs",
+                    format!("tagged {} {place}", tags::RUN),
+                    e,
+                )
+            })?;
+        for k in out.key_pairs() {
+            let t = tags_from_ec2(k.tags());
+            found.push(Found {
+                kind: ResourceKind::KeyPair,
+                id: k
+                    .key_pair_id()
+                    .or(k.key_name())
+                    .unwrap_or_default()
+                    .to_owned(),
+                run: run_of(&t),
+                created: created_of(&t)
+                    .or_else(|| k.create_time().and_then(|d| u64::try_from(d.secs()).ok())),
+                region: None,
+            });
+        }
+
+        Ok(found)
+    }
+
+    /// Images and snapshots in the other regions: those asked for (an
+    /// error there is gc's) and those `named` by dead runs' images (an
+    /// error there holds the runs naming it, in `runs.hold`).
+    async fn elsewhere<'r>(
+        &self,
+        named: &'r BTreeMap<Region, BTreeSet<RunId>>,
+        regions: &'r [Region],
+        runs: &mut Runs,
+    ) -> Result<Vec<(&'r Region, (Vec<Image>, Vec<Snapshot>))>> {
+        let ctx = &self.ctx;
+        let mut elsewhere: BTreeMap<&Region, Option<&BTreeSet<RunId>>> = BTreeMap::new();
+        for (r, rs) in named {
+            elsewhere.insert(r, Some(rs));
+        }
+        for r in regions {
+            elsewhere.insert(r, None);
+        }
+        elsewhere.remove(&ctx.region);
+        let mut scanned = Vec::new();
+        for (region, naming) in elsewhere {
+            match Self::images_and_snapshots(&ctx.ec2_in(region), region).await {
+                Ok(v) => scanned.push((region, v)),
+                Err(e) => match naming {
+                    None => return Err(e),
+                    Some(rs) => {
+                        tracing::warn!(
+                            "cannot look for image copies in {region} ({e}); keeping the images of {} for a later gc",
+                            rs.iter().map(RunId::as_str).collect::<Vec<_>>().join(", ")
+                        );
+                        runs.hold.extend(rs.iter().cloned());
+                    }
+                },
+            }
+        }
+
+        Ok(scanned)
+    }
+
+    /// S3: run scratch objects, and manifests no kept image points to.
+    async fn objects(&self, kept_manifests: &BTreeSet<String>) -> Result<Vec<Found>> {
+        let ctx = &self.ctx;
+        let mut found = Vec::new();
+        if let Some(bucket) = ctx.bucket.as_deref() {
+            let mut token = None;
+            loop {
+                let out = ctx
+                    .s3
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(KEY_PREFIX)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await;
+                let out = match out {
+                    Ok(o) => o,
+                    // No bucket, nothing in it.
+                    Err(e) if is_gone(&e) => break,
+                    Err(e) => {
+                        return Err(sdk_error(
+                            "ListObjectsV2",
+                            format!("s3://{bucket}/{KEY_PREFIX}"),
+                            e,
+                        ));
+                    }
+                };
+                for o in out.contents() {
+                    let Some(key) = o.key() else { continue };
+                    let rest = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
+                    let run = if let Some(r) = rest.strip_prefix("runs/") {
+                        r.split('/').next().map(RunId::from)
+                    } else if rest.starts_with("images/") {
+                        if kept_manifests.contains(&format!("s3://{bucket}/{key}")) {
+                            continue;
+                        }
+                        None
+                    } else {
+                        continue;
+                    };
+                    found.push(Found {
+                        kind: ResourceKind::Object,
+                        id: key.to_owned(),
+                        run,
+                        created: o.last_modified().and_then(|d| u64::try_from(d.secs()).ok()),
+                        region: None,
+                    });
+                }
+                match out.next_continuation_token() {
+                    Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                    _ => break,
+                }
+            }
+        }
+
+        Ok(found)
+    }
+
     fn run_filter() -> Filter {
         Filter::builder().name("tag-key").values(tags::RUN).build()
     }
@@ -216,6 +422,93 @@ fn classify(
     found
 }
 
+/// Pure: what the listed builders, groups and this region's images say
+/// about runs, and the regions dead runs' copies went to (runs younger
+/// than `older_than` left out).
+fn runs_from(
+    found: &[Found],
+    images: &[Image],
+    now: u64,
+    older_than: Duration,
+) -> (Runs, BTreeMap<Region, BTreeSet<RunId>>) {
+    // Runs that visibly did not finish.
+    let mut runs = Runs {
+        unfinished: found
+            .iter()
+            .filter(|f| matches!(f.kind, ResourceKind::Instance | ResourceKind::SecurityGroup))
+            .filter_map(|f| f.run.clone())
+            .collect(),
+        ..Runs::default()
+    };
+
+    let mut named: BTreeMap<Region, BTreeSet<RunId>> = BTreeMap::new();
+    for img in images {
+        let t = tags_from_ec2(img.tags());
+        let Some(run) = run_of(&t) else { continue };
+        match BakeState::of(&t) {
+            BakeState::Baking => {
+                let created = img
+                    .creation_date()
+                    .and_then(parse_rfc3339)
+                    .or_else(|| created_of(&t));
+                let oldest = runs.baking.entry(run.clone()).or_insert(created);
+                *oldest = match (*oldest, created) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                };
+                for r in copy_regions(&t) {
+                    named.entry(r).or_default().insert(run.clone());
+                }
+            }
+            BakeState::Complete => {
+                runs.complete.insert(run);
+            }
+            BakeState::Unmarked => {}
+        }
+    }
+    // Only a dead run's copies are leftovers: skip regions that only
+    // live runs name.
+    named.retain(|_, rs| {
+        rs.retain(|r| age(now, runs.created(Some(r), None)) >= older_than);
+        !rs.is_empty()
+    });
+
+    (runs, named)
+}
+
+/// Pure: the leftovers old enough, in removal order: instances before
+/// their groups, copies before the images they were made from (which name
+/// their regions), images before their snapshots, objects last.
+fn finish(mut found: Vec<Found>, runs: &Runs, now: u64, older_than: Duration) -> Vec<Leftover> {
+    let rank = |f: &Found| match f.kind {
+        ResourceKind::Instance => 0,
+        ResourceKind::Image if f.region.is_some() => 1,
+        ResourceKind::Image => 2,
+        ResourceKind::Snapshot => 3,
+        ResourceKind::SecurityGroup => 4,
+        ResourceKind::KeyPair => 5,
+        _ => 6,
+    };
+    found.sort_by(|a, b| {
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| a.region.cmp(&b.region))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    found
+        .into_iter()
+        .filter(|f| !f.id.is_empty())
+        .map(|f| Leftover {
+            age: age(now, runs.created(f.run.as_ref(), f.created)),
+            kind: f.kind,
+            id: f.id,
+            run: f.run,
+            region: f.region,
+        })
+        .filter(|l| l.age >= older_than)
+        .collect()
+}
+
 struct Found {
     kind: ResourceKind,
     id: String,
@@ -241,186 +534,18 @@ fn run_of(t: &Tags) -> Option<RunId> {
 
 #[async_trait]
 impl Janitor for AwsJanitor {
+    /// Lists (builders, their groups and key pairs; images and snapshots
+    /// here and wherever a dead run's copies went; S3 objects), then
+    /// decides with the pure [`runs_from`], [`classify`] and [`finish`].
     async fn leftovers(&self, older_than: Duration, regions: &[Region]) -> Result<Vec<Leftover>> {
         let ctx = &self.ctx;
-        let place = ctx.place();
         let now = now_unix();
-        let mut found: Vec<Found> = Vec::new();
-
-        // Builders that are not terminated yet.
-        let reservations = all_pages("DescribeInstances", |token| {
-            let req = ctx
-                .ec2
-                .describe_instances()
-                .filters(Self::run_filter())
-                .filters(
-                    Filter::builder()
-                        .name("instance-state-name")
-                        .values("pending")
-                        .values("running")
-                        .values("stopping")
-                        .values("stopped")
-                        .build(),
-                )
-                .max_results(1000)
-                .set_next_token(token);
-            async move {
-                let out = req.send().await?;
-                Ok((out.reservations.unwrap_or_default(), out.next_token))
-            }
-        })
-        .await
-        .map_err(|e| {
-            sdk_error(
-                "DescribeInstances",
-                format!("tagged {} {place}", tags::RUN),
-                e,
-            )
-        })?;
-        for i in reservations.iter().flat_map(|r| r.instances()) {
-            let t = tags_from_ec2(i.tags());
-            found.push(Found {
-                kind: ResourceKind::Instance,
-                id: i.instance_id().unwrap_or_default().to_owned(),
-                run: run_of(&t),
-                created: created_of(&t)
-                    .or_else(|| i.launch_time().and_then(|d| u64::try_from(d.secs()).ok())),
-                region: None,
-            });
-        }
-
-        let groups = all_pages("DescribeSecurityGroups", |token| {
-            let req = ctx
-                .ec2
-                .describe_security_groups()
-                .filters(Self::run_filter())
-                .max_results(1000)
-                .set_next_token(token);
-            async move {
-                let out = req.send().await?;
-                Ok((out.security_groups.unwrap_or_default(), out.next_token))
-            }
-        })
-        .await
-        .map_err(|e| {
-            sdk_error(
-                "DescribeSecurityGroups",
-                format!("tagged {} {place}", tags::RUN),
-                e,
-            )
-        })?;
-        for g in &groups {
-            let t = tags_from_ec2(g.tags());
-            found.push(Found {
-                kind: ResourceKind::SecurityGroup,
-                id: g.group_id().unwrap_or_default().to_owned(),
-                run: run_of(&t),
-                created: created_of(&t),
-                region: None,
-            });
-        }
-
-        let out = ctx
-            .ec2
-            .describe_key_pairs()
-            .filters(Self::run_filter())
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    "DescribeKeyPairs",
-                    format!("tagged {} {place}", tags::RUN),
-                    e,
-                )
-            })?;
-        for k in out.key_pairs() {
-            let t = tags_from_ec2(k.tags());
-            found.push(Found {
-                kind: ResourceKind::KeyPair,
-                id: k
-                    .key_pair_id()
-                    .or(k.key_name())
-                    .unwrap_or_default()
-                    .to_owned(),
-                run: run_of(&t),
-                created: created_of(&t)
-                    .or_else(|| k.create_time().and_then(|d| u64::try_from(d.secs()).ok())),
-                region: None,
-            });
-        }
-
-        // Runs that visibly did not finish.
-        let mut runs = Runs {
-            unfinished: found
-                .iter()
-                .filter(|f| matches!(f.kind, ResourceKind::Instance | ResourceKind::SecurityGroup))
-                .filter_map(|f| f.run.clone())
-                .collect(),
-            ..Runs::default()
-        };
-
+        let mut found = self.builders().await?;
         // Images here date the runs that did not finish publishing and name
         // the regions their copies went to; so look here first.
         let (images, snapshots) = Self::images_and_snapshots(&ctx.ec2, &ctx.region).await?;
-        let mut named: BTreeMap<Region, BTreeSet<RunId>> = BTreeMap::new();
-        for img in &images {
-            let t = tags_from_ec2(img.tags());
-            let Some(run) = run_of(&t) else { continue };
-            match BakeState::of(&t) {
-                BakeState::Baking => {
-                    let created = img
-                        .creation_date()
-                        .and_then(parse_rfc3339)
-                        .or_else(|| created_of(&t));
-                    let oldest = runs.baking.entry(run.clone()).or_insert(created);
-                    *oldest = match (*oldest, created) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        _ => None,
-                    };
-                    for r in copy_regions(&t) {
-                        named.entry(r).or_default().insert(run.clone());
-                    }
-                }
-                BakeState::Complete => {
-                    runs.complete.insert(run);
-                }
-                BakeState::Unmarked => {}
-            }
-        }
-        // Only a dead run's copies are leftovers: skip regions that only
-        // live runs name.
-        named.retain(|_, rs| {
-            rs.retain(|r| age(now, runs.created(Some(r), None)) >= older_than);
-            !rs.is_empty()
-        });
-
-        // The other regions: those asked for (an error there is gc's), and
-        // those the tags name (an error there holds the runs naming it).
-        let mut elsewhere: BTreeMap<&Region, Option<&BTreeSet<RunId>>> = BTreeMap::new();
-        for (r, rs) in &named {
-            elsewhere.insert(r, Some(rs));
-        }
-        for r in regions {
-            elsewhere.insert(r, None);
-        }
-        elsewhere.remove(&ctx.region);
-        let mut scanned = Vec::new();
-        for (region, naming) in elsewhere {
-            match Self::images_and_snapshots(&ctx.ec2_in(region), region).await {
-                Ok(v) => scanned.push((region, v)),
-                Err(e) => match naming {
-                    None => return Err(e),
-                    Some(rs) => {
-                        tracing::warn!(
-                            "cannot look for image copies in {region} ({e}); keeping the images of {} for a later gc",
-                            rs.iter().map(RunId::as_str).collect::<Vec<_>>().join(", ")
-                        );
-                        runs.hold.extend(rs.iter().cloned());
-                    }
-                },
-            }
-        }
-
+        let (mut runs, named) = runs_from(&found, &images, now, older_than);
+        let scanned = self.elsewhere(&named, regions, &mut runs).await?;
         let mut kept_manifests = BTreeSet::new();
         found.extend(classify(
             &images,
@@ -442,89 +567,8 @@ impl Janitor for AwsJanitor {
                 &mut kept_manifests,
             ));
         }
-
-        // S3: run scratch objects, and manifests no image points to.
-        if let Some(bucket) = ctx.bucket.as_deref() {
-            let mut token = None;
-            loop {
-                let out = ctx
-                    .s3
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(KEY_PREFIX)
-                    .set_continuation_token(token.take())
-                    .send()
-                    .await;
-                let out = match out {
-                    Ok(o) => o,
-                    // No bucket, nothing in it.
-                    Err(e) if is_gone(&e) => break,
-                    Err(e) => {
-                        return Err(sdk_error(
-                            "ListObjectsV2",
-                            format!("s3://{bucket}/{KEY_PREFIX}"),
-                            e,
-                        ));
-                    }
-                };
-                for o in out.contents() {
-                    let Some(key) = o.key() else { continue };
-                    let rest = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
-                    let run = if let Some(r) = rest.strip_prefix("runs/") {
-                        r.split('/').next().map(RunId::from)
-                    } else if rest.starts_with("images/") {
-                        if kept_manifests.contains(&format!("s3://{bucket}/{key}")) {
-                            continue;
-                        }
-                        None
-                    } else {
-                        continue;
-                    };
-                    found.push(Found {
-                        kind: ResourceKind::Object,
-                        id: key.to_owned(),
-                        run,
-                        created: o.last_modified().and_then(|d| u64::try_from(d.secs()).ok()),
-                        region: None,
-                    });
-                }
-                match out.next_continuation_token() {
-                    Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                    _ => break,
-                }
-            }
-        }
-
-        // Removal order: instances before their groups, copies before the
-        // images they were made from (which name their regions), images
-        // before their snapshots, objects last.
-        let rank = |f: &Found| match f.kind {
-            ResourceKind::Instance => 0,
-            ResourceKind::Image if f.region.is_some() => 1,
-            ResourceKind::Image => 2,
-            ResourceKind::Snapshot => 3,
-            ResourceKind::SecurityGroup => 4,
-            ResourceKind::KeyPair => 5,
-            _ => 6,
-        };
-        found.sort_by(|a, b| {
-            rank(a)
-                .cmp(&rank(b))
-                .then_with(|| a.region.cmp(&b.region))
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        Ok(found
-            .into_iter()
-            .filter(|f| !f.id.is_empty())
-            .map(|f| Leftover {
-                age: age(now, runs.created(f.run.as_ref(), f.created)),
-                kind: f.kind,
-                id: f.id,
-                run: f.run,
-                region: f.region,
-            })
-            .filter(|l| l.age >= older_than)
-            .collect())
+        found.extend(self.objects(&kept_manifests).await?);
+        Ok(finish(found, &runs, now, older_than))
     }
 
     async fn remove(&self, item: &Leftover) -> Result<()> {
@@ -657,5 +701,110 @@ mod tests {
         assert_eq!(r.created(Some(&dead), None), Some(100));
         assert_eq!(r.created(Some(&RunId::from("other")), Some(500)), Some(500));
         assert_eq!(r.created(None, None), None);
+    }
+
+    fn image(id: &str, created: &str, t: &Tags) -> Image {
+        Image::builder()
+            .image_id(id)
+            .creation_date(created)
+            .set_tags(Some(crate::aws::sdk::ec2_tags(t)))
+            .build()
+    }
+
+    fn found(kind: ResourceKind, id: &str, run: Option<&str>, region: Option<&str>) -> Found {
+        Found {
+            kind,
+            id: id.into(),
+            run: run.map(RunId::from),
+            created: Some(0),
+            region: region.map(Region::from),
+        }
+    }
+
+    #[test]
+    fn runs_come_from_builders_and_images_and_only_dead_runs_name_regions() {
+        let now = 1_000_000;
+        let mut dead = t(Some("dead"), Some("baking"), true);
+        dead.insert(tags::COPIES.into(), "eu-west-1".into());
+        let mut young = t(Some("young"), Some("baking"), true);
+        young.insert(tags::COPIES.into(), "us-west-2".into());
+        let images = [
+            image("ami-1", "1970-01-01T00:01:40Z", &dead),
+            image("ami-2", &crate::time::rfc3339(now - 10), &young),
+            image(
+                "ami-3",
+                "1970-01-01T00:00:00Z",
+                &t(Some("done"), Some("complete"), true),
+            ),
+            image(
+                "ami-4",
+                "1970-01-01T00:00:00Z",
+                &t(None, Some("baking"), true),
+            ),
+        ];
+        let builders = [
+            found(ResourceKind::Instance, "i-1", Some("building"), None),
+            found(ResourceKind::KeyPair, "k-1", Some("keys-only"), None),
+        ];
+        let (runs, named) = runs_from(&builders, &images, now, Duration::from_secs(3600));
+        assert_eq!(runs.unfinished, [RunId::from("building")].into());
+        assert_eq!(runs.baking[&RunId::from("dead")], Some(100));
+        assert!(runs.baking.contains_key(&RunId::from("young")));
+        assert_eq!(runs.complete, [RunId::from("done")].into());
+        assert_eq!(
+            named,
+            [(Region::from("eu-west-1"), [RunId::from("dead")].into())].into(),
+            "the young run's copy region is not scanned yet"
+        );
+    }
+
+    #[test]
+    fn finish_orders_removals_and_drops_the_young() {
+        let runs = Runs {
+            baking: [
+                (RunId::from("young"), Some(990)),
+                (RunId::from("old"), Some(500)),
+            ]
+            .into(),
+            ..Runs::default()
+        };
+        let mut young = found(ResourceKind::Snapshot, "snap-young", Some("young"), None);
+        young.created = Some(950);
+        // Made late by a run that started long ago: the run dates it.
+        let mut dated = found(ResourceKind::Snapshot, "snap-dated", Some("old"), None);
+        dated.created = Some(995);
+        let list = vec![
+            found(ResourceKind::Object, "kiln/runs/r/x", Some("r"), None),
+            found(ResourceKind::SecurityGroup, "sg-1", Some("r"), None),
+            found(ResourceKind::Snapshot, "snap-1", Some("r"), None),
+            found(ResourceKind::Image, "ami-src", Some("r"), None),
+            found(
+                ResourceKind::Image,
+                "ami-copy",
+                Some("r"),
+                Some("eu-west-1"),
+            ),
+            found(ResourceKind::KeyPair, "key-1", Some("r"), None),
+            found(ResourceKind::Instance, "i-1", Some("r"), None),
+            found(ResourceKind::Instance, "", Some("r"), None),
+            young,
+            dated,
+        ];
+        let out = finish(list, &runs, 1000, Duration::from_secs(100));
+        let ids: Vec<&str> = out.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "i-1",
+                "ami-copy",
+                "ami-src",
+                "snap-1",
+                "snap-dated",
+                "sg-1",
+                "key-1",
+                "kiln/runs/r/x"
+            ]
+        );
+        assert_eq!(out[0].age, Duration::from_secs(1000));
     }
 }
