@@ -235,18 +235,7 @@ impl Recipe {
             }
         };
 
-        if raw.name.is_empty()
-            || raw.name.len() > 64
-            || !raw
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(field(
-                "name",
-                format!("{:?}: 1-64 characters from [A-Za-z0-9._-]", raw.name),
-            ));
-        }
+        check_name(&raw.name).map_err(|why| field("name", why))?;
 
         let base_local = match raw.base.local.as_deref() {
             None => None,
@@ -310,74 +299,10 @@ impl Recipe {
                 .unwrap_or(Path::new("install.sh"))),
         )?;
 
-        let b = raw.builder;
-        if let Some(t) = &b.instance_type {
-            let ok = t.split_once('.').is_some_and(|(f, s)| {
-                !f.is_empty()
-                    && !s.is_empty()
-                    && t.chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
-                    })
-            });
-            if !ok {
-                return Err(field(
-                    "builder.instance_type",
-                    format!("{t:?} is not an instance type like \"t3.small\""),
-                ));
-            }
-        }
-        if let Some(s) = &b.subnet
-            && !(s.starts_with("subnet-")
-                && s.len() > 7
-                && s[7..].chars().all(|c| c.is_ascii_hexdigit()))
-        {
-            return Err(field(
-                "builder.subnet",
-                format!("{s:?} is not a subnet id like \"subnet-0abc\""),
-            ));
-        }
-        let volume_gb = match b.volume_gb {
-            None => 8,
-            Some(v @ 1..=16384) => v as u32,
-            Some(v) => {
-                return Err(field(
-                    "builder.volume_gb",
-                    format!("{v} is not between 1 and 16384"),
-                ));
-            }
-        };
-
-        for (k, v) in &raw.tags {
-            let lower = k.to_ascii_lowercase();
-            if k.is_empty() || k.len() > 128 || v.len() > 256 {
-                return Err(field(
-                    &format!("tags.{k}"),
-                    "keys 1-128 characters, values up to 256".into(),
-                ));
-            }
-            if lower.starts_with("kiln:") || lower.starts_with("aws:") {
-                return Err(field(
-                    &format!("tags.{k}"),
-                    "the kiln: and aws: prefixes are reserved".into(),
-                ));
-            }
-        }
-        for r in &raw.publish.regions {
-            if !is_region(r) {
-                return Err(field(
-                    "publish.regions",
-                    format!("{r:?} is not a region like \"eu-west-1\""),
-                ));
-            }
-        }
-        for a in &raw.publish.share_accounts {
-            if a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit()) {
-                return Err(field(
-                    "publish.share_accounts",
-                    format!("{a:?} is not a 12-digit account id"),
-                ));
-            }
-        }
+        let builder =
+            builder(raw.builder).map_err(|(f, why)| field(&format!("builder.{f}"), why))?;
+        check_tags(&raw.tags).map_err(|(k, why)| field(&format!("tags.{k}"), why))?;
+        check_publish(&raw.publish).map_err(|(f, why)| field(&format!("publish.{f}"), why))?;
 
         let logs = match raw.logs {
             None => None,
@@ -394,11 +319,7 @@ impl Recipe {
             snapshot,
             config,
             install_script,
-            builder: cloud::BuilderSettings {
-                instance_type: b.instance_type,
-                subnet: b.subnet,
-                volume_gb,
-            },
+            builder,
             tags: raw.tags,
             regions: raw.publish.regions,
             share_accounts: raw.publish.share_accounts,
@@ -440,6 +361,94 @@ pub fn is_region(r: &str) -> bool {
 /// The most a CA file may hold: a bundle of a few certificates is a few
 /// KiB; anything near this is not a CA file.
 const MAX_CA_BYTES: u64 = 1 << 20;
+
+/// `name`: 1-64 characters from `[A-Za-z0-9._-]`.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?}: 1-64 characters from [A-Za-z0-9._-]"))
+    }
+}
+
+/// `[builder]`: an instance type like `t3.small`, a subnet id, 1-16384 GB.
+fn builder(b: RawBuilder) -> Result<cloud::BuilderSettings, (&'static str, String)> {
+    if let Some(t) = &b.instance_type {
+        let ok = t.split_once('.').is_some_and(|(f, s)| {
+            !f.is_empty()
+                && !s.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        });
+        if !ok {
+            return Err((
+                "instance_type",
+                format!("{t:?} is not an instance type like \"t3.small\""),
+            ));
+        }
+    }
+    if let Some(s) = &b.subnet
+        && !(s.starts_with("subnet-")
+            && s.len() > 7
+            && s[7..].chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err((
+            "subnet",
+            format!("{s:?} is not a subnet id like \"subnet-0abc\""),
+        ));
+    }
+    let volume_gb = match b.volume_gb {
+        None => 8,
+        Some(v @ 1..=16384) => v as u32,
+        Some(v) => return Err(("volume_gb", format!("{v} is not between 1 and 16384"))),
+    };
+    Ok(cloud::BuilderSettings {
+        instance_type: b.instance_type,
+        subnet: b.subnet,
+        volume_gb,
+    })
+}
+
+/// `[tags]`: keys 1-128 characters, values up to 256, no `kiln:` or
+/// `aws:` prefix. The error names the key.
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), (String, String)> {
+    for (k, v) in tags {
+        let lower = k.to_ascii_lowercase();
+        if k.is_empty() || k.len() > 128 || v.len() > 256 {
+            return Err((k.clone(), "keys 1-128 characters, values up to 256".into()));
+        }
+        if lower.starts_with("kiln:") || lower.starts_with("aws:") {
+            return Err((k.clone(), "the kiln: and aws: prefixes are reserved".into()));
+        }
+    }
+    Ok(())
+}
+
+/// `[publish]`: regions like `eu-west-1`, 12-digit account ids.
+fn check_publish(p: &RawPublish) -> Result<(), (&'static str, String)> {
+    if let Some(r) = p.regions.iter().find(|r| !is_region(r)) {
+        return Err((
+            "regions",
+            format!("{r:?} is not a region like \"eu-west-1\""),
+        ));
+    }
+    if let Some(a) = p
+        .share_accounts
+        .iter()
+        .find(|a| a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err((
+            "share_accounts",
+            format!("{a:?} is not a 12-digit account id"),
+        ));
+    }
+    Ok(())
+}
 
 fn logs(l: RawLogs, rel: &dyn Fn(&Path) -> PathBuf) -> Result<Logs, (&'static str, String)> {
     let forward = l.forward.ok_or((
