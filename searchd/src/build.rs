@@ -70,6 +70,8 @@ pub struct BuildReport {
     pub documents: u64,
     pub source_sha256: String,
     pub golden: usize,
+    /// The definition's warnings (also printed on stderr by [`build`]).
+    pub warnings: Vec<String>,
 }
 
 /// One category's indexes while building.
@@ -200,8 +202,13 @@ impl CategoryBuild {
     }
 }
 
-/// Builds the snapshot for `def` and writes it to `out`.
+/// Builds the snapshot for `def` and writes it to `out`. The definition's
+/// warnings go to stderr first (`searchd: warning: ...`), so every caller
+/// (`searchd index`, bake) shows them, and into the report.
 pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
+    for w in &def.warnings {
+        eprintln!("searchd: warning: {w}");
+    }
     let path = &def.source_path;
     let data = std::fs::read(path).map_err(|source| BuildError::Read {
         path: path.clone(),
@@ -496,6 +503,7 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         documents,
         source_sha256,
         golden: golden_count,
+        warnings: def.warnings.clone(),
     })
 }
 

@@ -5,7 +5,7 @@
 //! [`IndexDef::load`] validates it into an [`IndexDef`] that nothing later
 //! re-checks. Every error names the file and the offending field.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -232,7 +232,9 @@ pub enum Weight {
     /// `round(ln(n), 3) + add` (Picky's default `Logarithmic`).
     #[default]
     Logarithmic,
-    /// The same weight for every token.
+    /// The same weight for every text, indexed or not (Picky's
+    /// `Weights::Constant`): every query word is a candidate in the
+    /// category, and a range there weighs `value` per text of the range.
     Constant { value: f64 },
 }
 
@@ -280,6 +282,9 @@ pub struct IndexDef {
     pub categories: Vec<CategoryDef>,
     pub boosts: Vec<Boost>,
     pub golden: Vec<GoldenQuery>,
+    /// What is valid but probably not meant (a qualifier listed by two
+    /// categories); `searchd index` prints them on stderr.
+    pub warnings: Vec<String>,
 }
 
 impl IndexDef {
@@ -352,7 +357,7 @@ impl IndexDef {
                         ),
                     ));
                 }
-                if q.chars().any(char::is_uppercase) {
+                if crate::ruby::downcase(q) != q.as_str() {
                     return Err(invalid(
                         &format!("{field_name}.qualifiers"),
                         format!(
@@ -409,6 +414,8 @@ impl IndexDef {
                 weight: c.weight,
             });
         }
+
+        let warnings = shared_qualifiers(path, &categories);
 
         let mut boosts = Vec::with_capacity(raw.boosts.len());
         for (i, b) in raw.boosts.into_iter().enumerate() {
@@ -519,8 +526,38 @@ impl IndexDef {
             categories,
             boosts,
             golden,
+            warnings,
         })
     }
+}
+
+/// One warning per qualifier listed by two categories (or twice by one).
+/// Picky's qualifier mapping lets the category declared last own it and
+/// warns; so does searchd (the engine resolves it the same way, see
+/// `index::Engine`), and `searchd index` prints these.
+fn shared_qualifiers(path: &Path, categories: &[CategoryDef]) -> Vec<String> {
+    let mut owner: HashMap<&str, usize> = HashMap::new();
+    let mut warnings = Vec::new();
+    for (i, c) in categories.iter().enumerate() {
+        for q in &c.qualifiers {
+            let Some(earlier) = owner.insert(q, i) else {
+                continue;
+            };
+            let listed = if earlier == i {
+                format!("is listed twice by category {:?}", c.name)
+            } else {
+                format!(
+                    "is listed by categories {:?} and {:?}; {:?}, declared last, owns it (as in Picky)",
+                    categories[earlier].name, c.name, c.name
+                )
+            };
+            warnings.push(format!(
+                "index definition {}: category[{i}].qualifiers: qualifier {q:?} {listed}",
+                path.display()
+            ));
+        }
+    }
+    warnings
 }
 
 fn valid_name(name: &str) -> bool {
@@ -554,6 +591,28 @@ mod tests {
         );
         assert_eq!(def.categories[2].partial, Partial::None);
         assert_eq!(def.boosts.len(), 2);
+    }
+
+    #[test]
+    fn a_shared_qualifier_is_warned_about() {
+        assert!(parse(BOOKS).unwrap().warnings.is_empty());
+        let shared = BOOKS.replace(
+            "name = \"author\"\n",
+            "name = \"author\"\nqualifiers = [\"author\", \"title\", \"a\", \"a\"]\n",
+        );
+        let warnings = parse(&shared).unwrap().warnings;
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("category[1].qualifiers")
+                && warnings[0].contains("qualifier \"title\"")
+                && warnings[0].contains("categories \"title\" and \"author\"")
+                && warnings[0].contains("\"author\", declared last, owns it"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("\"a\" is listed twice by category \"author\""),
+            "{warnings:?}"
+        );
     }
 
     #[test]

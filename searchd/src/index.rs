@@ -354,9 +354,9 @@ pub struct Engine {
     /// Unique per opened engine: keys the per-thread tokenizer copies.
     pub(crate) id: u64,
     pub(crate) categories: Vec<Category>,
-    /// Qualifier -> category, sorted by qualifier (the first category
-    /// naming a qualifier owns it). A handful of short strings: binary
-    /// search beats hashing them.
+    /// Qualifier -> category, sorted by qualifier (the last category
+    /// naming a qualifier owns it, as in Picky). A handful of short
+    /// strings: binary search beats hashing them.
     qualifiers: Vec<(String, usize)>,
     /// Boosts as category-number sequences.
     pub(crate) boosts: Vec<(Vec<usize>, f64)>,
@@ -460,9 +460,19 @@ impl Engine {
                 similar,
             });
         }
-        // Stable: for a qualifier named twice, the first category stays first.
+        // A qualifier listed by two categories belongs to the one declared
+        // last, as in Picky (its QualifierMapper overwrites, with a warning
+        // that `searchd index` repeats). The sort is stable, so each run of
+        // equal qualifiers is in declaration order: the entry kept takes
+        // the category of each later one it absorbs.
         qualifiers.sort_by(|a, b| a.0.cmp(&b.0));
-        qualifiers.dedup_by(|later, first| later.0 == first.0);
+        qualifiers.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = later.1;
+            }
+            same
+        });
         let by_name: HashMap<&str, usize> = meta
             .categories
             .iter()

@@ -1,6 +1,9 @@
 //! Ruby's conversions, reproduced where Picky's clients can see them:
 //! `String#to_i` for ids and paging parameters, `Float#to_s` and
-//! `Float#round` for scores and durations, and the json gem's string escaping.
+//! `Float#round` for scores and durations, `String#downcase` for indexed
+//! and searched words, and the json gem's string escaping.
+
+use std::borrow::Cow;
 
 /// Ruby's `String#to_i`: leading whitespace, an optional sign, then digits
 /// (single underscores between digits allowed); anything else ends the
@@ -195,6 +198,47 @@ pub fn float_to_s(x: f64) -> String {
     String::from_utf8(v).unwrap_or_default()
 }
 
+/// Ruby's `String#downcase`: every character's full Unicode lowercase
+/// mapping (`İ` -> `i̇`, titlecase `ǅ` -> `ǆ`), one character at a time.
+///
+/// Rust's `str::to_lowercase` also applies Unicode's one context-dependent
+/// rule, Final_Sigma: a capital sigma ending a word becomes `ς`. Ruby 3.1
+/// has no such rule (`"ΟΔΟΣ".downcase == "οδοσ"`), so Picky indexes and
+/// searches `οδοσ`, and so must we: mapping each character on its own does
+/// exactly that, `Σ` always becoming `σ` (an `ς` already in the text stays).
+/// Characters whose mapping Ruby 3.1's Unicode 13 tables do not have (ones
+/// added since) are lowercased here and left as they are by Picky; that
+/// difference is deliberate.
+pub fn downcase(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() {
+        return if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        };
+    }
+    // Only a character that lowercases to something else changes the text
+    // (`is_uppercase` would miss titlecase letters such as `ǅ`).
+    let changes = |c: char| {
+        let mut l = c.to_lowercase();
+        l.next() != Some(c) || l.next().is_some()
+    };
+    let Some(first) = s.find(changes) else {
+        return Cow::Borrowed(s);
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push_str(&s[..first]);
+    for c in s[first..].chars() {
+        match c {
+            // What `char::to_lowercase` gives too; spelled out because it
+            // is the one place where `str::to_lowercase` differs.
+            'Σ' => out.push('σ'),
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// `Float#round(digits)` for the magnitudes Picky rounds (weights, seconds).
 pub fn round(x: f64, digits: i32) -> f64 {
     let s = 10f64.powi(digits);
@@ -250,6 +294,33 @@ pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What Ruby 3.1.2 answers for `s.downcase`.
+    #[test]
+    fn downcase_like_ruby() {
+        for (s, ruby) in [
+            ("ΟΔΟΣ", "οδοσ"),
+            ("ΟΔΟΣ ΣΑΣ", "οδοσ σασ"),
+            ("Σ", "σ"),
+            ("ΣΣ", "σσ"),
+            ("Οδός", "οδός"),
+            ("ΟΔΌΣ.", "οδόσ."),
+            ("ǅemal", "ǆemal"),
+            ("ǄEMAL", "ǆemal"),
+            ("İstanbul", "i\u{307}stanbul"),
+            ("MÜLLER", "müller"),
+            ("Alan", "alan"),
+            ("alan", "alan"),
+            ("", ""),
+        ] {
+            assert_eq!(downcase(s), ruby, "{s:?}");
+        }
+        // Deliberate difference: a letter of Unicode 14 (after Ruby 3.1's
+        // tables), which Ruby leaves as it is.
+        assert_eq!(downcase("\u{2C2F}"), "\u{2C5F}");
+        assert!(matches!(downcase("σας"), Cow::Borrowed(_)));
+        assert!(matches!(downcase("alan"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn to_i_like_ruby() {

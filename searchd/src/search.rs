@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use crate::def::Weight;
 use crate::index::{Engine, PostingList};
 use crate::ruby;
 
@@ -194,6 +195,14 @@ enum Ids<'a> {
 }
 
 impl Ids<'_> {
+    /// No ids: a constant-weight candidate for a text its category lacks.
+    fn empty() -> Self {
+        Ids::Merged {
+            ordered: Vec::new(),
+            sorted: Vec::new(),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Ids::Index(l) => l.len(),
@@ -259,6 +268,11 @@ impl Engine {
             }
             return Ok(());
         }
+        if part.categories.as_ref().is_some_and(Vec::is_empty) {
+            // Qualifiers that name no category: Picky looks nothing up,
+            // so a range is not expanded either (nor refused as too large).
+            return Ok(());
+        }
         let partial = part.partial == Some(true);
         let texts = match &part.range {
             Some((a, b)) => {
@@ -280,18 +294,33 @@ impl Engine {
                 (Some(p), true) => p,
                 _ => &cat.exact,
             };
+            // Picky makes a combination wherever the category's weights
+            // give the text a weight. Stored (logarithmic) weights exist
+            // only for indexed texts; a constant weight answers for every
+            // text, so there every word is a candidate, with no ids when
+            // it is not indexed (such allocations are empty and vanish,
+            // but the candidate shows in `|` labels and range scores).
+            let constant = match cat.weight {
+                Weight::Constant { value } => Some(value),
+                Weight::Logarithmic => None,
+            };
             let ids = match &texts {
-                None => table
-                    .get(&part.text)
-                    .map(|list| (cat.weight_of(list), Ids::Index(list))),
-                // Picky sums the weights of the texts found and concatenates
-                // their lists (duplicates kept).
+                None => match table.get(&part.text) {
+                    Some(list) => Some((cat.weight_of(list), Ids::Index(list))),
+                    None => constant.map(|w| (w, Ids::empty())),
+                },
+                // Picky sums the weights of the texts that have one (with a
+                // constant weight: every text of the range) and concatenates
+                // the lists of those found (duplicates kept).
                 Some(texts) => {
                     let mut weight: Option<f64> = None;
                     let mut ordered = Vec::new();
                     for t in texts {
-                        if let Some(list) = table.get(t) {
-                            weight = Some(cat.weight_of(list) + weight.unwrap_or(0.0));
+                        let found = table.get(t);
+                        if let Some(w) = found.map(|list| cat.weight_of(list)).or(constant) {
+                            weight = Some(w + weight.unwrap_or(0.0));
+                        }
+                        if let Some(list) = found {
                             ordered.extend(list.iter());
                         }
                     }

@@ -30,7 +30,10 @@ use sha2::{Digest, Sha256};
 
 pub const MAGIC: &[u8; 8] = b"KILNIDX\0";
 pub const TRAILER_MAGIC: &[u8; 8] = b"KILNSUM\0";
-pub const VERSION: u32 = 1;
+/// 2: Ruby's lowercasing (every capital sigma to `σ`) and Picky's
+/// last-declared qualifier owner; a version 1 snapshot may hold words a
+/// version 2 query can no longer reach, so it is refused (rebuild it).
+pub const VERSION: u32 = 2;
 const HEADER_LEN: usize = 16;
 const ENTRY_LEN: usize = 24;
 const TRAILER_LEN: usize = 40;

@@ -3,8 +3,8 @@
 //!
 //! Order of the steps, as Picky applies them: character substitution, removal
 //! of characters, stopwords (skipped when the text is a "single word"),
-//! splitting, dropping empty pieces, lowercasing, and an optional cap on the
-//! number of words.
+//! splitting, dropping empty pieces, lowercasing (Ruby's `downcase`, see
+//! [`crate::ruby::downcase`]), and an optional cap on the number of words.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -145,10 +145,10 @@ impl Tokenizer {
                 break;
             }
             n += 1;
-            if self.case_sensitive || !piece.chars().any(char::is_uppercase) {
+            if self.case_sensitive {
                 f(Cow::Borrowed(piece));
             } else {
-                f(Cow::Owned(piece.to_lowercase()));
+                f(crate::ruby::downcase(piece));
             }
         }
     }
@@ -243,6 +243,21 @@ mod tests {
             ["fish", "alan.", "history_theory"]
         );
         assert_eq!(t.tokenize("a-b/c&d  e"), ["a", "b", "c", "d", "e"]);
+        // Ruby's downcase: no final sigma (NFKD turns ǅ into Dz first).
+        assert_eq!(t.tokenize("ΟΔΟΣ ΣΑΣ ǅemal"), ["οδοσ", "σασ", "dzemal"]);
+    }
+
+    #[test]
+    fn lowercases_like_ruby() {
+        let t = TokenizerSpec::default().compile().unwrap();
+        assert_eq!(t.tokenize("ΟΔΟΣ Οδός ǅemal"), ["οδοσ", "οδός", "ǆemal"]);
+        let t = TokenizerSpec {
+            case_sensitive: true,
+            ..Default::default()
+        }
+        .compile()
+        .unwrap();
+        assert_eq!(t.tokenize("ΟΔΟΣ ǅemal"), ["ΟΔΟΣ", "ǅemal"]);
     }
 
     #[test]

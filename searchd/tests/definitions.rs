@@ -184,8 +184,9 @@ fn ranges_without_substitution() {
         a["allocations"][0][4],
         serde_json::json!(["blade-runner", "aliens", "robert"])
     );
-    // Weight: the sum of the constant weights of the three years found.
-    assert_eq!(a["allocations"][0][1], 1.5);
+    // Weight: as in Picky, the sum of the constant weight of every year of
+    // the range, found or not (11 x 0.5), not only of the three found.
+    assert_eq!(a["allocations"][0][1], 5.5);
     assert!(
         e.search("year:1…99999999", 20, 0).is_err(),
         "huge ranges are refused"
@@ -272,4 +273,45 @@ fn the_same_input_gives_the_same_bytes() {
     searchd::build::build(&def, &again).unwrap();
     assert_eq!(first, std::fs::read(&again).unwrap());
     assert_eq!(e.digest().len(), 64);
+}
+
+/// `searchd index` warns on stderr about a qualifier listed by two
+/// categories, naming it and both categories, and builds anyway: the
+/// category declared last owns it (tests/golden/agora: `name` is listed by
+/// title and maker, `t` by title and tag).
+#[test]
+fn a_shared_qualifier_is_warned_about_at_index_time() {
+    let def =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/agora/index.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_searchd"))
+        .args(["index", "--def"])
+        .arg(&def)
+        .arg("--out")
+        .arg(dir.path().join("agora.idx"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("searchd: warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    for (q, first, last) in [("name", "title", "maker"), ("t", "title", "tag")] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(&format!("qualifier {q:?}"))
+                    && w.contains(&format!("categories {first:?} and {last:?}"))
+                    && w.contains(&format!("{last:?}, declared last, owns it"))),
+            "{q}: {stderr}"
+        );
+    }
+
+    let e = Engine::open(&dir.path().join("agora.idx"), Verify::Full).unwrap();
+    let cats = |q: &str| -> Vec<String> { allocs(&e, q).into_iter().map(|(c, _)| c).collect() };
+    assert_eq!(cats("name:gomez"), ["maker"]);
+    assert_eq!(cats("t:honey"), ["tag"]);
+    assert_eq!(cats("title:honey"), ["title"]);
 }

@@ -35,3 +35,14 @@ pub fn books() -> &'static Engine {
     })
     .1
 }
+
+/// Builds the definition `tests/golden/<def>` (its data next to it) into a
+/// temporary directory; the engine lives as long as the directory.
+pub fn build_def(def: &str) -> (tempfile::TempDir, Engine) {
+    let def = IndexDef::load(&golden(def)).expect("definition");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("index.idx");
+    searchd::build::build(&def, &out).expect("index builds");
+    let e = Engine::open(&out, Verify::Full).expect("snapshot opens");
+    (dir, e)
+}
