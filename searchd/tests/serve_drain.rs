@@ -168,7 +168,7 @@ fn startup_errors_exit_with_their_codes() {
         assert!(!err.contains("top secret"), "a token leaked: {err}");
     }
 
-    // A refused snapshot: 2, after `listening on`.
+    // A refused snapshot: 1, after `listening on`.
     let corrupt = dir.path().join("corrupt.idx");
     let mut bytes = std::fs::read(books_snapshot()).unwrap();
     let mid = bytes.len() / 2;
@@ -187,13 +187,13 @@ fn startup_errors_exit_with_their_codes() {
         Err(e) => e,
         Ok(mut d) => (d.wait_exit(Duration::from_secs(10)).0, d.stderr_text()),
     };
-    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("checksum"), "{err}");
 }
 
 /// A snapshot whose stored sha256 is wrong but whose structure and golden
 /// queries are fine: `--verify full` never turns ready, the default
-/// (background) finds it after start-up and exits 2, `structure` serves it.
+/// (background) finds it after start-up and exits 1, `structure` serves it.
 #[test]
 fn background_verification_takes_a_bad_checksum_out_of_service() {
     let dir = tempfile::tempdir().unwrap();
@@ -213,7 +213,7 @@ fn background_verification_takes_a_bad_checksum_out_of_service() {
             Err(e) => e,
             Ok(mut d) => (d.wait_exit(Duration::from_secs(10)).0, d.stderr_text()),
         };
-        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(code, Some(1), "{args:?}: {err}");
         assert!(err.contains("checksum mismatch"), "{args:?}: {err}");
         if verify.is_none() {
             assert!(err.contains("ready"), "background: loaded first\n{err}");

@@ -131,18 +131,17 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
         .on_signals()
         .map_err(|e| BakeError::Failed(format!("cannot watch signals: {e}")))?;
     let cleanup = Cleanup::new(run.clone());
+    let cx = RunCx {
+        cloud: &cloud,
+        state: &state,
+        run: &run,
+        tmp: guard.tmp(),
+        cleanup: &cleanup,
+        cancel: &cancel,
+        progress: &progress,
+    };
 
-    let result = bake(
-        &plan,
-        &cloud,
-        &state,
-        &run,
-        guard.tmp(),
-        &cleanup,
-        &cancel,
-        &progress,
-    )
-    .await;
+    let result = bake(&cx, &plan).await;
 
     // The same cleanup on every path; the kept image is already off the list.
     if !cleanup.is_empty() {
@@ -154,10 +153,7 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     for e in &errors {
         eprintln!("bake: warning: {e} (run `bake gc` later)");
     }
-    let mut outcome = match result {
-        Ok(o) => o,
-        Err(e) => return Err(e),
-    };
+    let mut outcome = result?;
     // Counted after cleanup, so the total is what the whole run cost.
     outcome.api_calls = cloud.api_calls();
     if plan.json {
@@ -168,74 +164,74 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     Ok(exit::OK)
 }
 
+/// One bake run: the cloud, the run's id, state and scratch dir, what to
+/// undo if it does not finish, cancellation and progress. Every step
+/// takes it instead of seven arguments.
+struct RunCx<'a> {
+    cloud: &'a Cloud,
+    state: &'a StateDir,
+    run: &'a RunId,
+    tmp: &'a Path,
+    cleanup: &'a Cleanup,
+    cancel: &'a Cancel,
+    progress: &'a Progress,
+}
+
+impl RunCx<'_> {
+    /// `fut`, unless the run is cancelled first.
+    async fn or_cancelled<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, BakeError>>,
+    ) -> Result<T, BakeError> {
+        tokio::select! {
+            r = fut => r,
+            _ = self.cancel.cancelled() => Err(BakeError::Interrupted),
+        }
+    }
+}
+
 pub(crate) struct Inputs {
     pub files: Vec<InputFile>,
     snapshot: PathBuf,
     index_name: String,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn bake(
-    plan: &Plan,
-    cloud: &Cloud,
-    state: &StateDir,
-    run: &RunId,
-    tmp: &Path,
-    cleanup: &Cleanup,
-    cancel: &Cancel,
-    progress: &Progress,
-) -> Result<Outcome, BakeError> {
+/// What the digest is made of, resolved: the inputs, the base, the digest.
+struct Resolved {
+    inputs: Inputs,
+    base: cloud::BaseImage,
+    digest: String,
+}
+
+async fn bake(cx: &RunCx<'_>, plan: &Plan) -> Result<Outcome, BakeError> {
     let r = &plan.recipe;
-    let selector = r.base_for(cloud.backend())?;
-
-    progress.step("gathering inputs");
-    let inputs = {
-        let (r, tmp) = (r.clone(), tmp.to_owned());
-        tokio::task::spawn_blocking(move || gather(&r, &tmp))
-            .await
-            .map_err(|e| BakeError::Failed(format!("gathering inputs: {e}")))??
-    };
-    cancel.check()?;
-
-    progress.step("resolving the base image");
-    let base = cloud.images().resolve_base(selector).await?;
-    let canonical = identity::canonical(base.id.as_str(), &inputs.files, r);
-    let digest = identity::digest(&canonical);
-    progress.note(format!("input digest {digest} (base {})", base.id));
-
+    let resolved = resolve(cx, r).await?;
+    let Resolved {
+        inputs,
+        base,
+        digest,
+    } = &resolved;
     let outcome = |image: ImageId, found: bool, launched: u32, copies| Outcome {
         image,
         name: r.name.clone(),
         digest: digest.clone(),
         found,
         launched,
-        backend: cloud.backend(),
-        run: run.clone(),
+        backend: cx.cloud.backend(),
+        run: cx.run.clone(),
         base: base.id.clone(),
-        seconds: progress.elapsed().as_secs_f64(),
+        seconds: cx.progress.elapsed().as_secs_f64(),
         api_calls: Default::default(),
         copies,
     };
 
     // One bake of these inputs at a time on this machine: a second one
     // waits for the first, then finds its image below.
-    let name = format!("digest-{digest}");
-    let _same_inputs = match state.try_lock_named(&name)? {
-        Some(l) => l,
-        None => {
-            progress.note("another bake of the same inputs is running here; waiting for it");
-            let state = state.clone();
-            tokio::select! {
-                l = tokio::task::spawn_blocking(move || state.lock_named(&name)) => l
-                    .map_err(|e| BakeError::Failed(format!("waiting for the other bake: {e}")))??,
-                _ = cancel.cancelled() => return Err(BakeError::Interrupted),
-            }
-        }
-    };
+    let _same_inputs = lock_inputs(cx, digest).await?;
     if !plan.force
-        && let Some(img) = cloud.images().find_by_digest(&digest).await?
+        && let Some(img) = cx.cloud.images().find_by_digest(digest).await?
     {
-        progress.note(format!(
+        cx.progress.note(format!(
             "found {} with this digest; nothing to bake",
             img.id
         ));
@@ -243,13 +239,100 @@ async fn bake(
         let copies = if img.copy_regions().is_empty() {
             Vec::new()
         } else {
-            cloud.images().copies(&img.id).await?
+            cx.cloud.images().copies(&img.id).await?
         };
         return Ok(outcome(img.id, true, 0, copy_outcomes(copies)));
     }
-    cancel.check()?;
+    cx.cancel.check()?;
 
-    progress.step("packing the payload");
+    let payload = pack(cx, plan, inputs).await?;
+    let searchd_version = searchd_version(&r.searchd).await;
+    let index = index_record(inputs);
+    cx.cancel.check()?;
+    let builder = install(cx, r, base, payload, &index).await?;
+    let image = image_from(cx, r, &resolved, index, searchd_version, &builder).await?;
+
+    let copies = publish(cx, r, &image).await?;
+    if plan.fault == Some(Fault::HoldBeforeComplete) {
+        cx.progress.note(format!(
+            "test fault: holding before marking {image} complete"
+        ));
+        cx.or_cancelled(async {
+            tokio::time::sleep(Duration::from_secs(HOLD_SECS)).await;
+            Ok(())
+        })
+        .await?;
+    }
+    mark_complete(cx, &image, &copies).await?;
+
+    // The result: off the cleanup list, so only the builder is removed.
+    for c in &copies {
+        cx.cleanup.keep(c);
+    }
+    cx.cleanup.keep(&Action::DeregisterImage(image.clone()));
+    cx.progress.note(format!(
+        "baked {image} in {:.2}s",
+        cx.progress.elapsed().as_secs_f64()
+    ));
+    let made = copies
+        .iter()
+        .filter_map(|c| match c {
+            Action::DeregisterCopy { image, region } => Some((region.clone(), image.clone())),
+            _ => None,
+        })
+        .collect();
+    Ok(outcome(image, false, 1, copy_outcomes(made)))
+}
+
+/// Gathers the inputs (builds the snapshot), resolves the base and
+/// computes the input digest.
+async fn resolve(cx: &RunCx<'_>, r: &Recipe) -> Result<Resolved, BakeError> {
+    let selector = r.base_for(cx.cloud.backend())?;
+    cx.progress.step("gathering inputs");
+    let inputs = {
+        let (r, tmp) = (r.clone(), cx.tmp.to_owned());
+        tokio::task::spawn_blocking(move || gather(&r, &tmp))
+            .await
+            .map_err(|e| BakeError::Failed(format!("gathering inputs: {e}")))??
+    };
+    cx.cancel.check()?;
+    cx.progress.step("resolving the base image");
+    let base = cx.cloud.images().resolve_base(selector).await?;
+    let canonical = identity::canonical(base.id.as_str(), &inputs.files, r);
+    let digest = identity::digest(&canonical);
+    cx.progress
+        .note(format!("input digest {digest} (base {})", base.id));
+    Ok(Resolved {
+        inputs,
+        base,
+        digest,
+    })
+}
+
+/// The per-digest lock: held until the bake ends; waits (cancellably)
+/// while another bake of the same inputs holds it.
+async fn lock_inputs(cx: &RunCx<'_>, digest: &str) -> Result<cloud::state::StateLock, BakeError> {
+    let name = format!("digest-{digest}");
+    if let Some(l) = cx.state.try_lock_named(&name)? {
+        return Ok(l);
+    }
+    cx.progress
+        .note("another bake of the same inputs is running here; waiting for it");
+    let state = cx.state.clone();
+    cx.or_cancelled(async move {
+        tokio::task::spawn_blocking(move || state.lock_named(&name))
+            .await
+            .map_err(|e| BakeError::Failed(format!("waiting for the other bake: {e}")))?
+            .map_err(BakeError::from)
+    })
+    .await
+}
+
+/// Packs the payload (searchd, the snapshot, its config, the log
+/// forwarder's settings and CA) into the run's scratch dir.
+async fn pack(cx: &RunCx<'_>, plan: &Plan, inputs: &Inputs) -> Result<Payload, BakeError> {
+    let r = &plan.recipe;
+    cx.progress.step("packing the payload");
     let mut entries = vec![
         payload::Entry {
             name: "bin/searchd".into(),
@@ -268,7 +351,7 @@ async fn bake(
         },
     ];
     if let Some(logs) = &r.logs {
-        let settings = tmp.join("logs.env");
+        let settings = cx.tmp.join("logs.env");
         std::fs::write(&settings, logs.settings())
             .map_err(|e| BakeError::io("cannot write", &settings, e))?;
         entries.push(payload::Entry {
@@ -282,7 +365,7 @@ async fn bake(
             executable: false,
         });
     }
-    let archive = tmp.join("payload.tar.zst");
+    let archive = cx.tmp.join("payload.tar.zst");
     let (sha256, bytes) = {
         let out = archive.clone();
         tokio::task::spawn_blocking(move || payload::write(&entries, &out))
@@ -294,36 +377,48 @@ async fn bake(
         Some(Fault::PayloadSha256) => "0".repeat(64),
         _ => sha256,
     };
-    let searchd_version = searchd_version(&r.searchd).await;
-    let index = index_record(&inputs);
-    cancel.check()?;
+    Ok(Payload {
+        archive,
+        sha256,
+        bytes,
+    })
+}
 
-    progress.step("launching the builder");
-    let mut run_tags = Tags::new();
-    run_tags.insert(tags::RUN.into(), run.to_string());
+/// Launches the builder, waits for it to install, check and power off,
+/// and reads its report; the index it checked must be the one recorded.
+async fn install(
+    cx: &RunCx<'_>,
+    r: &Recipe,
+    base: &cloud::BaseImage,
+    payload: Payload,
+    index: &IndexRecord,
+) -> Result<cloud::InstanceId, BakeError> {
+    let cloud = cx.cloud;
+    cx.progress.step("launching the builder");
     let builder = cloud
         .builders()
         .launch_builder(&BuilderSpec {
-            run: run.clone(),
+            run: cx.run.clone(),
             base: base.clone(),
-            payload: Payload {
-                archive,
-                sha256,
-                bytes,
-            },
+            payload,
             install_script: r.install_script.clone(),
             settings: r.builder.clone(),
-            tags: run_tags.clone(),
+            tags: run_tags(cx.run),
         })
         .await?;
-    cleanup.push(Action::TerminateBuilder(builder.clone()));
-    progress.note(format!("builder {builder} launched (run {run})"));
+    cx.cleanup.push(Action::TerminateBuilder(builder.clone()));
+    cx.progress
+        .note(format!("builder {builder} launched (run {})", cx.run));
 
-    progress.step(format!("builder {builder}: installing and checking"));
-    tokio::select! {
-        r = cloud.builders().wait_stopped(&builder, cloud.wait_params()) => r?,
-        _ = cancel.cancelled() => return Err(BakeError::Interrupted),
-    }
+    cx.progress
+        .step(format!("builder {builder}: installing and checking"));
+    cx.or_cancelled(async {
+        Ok(cloud
+            .builders()
+            .wait_stopped(&builder, cloud.wait_params())
+            .await?)
+    })
+    .await?;
     let report = cloud.builders().result(&builder).await?.ok_or_else(|| {
         BakeError::Failed(format!(
             "builder {builder} stopped without reporting a result"
@@ -335,10 +430,35 @@ async fn bake(
             output: report.output,
         });
     }
-    verify_check(&report.output, &index)?;
-    cancel.check()?;
+    verify_check(&report.output, index)?;
+    cx.cancel.check()?;
+    Ok(builder)
+}
 
-    progress.step("creating the image");
+fn run_tags(run: &RunId) -> Tags {
+    let mut t = Tags::new();
+    t.insert(tags::RUN.into(), run.to_string());
+    t
+}
+
+/// Images the stopped builder, tagged `baking` with its lineage and
+/// recorded in its manifest, and waits until it is available.
+async fn image_from(
+    cx: &RunCx<'_>,
+    r: &Recipe,
+    resolved: &Resolved,
+    index: IndexRecord,
+    searchd_version: String,
+    builder: &cloud::InstanceId,
+) -> Result<ImageId, BakeError> {
+    let cloud = cx.cloud;
+    let Resolved {
+        inputs,
+        base,
+        digest,
+    } = resolved;
+    let run = cx.run;
+    cx.progress.step("creating the image");
     // The previous release: an unfinished image is nobody's parent.
     let parent = cloud
         .images()
@@ -348,7 +468,7 @@ async fn bake(
         .find(|i| i.digest() != Some(digest.as_str()) && i.bake_state() != BakeState::Baking)
         .map(|i| i.id);
     let now = time::now_unix();
-    let mut image_tags = run_tags;
+    let mut image_tags = run_tags(run);
     image_tags.extend(r.tags.clone());
     image_tags.insert(tags::NAME.into(), r.name.clone());
     image_tags.insert(tags::DIGEST.into(), digest.clone());
@@ -380,7 +500,7 @@ async fn bake(
             .map(|f| FileRecord {
                 path: f.path.clone(),
                 sha256: f.sha256.clone(),
-                bytes: file_size(&f.path, r, &inputs),
+                bytes: file_size(&f.path, r, inputs),
             })
             .collect(),
         tags: image_tags.clone(),
@@ -394,7 +514,7 @@ async fn bake(
     let image = cloud
         .images()
         .create_image(
-            &builder,
+            builder,
             &ImageSpec {
                 name: r.name.clone(),
                 run: run.clone(),
@@ -403,49 +523,23 @@ async fn bake(
             },
         )
         .await?;
-    cleanup.push(Action::DeregisterImage(image.clone()));
-    let info = tokio::select! {
-        r = cloud.images().wait_available(&image, cloud.wait_params()) => r?,
-        _ = cancel.cancelled() => return Err(BakeError::Interrupted),
-    };
+    cx.cleanup.push(Action::DeregisterImage(image.clone()));
+    let info = cx
+        .or_cancelled(async {
+            Ok(cloud
+                .images()
+                .wait_available(&image, cloud.wait_params())
+                .await?)
+        })
+        .await?;
     if let Some(maker) = info.tags.get(tags::RUN).filter(|m| *m != run.as_str()) {
         // Local: the same content for the same inputs is the same image,
         // and a finished one stays its maker's (cleanup leaves it alone).
-        progress.note(format!("{image} exists already (baked by {maker})"));
+        cx.progress
+            .note(format!("{image} exists already (baked by {maker})"));
     }
-    cancel.check()?;
-
-    let copies = publish(cloud, r, &image, run, cleanup, cancel, progress).await?;
-
-    if plan.fault == Some(Fault::HoldBeforeComplete) {
-        progress.note(format!(
-            "test fault: holding before marking {image} complete"
-        ));
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(HOLD_SECS)) => {}
-            _ = cancel.cancelled() => return Err(BakeError::Interrupted),
-        }
-    }
-    mark_complete(cloud, &image, &copies, cancel, progress).await?;
-
-    // The result: off the cleanup list, so only the builder is removed.
-    for c in &copies {
-        cleanup.keep(c);
-    }
-    cleanup.keep(&Action::DeregisterImage(image.clone()));
-    let _ = state;
-    progress.note(format!(
-        "baked {image} in {:.2}s",
-        progress.elapsed().as_secs_f64()
-    ));
-    let made = copies
-        .iter()
-        .filter_map(|c| match c {
-            Action::DeregisterCopy { image, region } => Some((region.clone(), image.clone())),
-            _ => None,
-        })
-        .collect();
-    Ok(outcome(image, false, 1, copy_outcomes(made)))
+    cx.cancel.check()?;
+    Ok(image)
 }
 
 fn copy_outcomes(copies: Vec<(Region, ImageId)>) -> Vec<CopyOutcome> {
@@ -464,15 +558,15 @@ fn copy_outcomes(copies: Vec<(Region, ImageId)>) -> Vec<CopyOutcome> {
 /// the actions returned. A call in flight is not abandoned on Ctrl-C (a
 /// CopyImage may succeed after we stop listening, and its copy would be
 /// lost): cancellation is checked between calls.
-async fn publish(
-    cloud: &Cloud,
-    r: &Recipe,
-    image: &ImageId,
-    run: &RunId,
-    cleanup: &Cleanup,
-    cancel: &Cancel,
-    progress: &Progress,
-) -> Result<Vec<Action>, BakeError> {
+async fn publish(cx: &RunCx<'_>, r: &Recipe, image: &ImageId) -> Result<Vec<Action>, BakeError> {
+    let RunCx {
+        cloud,
+        run,
+        cleanup,
+        cancel,
+        progress,
+        ..
+    } = *cx;
     let mut copies = Vec::new();
     for region in &r.regions {
         cancel.check()?;
@@ -529,12 +623,16 @@ async fn publish(
 /// the image is never `complete` while a copy or share is missing.
 /// Cancellation is checked between the calls, as while publishing.
 async fn mark_complete(
-    cloud: &Cloud,
+    cx: &RunCx<'_>,
     image: &ImageId,
     copies: &[Action],
-    cancel: &Cancel,
-    progress: &Progress,
 ) -> Result<(), BakeError> {
+    let RunCx {
+        cloud,
+        cancel,
+        progress,
+        ..
+    } = *cx;
     progress.step("marking the image complete");
     let mut done = Tags::new();
     done.insert(tags::STATE.into(), tags::STATE_COMPLETE.into());
@@ -556,12 +654,12 @@ pub(crate) fn gather(r: &Recipe, tmp: &Path) -> Result<Inputs, BakeError> {
         SnapshotSource::Index(def_path) => {
             let def = searchd::def::IndexDef::load(def_path).map_err(|e| BakeError::Snapshot {
                 path: def_path.clone(),
-                message: e.to_string(),
+                source: e.into(),
             })?;
             let out = tmp.join(format!("{}.idx", def.name));
             searchd::build::build(&def, &out).map_err(|e| BakeError::Snapshot {
                 path: def_path.clone(),
-                message: e.to_string(),
+                source: e.into(),
             })?;
             (out, def.name)
         }

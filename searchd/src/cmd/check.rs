@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::exit;
+use crate::error::Error;
 use crate::index::Engine;
 use crate::snapshot::Verify;
 
@@ -24,45 +24,43 @@ struct Report<'a> {
     digest: Option<&'a str>,
     documents: Option<u64>,
     golden: usize,
-    failures: Vec<String>,
+    failures: &'a [String],
 }
 
-pub fn run(args: Args) -> u8 {
+/// Prints the report (`--json`: also on failure, for bake's builder), then
+/// fails with the snapshot's refusal or the golden queries' differences.
+pub fn run(args: Args) -> Result<(), Error> {
     let engine = Engine::open(&args.snapshot, Verify::Full);
-    let (failures, golden) = match &engine {
-        Ok(e) => (e.check_golden(), e.meta().golden.len()),
-        Err(err) => (vec![err.to_string()], 0),
-    };
-    let ok = failures.is_empty();
-    let e = engine.as_ref().ok();
-    let report = Report {
-        ok,
-        snapshot: &args.snapshot,
-        index: e.map(Engine::name),
-        digest: e.map(Engine::digest),
-        documents: e.map(Engine::documents),
-        golden,
-        failures,
+    let failures = match &engine {
+        Ok(e) => e.check_golden(),
+        Err(refused) => vec![refused.to_string()],
     };
     if args.json {
+        let e = engine.as_ref().ok();
+        let report = Report {
+            ok: failures.is_empty(),
+            snapshot: &args.snapshot,
+            index: e.map(Engine::name),
+            digest: e.map(Engine::digest),
+            documents: e.map(Engine::documents),
+            golden: e.map_or(0, |e| e.meta().golden.len()),
+            failures: &failures,
+        };
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     }
-    if ok {
-        if !args.json {
-            println!("{}", report.digest.unwrap_or_default());
-        }
-        eprintln!(
-            "searchd: {} ok: index {}, {} documents, {} golden queries answered as recorded",
-            args.snapshot.display(),
-            report.index.unwrap_or_default(),
-            report.documents.unwrap_or_default(),
-            golden
-        );
-        exit::OK
-    } else {
-        for f in &report.failures {
-            eprintln!("searchd: check failed: {f}");
-        }
-        exit::CHECK_FAILED
+    let engine = engine?;
+    if !failures.is_empty() {
+        return Err(Error::Golden(failures));
     }
+    if !args.json {
+        println!("{}", engine.digest());
+    }
+    eprintln!(
+        "searchd: {} ok: index {}, {} documents, {} golden queries answered as recorded",
+        args.snapshot.display(),
+        engine.name(),
+        engine.documents(),
+        engine.meta().golden.len()
+    );
+    Ok(())
 }

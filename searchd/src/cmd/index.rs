@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::build::{self, BuildError};
+use crate::build;
 use crate::def::IndexDef;
-use crate::exit;
+use crate::error::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,30 +19,22 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args) -> u8 {
-    let def = match IndexDef::load(&args.def) {
-        Ok(d) => d,
-        Err(e) => return super::fail(exit::USAGE, e),
-    };
+pub fn run(args: Args) -> Result<(), Error> {
+    let def = IndexDef::load(&args.def)?;
     let started = std::time::Instant::now();
-    match build::build(&def, &args.out) {
-        Ok(report) => {
-            eprintln!(
-                "searchd: indexed {} documents into {} ({} bytes, {} golden queries) in {:.2}s",
-                report.documents,
-                report.snapshot.display(),
-                report.bytes,
-                report.golden,
-                started.elapsed().as_secs_f64()
-            );
-            if args.json {
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
-            } else {
-                println!("{}", report.digest);
-            }
-            exit::OK
-        }
-        Err(e @ BuildError::Write { .. }) => super::fail(exit::FAILURE, e),
-        Err(e) => super::fail(exit::USAGE, e),
+    let report = build::build(&def, &args.out)?;
+    eprintln!(
+        "searchd: indexed {} documents into {} ({} bytes, {} golden queries) in {:.2}s",
+        report.documents,
+        report.snapshot.display(),
+        report.bytes,
+        report.golden,
+        started.elapsed().as_secs_f64()
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        println!("{}", report.digest);
     }
+    Ok(())
 }

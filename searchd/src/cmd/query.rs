@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::exit;
+use crate::error::Error;
 use crate::index::Engine;
 use crate::snapshot::Verify;
 
@@ -22,22 +22,17 @@ pub struct Args {
     pub query: String,
 }
 
-pub fn run(args: Args) -> u8 {
-    let engine = match Engine::open(&args.snapshot, Verify::Full) {
-        Ok(e) => e,
-        Err(e) => return super::fail(exit::USAGE, e),
-    };
+pub fn run(args: Args) -> Result<(), Error> {
+    let engine = Engine::open(&args.snapshot, Verify::Full)?;
     let started = std::time::Instant::now();
-    match engine.search(&args.query, args.ids, args.offset) {
-        Ok(results) => {
-            let mut out = Vec::with_capacity(1024);
-            results.write_json(started.elapsed().as_secs_f64(), &mut out);
-            out.push(b'\n');
-            match std::io::stdout().write_all(&out) {
-                Ok(()) => exit::OK,
-                Err(e) => super::fail(exit::FAILURE, e),
-            }
-        }
-        Err(e) => super::fail(exit::USAGE, e),
-    }
+    let results = engine.search(&args.query, args.ids, args.offset)?;
+    let mut out = Vec::with_capacity(1024);
+    results.write_json(started.elapsed().as_secs_f64(), &mut out);
+    out.push(b'\n');
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|source| Error::Io {
+            what: "cannot write the answer to stdout",
+            source,
+        })
 }

@@ -4,16 +4,19 @@
 //! Start-up order: the listener is bound first (so `/live` answers and
 //! `/ready` says 503 while the snapshot loads), then the snapshot is opened
 //! and self-checked on a blocking thread, then `/ready` turns 200. A bind
-//! failure exits 3, a refused snapshot 2, failing golden queries 1.
+//! failure exits 3; a snapshot refused or whose golden queries answer
+//! differently, 1; a snapshot that does not exist, 2 (the codes come from
+//! [`Error::exit_code`]).
 //!
 //! With `--verify background` (the default) the whole-file sha256 runs
 //! after `/ready` turned 200, on the same blocking thread: a mismatch flips
-//! `/ready` to 503, drains like a shutdown and exits 2. Start-up time then
+//! `/ready` to 503, drains like a shutdown and exits 1. Start-up time then
 //! does not grow with the snapshot (a 1M-document snapshot hashes in a few
 //! hundred ms), and a corrupt file still takes the instance out of service
 //! within that time — after the golden queries, which run before `/ready`
 //! in every mode, already answered correctly from it.
 
+use kiln_common::parse_duration;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,14 +24,14 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::exit;
-use crate::server::{self, Config, LoadError, State, auth::Tokens};
+use crate::error::Error;
+use crate::server::{self, Config, State, auth::Tokens};
 use crate::snapshot::Verify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum VerifyArg {
     /// Check the structure before serving, then the sha256 over the whole
-    /// file in the background; a mismatch stops the server (exit 2).
+    /// file in the background; a mismatch stops the server (exit 1).
     Background,
     /// Check the structure and the sha256 over the whole file before
     /// serving.
@@ -56,7 +59,7 @@ pub struct Args {
     /// How to verify the snapshot. The structure is always checked and the
     /// golden queries always replayed before `/ready`; the whole-file
     /// sha256 runs after `/ready` (`background`: a mismatch drains and
-    /// exits 2), before it (`full`: start-up time grows with the file), or
+    /// exits 1), before it (`full`: start-up time grows with the file), or
     /// not at all (`structure`: for files `searchd check` verified).
     #[arg(long, value_enum, default_value = "background")]
     pub verify: VerifyArg,
@@ -115,28 +118,6 @@ pub struct Args {
     pub log: String,
 }
 
-/// `500ms`, `10s`, `2m`, or plain seconds (`1.5`).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (s, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (examples: 500ms, 10s, 2m)"))?;
-    if !value.is_finite() || value < 0.0 || value * scale > 1e9 {
-        return Err(format!("`{s}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(value * scale))
-}
-
 /// The resolved flags: nothing after [`plan`] re-checks them.
 pub struct Plan {
     pub snapshot: PathBuf,
@@ -150,25 +131,26 @@ pub struct Plan {
     pub log: String,
 }
 
-pub fn plan(args: Args) -> Result<Plan, String> {
+pub fn plan(args: Args) -> Result<Plan, Error> {
+    let usage = |why: &str| Err(Error::Usage(why.into()));
     let tokens = match &args.tokens_file {
-        Some(path) => Some(Tokens::load(path).map_err(|e| e.to_string())?),
+        Some(path) => Some(Tokens::load(path)?),
         None => None,
     };
     if args.max_query_bytes == 0 {
-        return Err("--max-query-bytes must be at least 1".into());
+        return usage("--max-query-bytes must be at least 1");
     }
     if args.max_head_bytes < 8192 {
-        return Err("--max-head-bytes must be at least 8192 (hyper's minimum buffer)".into());
+        return usage("--max-head-bytes must be at least 8192 (hyper's minimum buffer)");
     }
     if args.max_connections == 0 {
-        return Err("--max-connections must be at least 1".into());
+        return usage("--max-connections must be at least 1");
     }
     if args.header_timeout.is_zero() {
-        return Err("--header-timeout must be more than 0".into());
+        return usage("--header-timeout must be more than 0");
     }
     let workers = match args.workers {
-        Some(0) => return Err("--workers must be at least 1".into()),
+        Some(0) => return usage("--workers must be at least 1"),
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(2, usize::from),
     };
@@ -194,16 +176,16 @@ pub fn plan(args: Args) -> Result<Plan, String> {
             cache_bytes: args
                 .cache_mb
                 .checked_mul(1 << 20)
-                .ok_or("--cache-mb is too large")?,
+                .ok_or_else(|| Error::Usage("--cache-mb is too large".into()))?,
         },
         log_format: args.log_format,
         log: args.log,
     })
 }
 
-fn init_logging(plan: &Plan) -> Result<(), String> {
+fn init_logging(plan: &Plan) -> Result<(), Error> {
     let filter = tracing_subscriber::EnvFilter::try_new(&plan.log)
-        .map_err(|e| format!("--log {:?}: {e}", plan.log))?;
+        .map_err(|e| Error::Usage(format!("--log {:?}: {e}", plan.log)))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -230,45 +212,35 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-pub fn run(args: Args) -> u8 {
-    let plan = match plan(args) {
-        Ok(p) => p,
-        Err(e) => return super::fail(exit::USAGE, e),
-    };
-    if let Err(e) = init_logging(&plan) {
-        return super::fail(exit::USAGE, e);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+pub fn run(args: Args) -> Result<(), Error> {
+    let plan = plan(args)?;
+    init_logging(&plan)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(plan.workers)
         .thread_stack_size(server::WORKER_STACK_BYTES)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return super::fail(exit::FAILURE, format!("cannot start the runtime: {e}")),
-    };
-    let code = runtime.block_on(run_server(plan));
+        .map_err(|source| Error::Io {
+            what: "cannot start the runtime",
+            source,
+        })?;
+    let result = runtime.block_on(run_server(plan));
     // Connections still open after the drain timeout are dropped here.
     runtime.shutdown_background();
-    code
+    result
 }
 
-async fn run_server(plan: Plan) -> u8 {
-    let listener = match bind(plan.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            return super::fail(
-                exit::FAILURE,
-                format!("cannot listen on {}: {e}", plan.listen),
-            );
-        }
-    };
+async fn run_server(plan: Plan) -> Result<(), Error> {
+    let listener = bind(plan.listen).map_err(|source| Error::Listen {
+        addr: plan.listen,
+        source,
+    })?;
     let addr = listener.local_addr().unwrap_or(plan.listen);
     eprintln!("searchd: listening on {addr}");
     let state = Arc::new(State::new(plan.config));
 
-    // Load in the background; a failure stops the server with its exit code.
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<u8>();
+    // Load in the background; a failure stops the server with its error.
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<Error>();
     {
         let state = state.clone();
         let path = plan.snapshot.clone();
@@ -295,36 +267,30 @@ async fn run_server(plan: Plan) -> u8 {
                             ),
                             Err(err) => {
                                 tracing::error!("{err}; stopping");
-                                eprintln!("searchd: error: {err}");
-                                let _ = failed_tx.send(exit::USAGE);
+                                let _ = failed_tx.send(err.into());
                             }
                         }
                     }
                 }
                 Err(err) => {
-                    let code = match err {
-                        LoadError::Snapshot(_) => exit::USAGE,
-                        LoadError::Golden(_) => exit::CHECK_FAILED,
-                    };
                     tracing::error!("{err}");
-                    eprintln!("searchd: error: {err}");
-                    let _ = failed_tx.send(code);
+                    let _ = failed_tx.send(err.into());
                 }
             }
         });
     }
 
-    let failed = Arc::new(std::sync::atomic::AtomicU8::new(exit::OK));
+    let failed = Arc::new(std::sync::Mutex::new(None::<Error>));
     let shutdown = {
         let failed = failed.clone();
         async move {
             tokio::select! {
                 () = signal() => {}
-                code = failed_rx => {
-                    if let Ok(code) = code {
-                        failed.store(code, std::sync::atomic::Ordering::Relaxed);
+                err = failed_rx => {
+                    if let Ok(err) = err {
+                        *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
                     }
-                    // The sender dropped without a code: loading succeeded;
+                    // The sender dropped without an error: loading succeeded;
                     // wait for a signal as usual.
                     else {
                         signal().await;
@@ -334,11 +300,14 @@ async fn run_server(plan: Plan) -> u8 {
         }
     };
     let drained = server::serve(listener, state, shutdown).await;
-    let code = failed.load(std::sync::atomic::Ordering::Relaxed);
-    if code == exit::OK {
-        tracing::info!(abandoned = drained.abandoned, "stopped");
+    let failed = failed.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match failed {
+        Some(err) => Err(err),
+        None => {
+            tracing::info!(abandoned = drained.abandoned, "stopped");
+            Ok(())
+        }
     }
-    code
 }
 
 /// Resolves on SIGTERM or SIGINT.
