@@ -24,7 +24,7 @@ use super::error::{code, is_gone, sdk_error};
 use super::sdk::{Ctx, run_key, run_tags, s3_tagging, tag_spec, tags_from_ec2};
 use super::userdata::{UserData, base64};
 use crate::error::{CloudError, Result};
-use crate::ids::{InstanceId, RunId, tags};
+use crate::ids::{InstanceId, RunId, Tags, tags};
 use crate::instances::{BuildReport, BuilderSpec, Builders, InstanceState};
 use crate::wait::{WaitParams, wait_until};
 
@@ -76,16 +76,46 @@ impl AwsBuilders {
         }
     }
 
+    /// Uploads the payload, presigns the builder's two transfers and makes
+    /// its user-data; then a security group of its own, the root volume's
+    /// size, and the instance. What exists so far is in `partial`, for
+    /// [`Builders::launch_builder`] to remove if a later step fails.
     async fn launch(&self, spec: &BuilderSpec, partial: &mut Partial) -> Result<InstanceId> {
+        let tags = run_tags(&spec.run, &spec.tags);
+        let user_data = self.stage(spec, &tags, partial).await?;
+        // Where to run: the configured subnet, else the default VPC's
+        // default subnet for some zone.
+        let (subnet, vpc) = self.subnet(spec.settings.subnet.as_deref()).await?;
+        let sg = self.builder_group(&spec.run, &vpc, &tags).await?;
+        partial.group = Some(sg.clone());
+        let (root_device, volume_gb) = self.root_volume(spec).await?;
+        self.run_instance(
+            spec,
+            &tags,
+            &user_data,
+            &subnet,
+            &sg,
+            &root_device,
+            volume_gb,
+        )
+        .await
+    }
+
+    /// The payload in S3, tagged with the run so gc can find it, and the
+    /// user-data: the install script with presigned URLs to fetch the
+    /// payload and to put the report.
+    async fn stage(
+        &self,
+        spec: &BuilderSpec,
+        tags: &Tags,
+        partial: &mut Partial,
+    ) -> Result<String> {
         let ctx = &self.ctx;
         let run = &spec.run;
-        let tags = run_tags(run, &spec.tags);
         let bucket = ctx.ensure_bucket().await?;
         let script = tokio::fs::read_to_string(&spec.install_script)
             .await
             .map_err(|e| CloudError::io("read install script", &spec.install_script, e))?;
-
-        // 1. The payload, tagged with the run so gc can find it.
         let payload_key = run_key(run, PAYLOAD);
         let result_key = run_key(run, RESULT);
         let body = ByteStream::from_path(&spec.payload.archive)
@@ -102,7 +132,7 @@ impl AwsBuilders {
             .key(&payload_key)
             .body(body)
             .content_type("application/zstd")
-            .tagging(s3_tagging(&tags))
+            .tagging(s3_tagging(tags))
             .send()
             .await
             .map_err(|e| sdk_error("PutObject", format!("s3://{bucket}/{payload_key}"), e))?;
@@ -126,40 +156,41 @@ impl AwsBuilders {
             .presigned(ttl)
             .await
             .map_err(|e| sdk_error("presign PutObject", &result_key, e))?;
-        let user_data = UserData {
+        UserData {
             run: run.as_str(),
             install_script: &script,
             payload_url: get.uri(),
             result_url: put.uri(),
             sha256: &spec.payload.sha256,
         }
-        .render()?;
+        .render()
+    }
 
-        // 2. Where to run: the configured subnet, else the default VPC's
-        // default subnet for some zone.
-        let (subnet, vpc) = self.subnet(spec.settings.subnet.as_deref()).await?;
-
-        // 3. A security group of its own: no inbound rules at all (the
-        // builder is never connected to), the default all-egress rule so it
-        // can reach S3.
+    /// A security group of the builder's own: no inbound rules at all (the
+    /// builder is never connected to), the default all-egress rule so it
+    /// can reach S3.
+    async fn builder_group(&self, run: &RunId, vpc: &str, tags: &Tags) -> Result<String> {
+        let ctx = &self.ctx;
         let name = format!("kiln-bake-{run}");
-        let sg = ctx
-            .ec2
+        ctx.ec2
             .create_security_group()
             .group_name(&name)
             // No spaces: moto's SigV4 check (IAM enforcement) recomputes
             // the signature over a re-encoded body and gets `%20` wrong.
             .description(format!("kiln-bake-builder-{run}-no-inbound-rules"))
-            .vpc_id(&vpc)
-            .tag_specifications(tag_spec(ResourceType::SecurityGroup, &tags))
+            .vpc_id(vpc)
+            .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
             .send()
             .await
             .map_err(|e| sdk_error("CreateSecurityGroup", format!("{name} {}", ctx.place()), e))?
             .group_id
-            .ok_or_else(|| api_gap("CreateSecurityGroup", "no group id"))?;
-        partial.group = Some(sg.clone());
+            .ok_or_else(|| api_gap("CreateSecurityGroup", "no group id"))
+    }
 
-        // 4. The root volume: the base's device, at least its snapshot size.
+    /// The root volume: the base's device, at least its snapshot's size
+    /// (GB).
+    async fn root_volume(&self, spec: &BuilderSpec) -> Result<(String, i32)> {
+        let ctx = &self.ctx;
         let base = match ctx.known_base(spec.base.id.as_str()) {
             Some(b) => b,
             None => ctx
@@ -193,8 +224,24 @@ impl AwsBuilders {
             .max(base_gb)
             .max(1);
 
-        // 5. The instance. The client token makes a retried RunInstances
-        // return the same instance instead of a second one.
+        Ok((root_device, volume_gb))
+    }
+
+    /// The instance. The client token makes a retried RunInstances return
+    /// the same instance instead of a second one.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_instance(
+        &self,
+        spec: &BuilderSpec,
+        tags: &Tags,
+        user_data: &str,
+        subnet: &str,
+        sg: &str,
+        root_device: &str,
+        volume_gb: i32,
+    ) -> Result<InstanceId> {
+        let ctx = &self.ctx;
+        let run = &spec.run;
         let instance_type = spec
             .settings
             .instance_type
@@ -220,15 +267,15 @@ impl AwsBuilders {
             .network_interfaces(
                 InstanceNetworkInterfaceSpecification::builder()
                     .device_index(0)
-                    .subnet_id(&subnet)
-                    .groups(&sg)
+                    .subnet_id(subnet)
+                    .groups(sg)
                     .associate_public_ip_address(false)
                     .delete_on_termination(true)
                     .build(),
             )
             .block_device_mappings(
                 BlockDeviceMapping::builder()
-                    .device_name(&root_device)
+                    .device_name(root_device)
                     .ebs(
                         EbsBlockDevice::builder()
                             .volume_type(VolumeType::Gp3)
@@ -239,9 +286,9 @@ impl AwsBuilders {
                     )
                     .build(),
             )
-            .tag_specifications(tag_spec(ResourceType::Instance, &tags))
-            .tag_specifications(tag_spec(ResourceType::Volume, &tags))
-            .tag_specifications(tag_spec(ResourceType::NetworkInterface, &tags))
+            .tag_specifications(tag_spec(ResourceType::Instance, tags))
+            .tag_specifications(tag_spec(ResourceType::Volume, tags))
+            .tag_specifications(tag_spec(ResourceType::NetworkInterface, tags))
             .send()
             .await
             .map_err(|e| {
