@@ -330,117 +330,19 @@ impl IndexDef {
         let mut seen = HashSet::new();
         let mut categories = Vec::with_capacity(raw.categories.len());
         for (i, c) in raw.categories.into_iter().enumerate() {
-            let field_name = format!("category[{i}]");
-            if !valid_name(&c.name) {
-                return Err(invalid(
-                    &format!("{field_name}.name"),
-                    format!(
-                        "{:?} must be 1-64 characters of a-z, 0-9, '_' or '-'",
-                        c.name
-                    ),
-                ));
-            }
-            if !seen.insert(c.name.clone()) {
-                return Err(invalid(
-                    &format!("{field_name}.name"),
-                    format!("duplicate category {:?}", c.name),
-                ));
-            }
-            let qualifiers = c.qualifiers.unwrap_or_else(|| vec![c.name.clone()]);
-            for q in &qualifiers {
-                if q.is_empty() || q.contains([':', ',', '|']) || q.chars().any(char::is_whitespace)
-                {
-                    return Err(invalid(
-                        &format!("{field_name}.qualifiers"),
-                        format!(
-                            "{q:?} is not a usable qualifier (empty, or contains ':', ',', '|' or a space)"
-                        ),
-                    ));
-                }
-                if crate::ruby::downcase(q) != q.as_str() {
-                    return Err(invalid(
-                        &format!("{field_name}.qualifiers"),
-                        format!(
-                            "{q:?} has uppercase letters; queries are lowercased before qualifiers are read"
-                        ),
-                    ));
-                }
-            }
-            match c.partial {
-                Partial::Substring { from, to } if from == 0 || to == 0 => {
-                    return Err(invalid(
-                        &format!("{field_name}.partial"),
-                        "from and to must not be 0".into(),
-                    ));
-                }
-                Partial::Postfix { from: 0 } => {
-                    return Err(invalid(
-                        &format!("{field_name}.partial"),
-                        "from must not be 0".into(),
-                    ));
-                }
-                Partial::Infix { min, max } if min == 0 || max == 0 => {
-                    return Err(invalid(
-                        &format!("{field_name}.partial"),
-                        "min and max must not be 0".into(),
-                    ));
-                }
-                _ => {}
-            }
-            if let Similarity::DoubleMetaphone { amount }
-            | Similarity::Metaphone { amount }
-            | Similarity::Soundex { amount } = c.similarity
-                && amount == 0
-            {
-                return Err(invalid(
-                    &format!("{field_name}.similarity.amount"),
-                    "must be at least 1".into(),
-                ));
-            }
-            if let Weight::Constant { value } = c.weight
-                && !value.is_finite()
-            {
-                return Err(invalid(
-                    &format!("{field_name}.weight.value"),
-                    "must be a finite number".into(),
-                ));
-            }
-            categories.push(CategoryDef {
-                field: c.field.unwrap_or_else(|| c.name.clone()),
-                name: c.name,
-                qualifiers,
-                partial: c.partial,
-                similarity: c.similarity,
-                weight: c.weight,
-            });
+            let c = category(c, &mut seen)
+                .map_err(|(field, message)| invalid(&format!("category[{i}].{field}"), message))?;
+            categories.push(c);
         }
 
         let warnings = shared_qualifiers(path, &categories);
 
         let mut boosts = Vec::with_capacity(raw.boosts.len());
         for (i, b) in raw.boosts.into_iter().enumerate() {
-            if b.categories.is_empty() {
-                return Err(invalid(
-                    &format!("boost[{i}].categories"),
-                    "must name at least one category".into(),
-                ));
-            }
-            if let Some(unknown) = b.categories.iter().find(|n| !seen.contains(*n)) {
-                return Err(invalid(
-                    &format!("boost[{i}].categories"),
-                    format!("unknown category {unknown:?}"),
-                ));
-            }
-            if !b.value.is_finite() {
-                return Err(invalid(
-                    &format!("boost[{i}].value"),
-                    "must be a finite number".into(),
-                ));
-            }
-            boosts.push(Boost {
-                categories: b.categories,
-                value: b.value,
-            });
+            boosts
+                .push(boost(b, &seen).map_err(|(field, message)| {
+                    invalid(&format!("boost[{i}].{field}"), message)
+                })?);
         }
 
         let source_path = if raw.source.path.is_absolute() {
@@ -529,6 +431,93 @@ impl IndexDef {
             warnings,
         })
     }
+}
+
+/// One `[[category]]`, checked; an error names the field within it.
+fn category(
+    c: RawCategory,
+    seen: &mut HashSet<String>,
+) -> Result<CategoryDef, (&'static str, String)> {
+    if !valid_name(&c.name) {
+        return Err((
+            "name",
+            format!(
+                "{:?} must be 1-64 characters of a-z, 0-9, '_' or '-'",
+                c.name
+            ),
+        ));
+    }
+    if !seen.insert(c.name.clone()) {
+        return Err(("name", format!("duplicate category {:?}", c.name)));
+    }
+    let qualifiers = c.qualifiers.unwrap_or_else(|| vec![c.name.clone()]);
+    for q in &qualifiers {
+        if q.is_empty() || q.contains([':', ',', '|']) || q.chars().any(char::is_whitespace) {
+            return Err((
+                "qualifiers",
+                format!(
+                    "{q:?} is not a usable qualifier (empty, or contains ':', ',', '|' or a space)"
+                ),
+            ));
+        }
+        if crate::ruby::downcase(q) != q.as_str() {
+            return Err((
+                "qualifiers",
+                format!(
+                    "{q:?} has uppercase letters; queries are lowercased before qualifiers are read"
+                ),
+            ));
+        }
+    }
+    match c.partial {
+        Partial::Substring { from, to } if from == 0 || to == 0 => {
+            return Err(("partial", "from and to must not be 0".into()));
+        }
+        Partial::Postfix { from: 0 } => {
+            return Err(("partial", "from must not be 0".into()));
+        }
+        Partial::Infix { min, max } if min == 0 || max == 0 => {
+            return Err(("partial", "min and max must not be 0".into()));
+        }
+        _ => {}
+    }
+    if let Similarity::DoubleMetaphone { amount }
+    | Similarity::Metaphone { amount }
+    | Similarity::Soundex { amount } = c.similarity
+        && amount == 0
+    {
+        return Err(("similarity.amount", "must be at least 1".into()));
+    }
+    if let Weight::Constant { value } = c.weight
+        && !value.is_finite()
+    {
+        return Err(("weight.value", "must be a finite number".into()));
+    }
+    Ok(CategoryDef {
+        field: c.field.unwrap_or_else(|| c.name.clone()),
+        name: c.name,
+        qualifiers,
+        partial: c.partial,
+        similarity: c.similarity,
+        weight: c.weight,
+    })
+}
+
+/// One `[[boost]]`: known categories, a finite value.
+fn boost(b: RawBoost, categories: &HashSet<String>) -> Result<Boost, (&'static str, String)> {
+    if b.categories.is_empty() {
+        return Err(("categories", "must name at least one category".into()));
+    }
+    if let Some(unknown) = b.categories.iter().find(|n| !categories.contains(*n)) {
+        return Err(("categories", format!("unknown category {unknown:?}")));
+    }
+    if !b.value.is_finite() {
+        return Err(("value", "must be a finite number".into()));
+    }
+    Ok(Boost {
+        categories: b.categories,
+        value: b.value,
+    })
 }
 
 /// One warning per qualifier listed by two categories (or twice by one).
