@@ -215,6 +215,65 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         source,
     })?;
     let source_sha256 = snapshot::hex(&Sha256::digest(&data));
+    let (cats, doc_json) = collect(def, &data)?;
+    let documents = doc_json.len() as u64;
+    let mut w = Writer::default();
+    write_documents(&mut w, doc_json);
+    write_categories(&mut w, out, cats)?;
+    let mut meta = Meta {
+        name: def.name.clone(),
+        id_kind: def.id_kind,
+        documents,
+        searching: def.searching.clone(),
+        categories: def
+            .categories
+            .iter()
+            .map(|c| MetaCategory {
+                name: c.name.clone(),
+                qualifiers: c.qualifiers.clone(),
+                partial: c.partial != Partial::None,
+                similarity: c.similarity,
+                weight: c.weight,
+            })
+            .collect(),
+        boosts: def.boosts.clone(),
+        golden: Vec::new(),
+        source: SourceInfo {
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            sha256: source_sha256.clone(),
+        },
+        searchd_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+
+    // First pass without answers: open it in memory and let the engine answer
+    // the golden queries, so the stored answers are exactly what serve says.
+    meta.golden = golden_answers(def, out, &mut w, &meta)?;
+    let golden_count = meta.golden.len();
+    w.add(Kind::Meta, NO_CATEGORY, meta_bytes(&meta));
+    let (bytes, digest) = w.finish();
+    snapshot::write_atomically(out, &bytes).map_err(|source| BuildError::Write {
+        path: out.to_owned(),
+        source,
+    })?;
+    Ok(BuildReport {
+        index: def.name.clone(),
+        snapshot: out.to_owned(),
+        digest: snapshot::hex(&digest),
+        bytes: bytes.len() as u64,
+        documents,
+        source_sha256,
+        golden: golden_count,
+        warnings: def.warnings.clone(),
+    })
+}
+
+/// Reads every record of the source: each category's words with their
+/// documents, and each document's id as JSON (in record order).
+fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<CategoryBuild>, Vec<Vec<u8>>), BuildError> {
+    let path = &def.source_path;
     let indexing = def.indexing.compile().map_err(|m| BuildError::Record {
         path: path.clone(),
         record: 0,
@@ -265,7 +324,7 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
             let mut reader = csv::ReaderBuilder::new()
                 .has_headers(def.csv_header)
                 .flexible(true)
-                .from_reader(data.as_slice());
+                .from_reader(data);
             let columns: Vec<String> = if def.csv_header {
                 reader
                     .headers()
@@ -326,7 +385,7 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
             }
         }
         SourceFormat::Jsonl => {
-            let text = std::str::from_utf8(&data).map_err(|e| BuildError::Record {
+            let text = std::str::from_utf8(data).map_err(|e| BuildError::Record {
                 path: path.clone(),
                 record: 0,
                 message: format!("not UTF-8: {e}"),
@@ -361,8 +420,11 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         }
     }
 
-    let documents = doc_json.len() as u64;
-    let mut w = Writer::default();
+    Ok((cats, doc_json))
+}
+
+/// The documents' ids as JSON, and where each one starts.
+fn write_documents(w: &mut Writer, doc_json: Vec<Vec<u8>>) {
     let mut offsets = Vec::with_capacity(doc_json.len() + 1);
     let mut doc_bytes = Vec::new();
     for j in &doc_json {
@@ -376,8 +438,15 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         snapshot::u64s_to_bytes(&offsets),
     );
     w.add(Kind::DocBytes, NO_CATEGORY, doc_bytes);
-    drop(doc_json);
+}
 
+/// Per category: the exact words' fst, offsets and postings; the partial
+/// ones when it has partial search; the similarity codes' words.
+fn write_categories(
+    w: &mut Writer,
+    out: &Path,
+    cats: Vec<CategoryBuild>,
+) -> Result<(), BuildError> {
     for (i, c) in cats.into_iter().enumerate() {
         let i = i as u32;
         let exact: BTreeMap<String, Vec<u32>> = c.exact.into_iter().collect();
@@ -403,7 +472,7 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
             w.add(Kind::SimilarWords, i, bytes);
         }
         write_postings(
-            &mut w,
+            w,
             out,
             i,
             [Kind::ExactFst, Kind::ExactOffsets, Kind::ExactPostings],
@@ -412,7 +481,7 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         if let Some(partial) = c.partial {
             let partial: BTreeMap<String, Vec<u32>> = partial.into_iter().collect();
             write_postings(
-                &mut w,
+                w,
                 out,
                 i,
                 [
@@ -425,86 +494,47 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         }
     }
 
-    let mut meta = Meta {
-        name: def.name.clone(),
-        id_kind: def.id_kind,
-        documents,
-        searching: def.searching.clone(),
-        categories: def
-            .categories
-            .iter()
-            .map(|c| MetaCategory {
-                name: c.name.clone(),
-                qualifiers: c.qualifiers.clone(),
-                partial: c.partial != Partial::None,
-                similarity: c.similarity,
-                weight: c.weight,
-            })
-            .collect(),
-        boosts: def.boosts.clone(),
-        golden: Vec::new(),
-        source: SourceInfo {
-            file: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            sha256: source_sha256.clone(),
-        },
-        searchd_version: env!("CARGO_PKG_VERSION").to_owned(),
-    };
+    Ok(())
+}
 
-    // First pass without answers: open it in memory and let the engine answer
-    // the golden queries, so the stored answers are exactly what serve says.
-    let golden = if def.golden.is_empty() {
-        Vec::new()
-    } else {
-        w.add(Kind::Meta, NO_CATEGORY, meta_bytes(&meta));
-        let (bytes, _) = w.finish();
-        w.pop();
-        let snap = Snapshot::from_bytes(out, bytes, Verify::Structure)?;
-        let engine = Engine::from_snapshot(snap)?;
-        let mut answers = Vec::with_capacity(def.golden.len());
-        for g in &def.golden {
-            let result =
-                engine
-                    .search(&g.query, g.ids, g.offset)
-                    .map_err(|e| BuildError::Golden {
-                        query: g.query.clone(),
-                        message: e.to_string(),
-                    })?;
-            if result.total < g.min_total {
-                return Err(BuildError::GoldenTooFew {
-                    query: g.query.clone(),
-                    total: result.total,
-                    min_total: g.min_total,
-                });
-            }
-            answers.push(GoldenAnswer {
-                query: g.clone(),
+/// The golden queries answered by the engine itself over the snapshot
+/// built so far (in memory, with `meta` as it will be, minus the answers).
+fn golden_answers(
+    def: &IndexDef,
+    out: &Path,
+    w: &mut Writer,
+    meta: &Meta,
+) -> Result<Vec<GoldenAnswer>, BuildError> {
+    if def.golden.is_empty() {
+        return Ok(Vec::new());
+    }
+    w.add(Kind::Meta, NO_CATEGORY, meta_bytes(meta));
+    let (bytes, _) = w.finish();
+    w.pop();
+    let snap = Snapshot::from_bytes(out, bytes, Verify::Structure)?;
+    let engine = Engine::from_snapshot(snap)?;
+    let mut answers = Vec::with_capacity(def.golden.len());
+    for g in &def.golden {
+        let result = engine
+            .search(&g.query, g.ids, g.offset)
+            .map_err(|e| BuildError::Golden {
+                query: g.query.clone(),
+                message: e.to_string(),
+            })?;
+        if result.total < g.min_total {
+            return Err(BuildError::GoldenTooFew {
+                query: g.query.clone(),
                 total: result.total,
-                answer: result.to_json_string(0.0),
+                min_total: g.min_total,
             });
         }
-        answers
-    };
-    meta.golden = golden;
-    let golden_count = meta.golden.len();
-    w.add(Kind::Meta, NO_CATEGORY, meta_bytes(&meta));
-    let (bytes, digest) = w.finish();
-    snapshot::write_atomically(out, &bytes).map_err(|source| BuildError::Write {
-        path: out.to_owned(),
-        source,
-    })?;
-    Ok(BuildReport {
-        index: def.name.clone(),
-        snapshot: out.to_owned(),
-        digest: snapshot::hex(&digest),
-        bytes: bytes.len() as u64,
-        documents,
-        source_sha256,
-        golden: golden_count,
-        warnings: def.warnings.clone(),
-    })
+        answers.push(GoldenAnswer {
+            query: g.clone(),
+            total: result.total,
+            answer: result.to_json_string(0.0),
+        });
+    }
+    Ok(answers)
 }
 
 fn meta_bytes(meta: &Meta) -> Vec<u8> {
