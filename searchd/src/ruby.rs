@@ -1,7 +1,11 @@
 //! Ruby's conversions, reproduced where Picky's clients can see them:
 //! `String#to_i` for ids and paging parameters, `Float#to_s` and
 //! `Float#round` for scores and durations, `String#downcase` for indexed
-//! and searched words, and the json gem's string escaping.
+//! and searched words, and the json gem's string escaping; and the bits of
+//! Ruby's `String` and `Array` that Picky's query semantics rest on:
+//! `String#split` (qualifiers, `|`), `String#upto`/`String#succ` (ranges),
+//! `Array#[start, length]` (paging) and `String#inspect` (an array or hash
+//! `query` parameter, printed before it is searched).
 
 use std::borrow::Cow;
 
@@ -291,6 +295,184 @@ pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Ruby's `String#split(",")`/`split("|")`: trailing empty parts dropped
+/// (which is splitting without the trailing separators; nothing is left of
+/// a string that is only separators).
+pub(crate) fn split(s: &str, sep: char) -> impl Iterator<Item = &str> {
+    let s = s.trim_end_matches(sep);
+    s.split(sep).take_while(move |_| !s.is_empty())
+}
+
+/// Ruby's `Array#[start, length]` as a range; `None` is Ruby's `nil`.
+pub(crate) fn slice(len: usize, start: i64, amount: i64) -> Option<std::ops::Range<usize>> {
+    let len = len as i64;
+    let mut s = start;
+    if s < 0 {
+        s = s.checked_add(len)?;
+        if s < 0 {
+            return None;
+        }
+    }
+    if s > len || amount < 0 {
+        return None;
+    }
+    let e = len.min(s.saturating_add(amount));
+    Some(s as usize..e as usize)
+}
+
+/// Ruby's `String#upto(end)` (what `Range#each` on strings does): calls
+/// `f` for every text from `a` to `b`; `f` returns false to stop early.
+pub(crate) fn upto(a: &str, b: &str, f: &mut dyn FnMut(String) -> bool) {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if a.len() == 1 && b.len() == 1 && a.is_ascii() && b.is_ascii() {
+        let (c, e) = (a.as_bytes()[0], b.as_bytes()[0]);
+        for x in c..=e {
+            if !f((x as char).to_string()) {
+                return;
+            }
+        }
+        return;
+    }
+    if digits(a) && digits(b) {
+        // Numeric, zero-padded to the width of `a` (Ruby's "%.*ld").
+        let width = a.len();
+        let (Ok(x), Ok(y)) = (a.parse::<u64>(), b.parse::<u64>()) else {
+            return;
+        };
+        for n in x..=y {
+            if !f(format!("{n:0width$}")) {
+                return;
+            }
+        }
+        return;
+    }
+    if a > b {
+        return;
+    }
+    let after_end = succ(b);
+    let mut current = a.to_owned();
+    while current != after_end {
+        let next = (current != b).then(|| succ(&current));
+        if !f(current.clone()) {
+            return;
+        }
+        let Some(next) = next else { return };
+        current = next;
+        if current.len() > b.len() || current.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Ruby's `String#succ` for the ASCII alphanumerics ranges use: the
+/// rightmost alphanumeric is incremented, carrying leftwards over other
+/// alphanumerics (`az` -> `ba`, `zz` -> `aaa`, `1.9` -> `2.0`); without
+/// alphanumerics the last character is incremented.
+fn succ(s: &str) -> String {
+    let mut b: Vec<u8> = s.as_bytes().to_vec();
+    if b.is_empty() {
+        return String::new();
+    }
+    if !b.iter().any(u8::is_ascii_alphanumeric) {
+        let mut chars: Vec<char> = s.chars().collect();
+        if let Some(last) = chars.last_mut() {
+            *last = char::from_u32(*last as u32 + 1).unwrap_or(*last);
+        }
+        return chars.into_iter().collect();
+    }
+    let mut i = b.len();
+    let mut leftmost = None;
+    while i > 0 {
+        i -= 1;
+        let c = b[i];
+        let (wrapped, carry_char) = match c {
+            b'z' => (b'a', b'a'),
+            b'Z' => (b'A', b'A'),
+            b'9' => (b'0', b'1'),
+            b'a'..=b'y' | b'A'..=b'Y' | b'0'..=b'8' => {
+                b[i] = c + 1;
+                return String::from_utf8(b).unwrap_or_default();
+            }
+            _ => continue,
+        };
+        b[i] = wrapped;
+        leftmost = Some((i, carry_char));
+    }
+    if let Some((i, c)) = leftmost {
+        b.insert(i, c);
+    }
+    String::from_utf8(b).unwrap_or_default()
+}
+
+/// Ruby's `String#inspect` for a UTF-8 string: quotes, backslash escapes for
+/// `"`, `\`, `#{`/`#$`/`#@` and control characters, `\xNN` for each byte of
+/// an invalid sequence, `\uXXXX` for characters Ruby does not print.
+///
+/// Ruby prints every *assigned* printable character as is; telling assigned
+/// from unassigned code points would need the Unicode 13 tables, so here
+/// only controls, line/paragraph separators and noncharacters are escaped
+/// (an unassigned code point prints raw instead of as `\u....`; the
+/// tokenizer drops both, so only the `u....` word differs).
+pub(crate) fn write_inspect(s: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push(b'"');
+    for chunk in s.utf8_chunks() {
+        let valid = chunk.valid();
+        let mut chars = valid.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            let named = match c {
+                '"' => Some(b'"'),
+                '\\' => Some(b'\\'),
+                '\n' => Some(b'n'),
+                '\r' => Some(b'r'),
+                '\t' => Some(b't'),
+                '\x0C' => Some(b'f'),
+                '\x0B' => Some(b'v'),
+                '\x08' => Some(b'b'),
+                '\x07' => Some(b'a'),
+                '\x1B' => Some(b'e'),
+                _ => None,
+            };
+            if let Some(e) = named {
+                out.push(b'\\');
+                out.push(e);
+            } else if c == '#' && matches!(chars.peek(), Some((_, '{' | '$' | '@'))) {
+                out.extend_from_slice(b"\\#");
+            } else if printable(c) {
+                out.extend_from_slice(&valid.as_bytes()[i..i + c.len_utf8()]);
+            } else {
+                let code = c as u32;
+                if code < 0x10000 {
+                    out.extend_from_slice(b"\\u");
+                    for shift in [12, 8, 4, 0] {
+                        out.push(HEX[((code >> shift) & 0xF) as usize]);
+                    }
+                } else {
+                    out.extend_from_slice(format!("\\u{{{code:X}}}").as_bytes());
+                }
+            }
+        }
+        for &b in chunk.invalid() {
+            out.extend_from_slice(b"\\x");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xF) as usize]);
+        }
+    }
+    out.push(b'"');
+}
+
+/// Ruby's (Onigmo's) idea of a printable character, minus the unassigned
+/// code points (see [`write_inspect`]). U+0085 counts as printable there.
+fn printable(c: char) -> bool {
+    let code = c as u32;
+    !(code < 0x20
+        || (0x7F..=0x9F).contains(&code) && code != 0x85
+        || code == 0x2028
+        || code == 0x2029
+        || (0xFDD0..=0xFDEF).contains(&code)
+        || code & 0xFFFE == 0xFFFE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,5 +585,70 @@ mod tests {
             String::from_utf8(v).unwrap(),
             "\"a\\\"b\\\\c/d\\u0001é\\n\""
         );
+    }
+
+    #[test]
+    fn slice_like_ruby() {
+        assert_eq!(slice(3, 0, 20), Some(0..3));
+        assert_eq!(slice(3, 3, 20), Some(3..3));
+        assert_eq!(slice(3, 4, 20), None);
+        assert_eq!(slice(3, -1, 20), Some(2..3));
+        assert_eq!(slice(3, -4, 20), None);
+        assert_eq!(slice(3, 0, -1), None);
+        assert_eq!(slice(0, 0, 5), Some(0..0));
+    }
+
+    #[test]
+    fn split_drops_trailing_empties() {
+        let parts = |s| split(s, '|').collect::<Vec<_>>();
+        assert_eq!(parts("a|b"), ["a", "b"]);
+        assert_eq!(parts("a|"), ["a"]);
+        assert_eq!(parts("|a"), ["", "a"]);
+        assert_eq!(parts("a||b"), ["a", "", "b"]);
+        assert_eq!(parts("a||b||"), ["a", "", "b"]);
+        assert!(parts("").is_empty());
+        assert!(parts("|").is_empty());
+        assert!(parts("||").is_empty());
+    }
+
+    #[test]
+    fn upto_like_ruby() {
+        let collect = |a: &str, b: &str| {
+            let mut v = Vec::new();
+            upto(a, b, &mut |t| {
+                v.push(t);
+                v.len() < 1000
+            });
+            v
+        };
+        assert_eq!(collect("1998", "2001"), ["1998", "1999", "2000", "2001"]);
+        assert_eq!(collect("09", "11"), ["09", "10", "11"]);
+        assert_eq!(collect("a", "d"), ["a", "b", "c", "d"]);
+        assert_eq!(collect("az", "bb"), ["az", "ba", "bb"]);
+        assert!(collect("2001", "1998").is_empty());
+        assert_eq!(succ("zz"), "aaa");
+        assert_eq!(succ("a9"), "b0");
+        assert_eq!(succ("1.9"), "2.0");
+        assert_eq!(succ("Zz"), "AAa");
+    }
+
+    /// What Ruby 3.1 answers for `s.inspect`.
+    #[test]
+    fn inspect_like_ruby() {
+        for (s, ruby) in [
+            (&b"alan"[..], r#""alan""#),
+            (b"\xE9", r#""\xE9""#),
+            (b"a\"\\#{", r#""a\"\\\#{""#),
+            (b"#$x #@y #z", r#""\#$x \#@y #z""#),
+            (
+                b"\x01\x7F\xC2\x85\xE2\x80\xA8\n",
+                "\"\\u0001\\u007F\u{85}\\u2028\\n\"",
+            ),
+            (b"\xF0\x9F\x98\x80\xEF\xBF\xBF", "\"\u{1F600}\\uFFFF\""),
+        ] {
+            let mut out = Vec::new();
+            write_inspect(s, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), ruby, "{s:?}");
+        }
     }
 }

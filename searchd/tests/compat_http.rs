@@ -3,7 +3,7 @@
 //! sending each record's exact request target. Picky's 200 answers must
 //! come back byte for byte (duration set to 0, as the recorder did); where
 //! Picky failed (500) or refused (400), searchd's documented deliberate
-//! behaviour is asserted case by case (PICKY.md, src/params.rs).
+//! behaviour is asserted case by case (PICKY.md, src/params/).
 
 mod serve_support;
 

@@ -155,7 +155,7 @@ fn startup_errors_exit_with_their_codes() {
             "holds no token",
         ),
         (vec!["--tokens-file", spaced.to_str().unwrap()], "line 1"),
-        (vec!["--drain-timeout", "soon"], "not a duration"),
+        (vec!["--drain-timeout", "soon"], "expected a duration"),
         (vec!["--workers", "0"], "--workers"),
         (vec!["--max-head-bytes", "100"], "--max-head-bytes"),
         (vec!["--verify", "maybe"], "maybe"),

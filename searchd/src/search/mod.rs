@@ -1,0 +1,248 @@
+//! Answering a query the way Picky does: words -> tokens (qualifiers, `|`
+//! alternatives, `*` partial, `"` exact, `~` similar) -> per-token
+//! combinations -> allocations (their cartesian product), scored, sorted,
+//! intersected and paged; then rendered as Picky's JSON.
+//!
+//! The product is walked depth-first in Picky's order (first token slowest)
+//! and a branch stops as soon as its intersection is empty: such allocations
+//! never show in an answer, so pruning them changes nothing but the cost.
+//!
+//! Every query runs this path (answers are cached only in the server), so
+//! it allocates per query, not per allocation or per word: the words share
+//! one string and the tokens borrow from it, combinations are one flat list,
+//! picks one flat list of indices into it, intersection buffers are reused
+//! along the walk, and each combination used in an answer is rendered as
+//! JSON once and copied into every allocation that shows it.
+//!
+//! This module is the search half of [`Engine`] (the other half, opening a
+//! snapshot and wiring up its sections, is `index.rs`): the entry points,
+//! the answer types and the per-thread scratch buffers. One step per
+//! submodule, in the order a query takes them:
+//! - `query`: the query's words and their parsing into tokens;
+//! - `combine`: each token's combinations (category, weight, ids);
+//! - `walk`: the allocations walked, scored, sorted and paged;
+//! - `sets`: the sorted id lists the walk intersects;
+//! - `render`: allocations handed to a [`Results`] or written as JSON.
+//!
+//! The Ruby these steps follow (`String#split`, `String#upto`,
+//! `Array#[start, length]`, `Float#to_s`, the json gem's escaping) is in
+//! [`crate::ruby`].
+
+mod combine;
+mod query;
+mod render;
+mod sets;
+mod walk;
+
+use std::ops::Range;
+
+use crate::index::Engine;
+use combine::Combos;
+use query::Words;
+use render::{Answer, JSON_HEAD, JsonAnswer, write_json_tail};
+use walk::WalkScratch;
+
+/// Picky's range character: `1990…2000` matches every text from one end to
+/// the other (Ruby's `String#upto`). West European substitution turns `…`
+/// into `...` first, so indexes that substitute (like the books example)
+/// never see ranges, exactly as in Picky.
+pub const RANGE_CHARACTER: char = '…';
+
+/// Most texts one range may expand to.
+pub const MAX_RANGE_TEXTS: usize = 10_000;
+
+/// Work limit for one query's product walk: one unit per allocation
+/// visited, plus the number of tokens per allocation found. Picky has none
+/// and can be made to run for hours (`a a a a ...`); past this searchd
+/// answers 400 instead, after a few milliseconds at most.
+pub const MAX_QUERY_WORK: usize = 200_000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SearchError {
+    #[error(
+        "query is too complex: its allocations need more than {MAX_QUERY_WORK} steps to compute"
+    )]
+    TooComplex,
+    #[error("range {0:?} expands to more than {MAX_RANGE_TEXTS} values")]
+    RangeTooLarge(String),
+}
+
+/// One allocation in an answer.
+#[derive(Debug, Clone)]
+pub struct Allocation {
+    pub score: f64,
+    pub count: u64,
+    /// Document numbers on this page.
+    pub ids: Vec<u32>,
+    /// Its combination (one `[category, original, text]` per token): these
+    /// entries of [`Results::parts`].
+    parts: Range<usize>,
+}
+
+/// A query's answer, ready to render.
+#[derive(Debug)]
+pub struct Results<'e> {
+    engine: &'e Engine,
+    pub allocations: Vec<Allocation>,
+    pub offset: i64,
+    pub total: u64,
+    /// Every combination shown, rendered once as JSON
+    /// (`["title","alan","alan"]`), back to back.
+    fragments: Vec<u8>,
+    /// Per token of each allocation: its combination's bytes in `fragments`.
+    parts: Vec<Range<u32>>,
+}
+
+/// Buffers a thread reuses from query to query, so that a query allocates
+/// little besides its answer. None of them holds a borrow between queries.
+#[derive(Default)]
+struct Scratch {
+    words: Words,
+    starts: Vec<usize>,
+    answer: AnswerScratch,
+}
+
+/// The buffers of [`Engine::answer`].
+#[derive(Default)]
+struct AnswerScratch {
+    walk: WalkScratch,
+    /// Each found allocation's picks, back to back.
+    picks: Vec<usize>,
+    /// Every combination shown, rendered once as JSON
+    /// (`["title","alan","alan"]`), back to back.
+    fragments: Vec<u8>,
+    /// Per combination: its JSON in `fragments`, once rendered.
+    rendered: Vec<Range<u32>>,
+    /// The allocation being handed out: its combination's fragments.
+    parts: Vec<Range<u32>>,
+    seq: Vec<usize>,
+}
+
+/// What a scratch buffer may keep between queries (elements); a larger one
+/// is freed, so one huge query does not pin its memory in every thread.
+const SCRATCH_KEEP: usize = 1 << 14;
+
+/// How many intersection buffers (of each kind) a thread keeps.
+const SCRATCH_KEEP_LISTS: usize = 16;
+
+impl Scratch {
+    fn trim(&mut self) {
+        fn keep<T>(v: &mut Vec<T>) {
+            if v.capacity() > SCRATCH_KEEP {
+                *v = Vec::new();
+            }
+        }
+        keep(&mut self.words.ends);
+        if self.words.text.capacity() > SCRATCH_KEEP {
+            self.words.text = String::new();
+        }
+        keep(&mut self.starts);
+        let a = &mut self.answer;
+        keep(&mut a.picks);
+        keep(&mut a.fragments);
+        keep(&mut a.rendered);
+        keep(&mut a.parts);
+        keep(&mut a.seq);
+        keep(&mut a.walk.cur);
+        a.walk.levels.truncate(SCRATCH_KEEP_LISTS);
+        a.walk.levels.iter_mut().for_each(keep);
+        a.walk.spare.truncate(SCRATCH_KEEP_LISTS);
+        a.walk.spare.retain(|v| v.capacity() <= SCRATCH_KEEP);
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if they are in
+/// use or the thread is exiting).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut scratch = SCRATCH
+        .try_with(|c| c.take())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let r = f(&mut scratch);
+    scratch.trim();
+    let _ = SCRATCH.try_with(|c| c.set(Some(scratch)));
+    r
+}
+
+impl Engine {
+    /// Answers `query` with `ids` results per page starting at `offset`.
+    pub fn search(&self, query: &str, ids: i64, offset: i64) -> Result<Results<'_>, SearchError> {
+        let mut results = Results {
+            engine: self,
+            allocations: Vec::new(),
+            offset,
+            total: 0,
+            fragments: Vec::new(),
+            parts: Vec::new(),
+        };
+        with_scratch(|s| {
+            results.total = self.search_with(query, ids, offset, s, &mut results)?;
+            results.fragments.extend_from_slice(&s.answer.fragments);
+            Ok(())
+        })?;
+        Ok(results)
+    }
+
+    /// Answers `query` like [`Engine::search`], writing Picky's JSON to
+    /// `out` as it goes (what `write_json` would write, without building
+    /// the [`Results`]). `duration` is asked for once the allocations are
+    /// written. On an error `out` holds a partial answer.
+    pub fn search_json(
+        &self,
+        query: &str,
+        ids: i64,
+        offset: i64,
+        out: &mut Vec<u8>,
+        duration: impl FnOnce() -> f64,
+    ) -> Result<(), SearchError> {
+        out.extend_from_slice(JSON_HEAD);
+        let mut json = JsonAnswer::new(out, self);
+        let total = with_scratch(|s| self.search_with(query, ids, offset, s, &mut json))?;
+        write_json_tail(offset, duration(), total, out);
+        Ok(())
+    }
+
+    /// Parses `query`, finds its combinations and hands each allocation
+    /// of the page to `answer`; returns the total.
+    fn search_with(
+        &self,
+        query: &str,
+        ids: i64,
+        offset: i64,
+        s: &mut Scratch,
+        answer: &mut impl Answer,
+    ) -> Result<u64, SearchError> {
+        let Scratch {
+            words,
+            starts,
+            answer: scratch,
+        } = s;
+        self.words(query, words);
+        let Some(tokens) = self.parse(words) else {
+            return Ok(0);
+        };
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let mut all = Vec::with_capacity(tokens.len() * self.categories.len());
+        let mut any_empty = false;
+        starts.clear();
+        for t in &tokens {
+            let start = all.len();
+            starts.push(start);
+            self.token_combinations(t, &mut all)?;
+            any_empty |= all.len() == start;
+        }
+        starts.push(all.len());
+        if any_empty {
+            return Ok(0);
+        }
+        let combos = Combos { all, starts };
+        self.answer(&combos, ids, offset, scratch, answer)
+    }
+}
