@@ -107,6 +107,7 @@ test-aws: deps static
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p searchd --no-default-features --lib -- -D warnings
 
 demo: deps-apt static
 	bash scripts/demo.sh

@@ -12,7 +12,9 @@ use crate::build::BuildError;
 use crate::def::DefError;
 use crate::exit;
 use crate::search::SearchError;
+#[cfg(feature = "daemon")]
 use crate::server::LoadError;
+#[cfg(feature = "daemon")]
 use crate::server::auth::TokensError;
 use crate::snapshot::SnapshotError;
 
@@ -34,6 +36,8 @@ pub enum Error {
     /// `query`: the query cannot be answered as asked.
     #[error(transparent)]
     Query(#[from] SearchError),
+    /// `serve --tokens`: the tokens file (daemon only).
+    #[cfg(feature = "daemon")]
     #[error(transparent)]
     Tokens(#[from] TokensError),
     #[error("cannot listen on {addr}: {source}")]
@@ -46,6 +50,7 @@ pub enum Error {
     },
 }
 
+#[cfg(feature = "daemon")]
 impl From<LoadError> for Error {
     fn from(e: LoadError) -> Error {
         match e {
@@ -78,6 +83,7 @@ impl Error {
             },
             Error::Snapshot(e) => snapshot(e),
             Error::Golden(_) => exit::CHECK_FAILED,
+            #[cfg(feature = "daemon")]
             Error::Tokens(e) => match e {
                 TokensError::Read { source, .. } => reading(source),
                 TokensError::Empty { .. } | TokensError::Invalid { .. } => exit::USAGE,
@@ -170,8 +176,11 @@ mod tests {
         ] {
             assert_eq!(Error::from(e).exit_code(), exit::CHECK_FAILED);
         }
-        let golden = Error::from(LoadError::Golden(vec!["q".into()]));
-        assert_eq!(golden.exit_code(), exit::CHECK_FAILED);
+        #[cfg(feature = "daemon")]
+        {
+            let golden = Error::from(LoadError::Golden(vec!["q".into()]));
+            assert_eq!(golden.exit_code(), exit::CHECK_FAILED);
+        }
     }
 
     #[test]

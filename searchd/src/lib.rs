@@ -8,6 +8,7 @@
 //! lives in [`server`]; [`params`] parses request parameters like Rack.
 
 pub mod build;
+#[cfg(feature = "daemon")]
 pub mod cmd;
 pub mod def;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod params;
 pub mod phonetic;
 pub mod ruby;
 pub mod search;
+#[cfg(feature = "daemon")]
 pub mod server;
 pub mod snapshot;
 pub mod tokenizer;
