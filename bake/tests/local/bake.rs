@@ -361,22 +361,33 @@ fn bad_flags_exit_2() {
     assert!(help.contains("KILN_LOG"), "{help}");
 }
 
-#[test]
-fn list_show_and_prune_keep_what_groups_use() {
-    let fx = Fx::new();
+/// Three bakes of the recipe, each with one data row changed (so three
+/// images of the same name, each the next one's parent): `bake build
+/// --json` of each, oldest first.
+fn three_releases(fx: &Fx) -> Vec<serde_json::Value> {
     let csv = fx.path("images/books/books.csv");
     let original = std::fs::read_to_string(&csv).unwrap();
-    let mut ids = Vec::new();
+    let mut built = Vec::new();
     for n in 0..3 {
         std::fs::write(
             &csv,
             original.replacen("Basic Books", &format!("Basic Books {n}"), 1),
         )
         .unwrap();
-        ids.push(fx.build_json()["image"].as_str().unwrap().to_owned());
+        built.push(fx.build_json());
         // Distinct creation seconds keep "newest" unambiguous.
         std::thread::sleep(std::time::Duration::from_millis(1100));
     }
+    built
+}
+
+#[test]
+fn list_show_and_prune_keep_what_groups_use() {
+    let fx = Fx::new();
+    let ids: Vec<String> = three_releases(&fx)
+        .iter()
+        .map(|b| b["image"].as_str().unwrap().to_owned())
+        .collect();
 
     let out = fx.bake(&["list", "--json"]);
     assert_ok(&out);
@@ -854,19 +865,10 @@ fn pruned(fx: &Fx, extra: &[&str]) -> serde_json::Value {
 #[test]
 fn show_lineage_and_deprecate_then_prune_honours_it() {
     let fx = Fx::new();
-    let csv = fx.path("images/books/books.csv");
-    let original = std::fs::read_to_string(&csv).unwrap();
     let mut ids = Vec::new();
-    for n in 0..3 {
-        std::fs::write(
-            &csv,
-            original.replacen("Basic Books", &format!("Basic Books {n}"), 1),
-        )
-        .unwrap();
-        let built = fx.build_json();
+    for built in three_releases(&fx) {
         assert_eq!(built["copies"], serde_json::json!([]), "{built}");
         ids.push(built["image"].as_str().unwrap().to_owned());
-        std::thread::sleep(std::time::Duration::from_millis(1100));
     }
 
     // Lineage: parent first, back to the first bake of the name.

@@ -84,21 +84,9 @@ impl AwsImages {
     /// Self-owned images matching `filters`, newest first.
     async fn find(&self, filters: Vec<Filter>, what: &str) -> Result<Vec<ImageInfo>> {
         let ctx = &self.ctx;
-        let images = all_pages("DescribeImages", |token| {
-            let req = ctx
-                .ec2
-                .describe_images()
-                .owners("self")
-                .set_filters(Some(filters.clone()))
-                .max_results(1000)
-                .set_next_token(token);
-            async move {
-                let out = req.send().await?;
-                Ok((out.images.unwrap_or_default(), out.next_token))
-            }
-        })
-        .await
-        .map_err(|e| sdk_error("DescribeImages", format!("{what} {}", ctx.place()), e))?;
+        let images = owned_images(&ctx.ec2, filters)
+            .await
+            .map_err(|e| sdk_error("DescribeImages", format!("{what} {}", ctx.place()), e))?;
         let mut found: Vec<ImageInfo> = images.iter().map(|i| info(i, &ctx.region)).collect();
         newest_first(&mut found);
         Ok(found)
@@ -664,6 +652,32 @@ impl Images for AwsImages {
         deregister_in(&self.ctx.ec2_in(region), id, region).await?;
         Ok(())
     }
+}
+
+/// Every image this account owns matching `filters`, paged to the end.
+pub(crate) async fn owned_images(
+    ec2: &aws_sdk_ec2::Client,
+    filters: Vec<Filter>,
+) -> std::result::Result<
+    Vec<Image>,
+    aws_sdk_ec2::error::SdkError<
+        aws_sdk_ec2::operation::describe_images::DescribeImagesError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+> {
+    all_pages("DescribeImages", |token| {
+        let req = ec2
+            .describe_images()
+            .owners("self")
+            .set_filters((!filters.is_empty()).then(|| filters.clone()))
+            .max_results(1000)
+            .set_next_token(token);
+        async move {
+            let out = req.send().await?;
+            Ok((out.images.unwrap_or_default(), out.next_token))
+        }
+    })
+    .await
 }
 
 /// DescribeImages of one image with `ec2`, a client for `region`; `None`

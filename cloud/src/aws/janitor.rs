@@ -275,19 +275,9 @@ impl AwsJanitor {
         ec2: &aws_sdk_ec2::Client,
         region: &Region,
     ) -> Result<(Vec<Image>, Vec<Snapshot>)> {
-        let images = all_pages("DescribeImages", |token| {
-            let req = ec2
-                .describe_images()
-                .owners("self")
-                .max_results(1000)
-                .set_next_token(token);
-            async move {
-                let out = req.send().await?;
-                Ok((out.images.unwrap_or_default(), out.next_token))
-            }
-        })
-        .await
-        .map_err(|e| sdk_error("DescribeImages", format!("owned by self in {region}"), e))?;
+        let images = super::images::owned_images(ec2, Vec::new())
+            .await
+            .map_err(|e| sdk_error("DescribeImages", format!("owned by self in {region}"), e))?;
         let snapshots = all_pages("DescribeSnapshots", |token| {
             let req = ec2
                 .describe_snapshots()
