@@ -279,3 +279,25 @@ pub fn kill_fleet_instances(state: &Path) -> Vec<u32> {
     }
     pgids
 }
+
+/// The payload entries every image has: the static searchd, the snapshot
+/// `idx` as index/books.idx, and images/searchd.env.
+pub fn base_entries(fx: &Fx, idx: PathBuf) -> Vec<bake::payload::Entry> {
+    vec![
+        bake::payload::Entry {
+            name: "bin/searchd".into(),
+            source: searchd_bin(),
+            executable: true,
+        },
+        bake::payload::Entry {
+            name: "index/books.idx".into(),
+            source: idx,
+            executable: false,
+        },
+        bake::payload::Entry {
+            name: "etc/searchd.env".into(),
+            source: fx.path("images/searchd.env"),
+            executable: false,
+        },
+    ]
+}

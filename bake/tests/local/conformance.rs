@@ -26,23 +26,7 @@ fn fixture(fx: &Fx) -> Fixture {
 fn fixture_with(fx: &Fx, idx: &Path, archive: &str) -> Fixture {
     let idx = idx.to_owned();
     let archive = fx.path(archive);
-    let entries = vec![
-        bake::payload::Entry {
-            name: "bin/searchd".into(),
-            source: searchd_bin(),
-            executable: true,
-        },
-        bake::payload::Entry {
-            name: "index/books.idx".into(),
-            source: idx,
-            executable: false,
-        },
-        bake::payload::Entry {
-            name: "etc/searchd.env".into(),
-            source: fx.path("images/searchd.env"),
-            executable: false,
-        },
-    ];
+    let entries = base_entries(fx, idx);
     let (sha256, bytes) = bake::payload::write(&entries, &archive).unwrap();
     Fixture {
         base: BaseSelector::Scratch,

@@ -59,6 +59,19 @@ fn id(v: &serde_json::Value) -> &str {
 }
 
 /// `[logs]` appended to the fixture's recipe (replacing an earlier one).
+/// A fixture whose recipe forwards to logs.example.com:6514 with a fresh
+/// CA (in `pki/`).
+fn forwarding_fixture() -> Fx {
+    let fx = Fx::new();
+    let pki = Pki::new(fx.path("pki"));
+    std::fs::copy(pki.ca(), fx.path("images/logs-ca.pem")).unwrap();
+    set_logs(
+        &fx,
+        "forward = \"logs.example.com:6514\"\nca = \"logs-ca.pem\"\n",
+    );
+    fx
+}
+
 fn set_logs(fx: &Fx, section: &str) {
     fx.edit_recipe(|t| {
         let t = t.split("\n[logs]\n").next().unwrap().to_owned();
@@ -478,13 +491,7 @@ const RSYSLOGD_STUB: &str = "#!/bin/sh\nexit 0\n";
 /// rsyslogd accepts the base's configuration with the forwarder in it.
 #[test]
 fn a_base_that_loads_imjournal_gets_a_forwarder_that_does_not_load_it_twice() {
-    let fx = Fx::new();
-    let pki = Pki::new(fx.path("pki"));
-    std::fs::copy(pki.ca(), fx.path("images/logs-ca.pem")).unwrap();
-    set_logs(
-        &fx,
-        "forward = \"logs.example.com:6514\"\nca = \"logs-ca.pem\"\n",
-    );
+    let fx = forwarding_fixture();
     let scratch = fx.build_json();
     base_tarball(
         &fx,
@@ -522,13 +529,7 @@ fn a_base_that_loads_imjournal_gets_a_forwarder_that_does_not_load_it_twice() {
 
 #[test]
 fn a_base_with_rsyslog_but_no_tls_driver_fails_the_logs_step() {
-    let fx = Fx::new();
-    let pki = Pki::new(fx.path("pki"));
-    std::fs::copy(pki.ca(), fx.path("images/logs-ca.pem")).unwrap();
-    set_logs(
-        &fx,
-        "forward = \"logs.example.com:6514\"\nca = \"logs-ca.pem\"\n",
-    );
+    let fx = forwarding_fixture();
     base_tarball(&fx, &[("usr/sbin/rsyslogd", RSYSLOGD_STUB, true)]);
     let out = fx.bake(&["build", fx.recipe().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -546,23 +547,7 @@ fn install(fx: &Fx, extra: &[(&str, &str)]) -> (Option<i32>, String, PathBuf) {
     std::fs::create_dir_all(dir.join("extra/etc/kiln")).unwrap();
     let idx = dir.join("books.idx");
     build_snapshot(fx, &idx);
-    let mut entries = vec![
-        bake::payload::Entry {
-            name: "bin/searchd".into(),
-            source: searchd_bin(),
-            executable: true,
-        },
-        bake::payload::Entry {
-            name: "index/books.idx".into(),
-            source: idx,
-            executable: false,
-        },
-        bake::payload::Entry {
-            name: "etc/searchd.env".into(),
-            source: fx.path("images/searchd.env"),
-            executable: false,
-        },
-    ];
+    let mut entries = base_entries(fx, idx);
     for (name, text) in extra {
         let p = dir.join("extra").join(name);
         std::fs::write(&p, text).unwrap();
