@@ -1,6 +1,18 @@
 //! The opened index: a snapshot's sections wired up for searching, plus the
-//! metadata stored with it. Opening validates structure and metadata and
-//! builds a few small lookup tables; no per-document work happens here.
+//! metadata stored with it. Opening validates structure and metadata, walks
+//! every term table's fst once (see [`check_fst`]) and builds a few small
+//! lookup tables; no per-document work happens here.
+//!
+//! What a query reads of the snapshot is safe on any bytes: the fst nodes a
+//! lookup can reach were all decoded at open, and every other read (term
+//! offsets, posting lists, similar words, document ids) goes through a
+//! checked accessor, so a bad offset reads as a missing term or a `null` id,
+//! never past a slice. Posting lists out of order or naming documents past
+//! the table give wrong answers, not panics: the set operations
+//! (`search/sets.rs`) index only below the lengths they were given, and
+//! rendering ([`Docs::json`]) checks the id table. Proving order and range
+//! at open would read every posting (hundreds of MB); the sha256 (before
+//! `/ready`, or in the background) is what proves the answers.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -124,7 +136,7 @@ struct Starts {
 }
 
 impl Starts {
-    fn new(fst: &fst::raw::Fst<Bytes>) -> Starts {
+    fn new<D: AsRef<[u8]>>(fst: &fst::raw::Fst<D>) -> Starts {
         let root = fst.root();
         let mut one = Box::new([None; 256]);
         let (mut two, mut three) = (Vec::new(), Vec::new());
@@ -157,13 +169,243 @@ impl Starts {
     }
 }
 
+/// The format version of the fsts `searchd index` writes (fst 0.4's); the
+/// node layout [`check_fst_node`] knows is this version's.
+const FST_VERSION: u64 = 3;
+/// A node with more transitions than this carries a 256-byte index from
+/// input byte to transition (fst's `TRANS_INDEX_THRESHOLD`).
+const FST_INDEX_THRESHOLD: usize = 32;
+/// fst's `EMPTY_ADDRESS`: the final node without transitions or output,
+/// which has no bytes.
+const FST_EMPTY: usize = 0;
+
+/// Opens section `kind` of `category` as an fst map and checks it (see
+/// [`check_fst`]); the error names the section.
+fn open_fst(snap: &Snapshot, kind: Kind, category: u32) -> Result<fst::Map<Bytes>, SnapshotError> {
+    let damaged = |e: String| snap.corrupt(format!("{kind:?} of category {category}: {e}"));
+    let map = fst::Map::new(snap.section(kind, category)?).map_err(|e| damaged(e.to_string()))?;
+    check_fst(map.as_fst()).map_err(damaged)?;
+    Ok(map)
+}
+
+/// Walks every node reachable from the root of `fst` once and proves what
+/// lookups rely on: every byte decoding a node reads lies inside the fst,
+/// with pack sizes fst accepts (it indexes its bytes unchecked and would
+/// panic otherwise), and every transition leads to a lower address (so
+/// there are no cycles). It also checks what makes answers right rather
+/// than safe and costs nothing extra: inputs strictly increasing (so the
+/// keys are, as `fst::Map` streams them) and the input index of wide nodes
+/// agreeing with the inputs. A term number out of range is caught where it
+/// is used ([`Postings::term`], [`SimilarTable::words`]), and no output sum
+/// is computed with fst's overflow-checked addition ([`fst_get`]).
+///
+/// Lookups decode only nodes reachable from the root, so after this
+/// nothing a query does with the fst can read out of bounds. Work: one
+/// decoding per node, a bit per byte of fst to remember the visited ones.
+fn check_fst<D: AsRef<[u8]>>(fst: &fst::raw::Fst<D>) -> Result<(), String> {
+    let b = fst.as_bytes();
+    let len = b.len();
+    // `fst::Map::new` refused anything shorter than 36 bytes.
+    let word = |at: usize| {
+        b.get(at..)
+            .and_then(|s| s.first_chunk::<8>())
+            .map(|w| u64::from_le_bytes(*w))
+    };
+    let version = word(0).ok_or("too short")?;
+    if version != FST_VERSION {
+        return Err(format!(
+            "fst format version {version}, expected {FST_VERSION}"
+        ));
+    }
+    // Version 3 ends with the key count, the root address and a checksum;
+    // the root node's last byte is right before them (an fst holding just
+    // the empty key with output 0 has the bytes-less root `FST_EMPTY`).
+    let root = word(len.checked_sub(12).ok_or("too short")?).ok_or("too short")?;
+    let root = usize::try_from(root).map_err(|_| "root address out of range")?;
+    let expected = if root == FST_EMPTY {
+        Some(36)
+    } else {
+        root.checked_add(21)
+    };
+    if expected != Some(len) {
+        return Err(format!(
+            "root address {root} does not end the fst ({len} bytes)"
+        ));
+    }
+    let mut seen = vec![0u64; len.div_ceil(64)];
+    let mut todo = vec![root];
+    seen[root / 64] |= 1 << (root % 64);
+    while let Some(addr) = todo.pop() {
+        check_fst_node(b, addr, |target| {
+            // `check_fst_node` proved `target < addr`.
+            let (word, bit) = (target / 64, 1 << (target % 64));
+            if seen[word] & bit == 0 {
+                seen[word] |= bit;
+                todo.push(target);
+            }
+        })?;
+        if cfg!(debug_assertions) {
+            // Tests and the fuzzers: the fst crate decodes the node alike.
+            let node = fst.node(addr);
+            let mut theirs = (0..node.len()).map(|i| node.transition_addr(i));
+            check_fst_node(b, addr, |t| {
+                assert_eq!(theirs.next(), Some(t), "fst node at byte {addr}")
+            })?;
+            assert_eq!(theirs.next(), None, "fst node at byte {addr}");
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the node whose last byte is at `addr` as fst 0.4 does
+/// (`raw/node.rs`) and checks it: everything fst reads of it lies in
+/// `b[..=addr]`, pack sizes are ones fst can unpack, each transition leads
+/// below the node, inputs increase and a wide node's index agrees with
+/// them. Calls `target` with each transition's target. The layout, from
+/// the last byte down:
+///
+/// ```text
+/// one transition to the node just before, no output:
+///   [input, unless common] state=0b11|common input
+/// one transition:
+///   output(osize) address delta(tsize) sizes [input, unless common] state=0b10|common input
+/// any number of transitions (n), inputs stored last transition first:
+///   [final output(osize)] outputs(n x osize) deltas(n x tsize) inputs(n)
+///   [index(256) if n > 32] sizes [n, unless it fits the state] state=0b0|final|n
+/// ```
+///
+/// Outputs take no bytes (osize 0) when they are all zero. `sizes` holds
+/// tsize (high nibble) and osize (low), each at most 8. A transition's
+/// target is the node's first byte minus its delta, or [`FST_EMPTY`] for
+/// delta 0.
+fn check_fst_node(b: &[u8], addr: usize, mut target: impl FnMut(usize)) -> Result<(), String> {
+    if addr == FST_EMPTY {
+        return Ok(());
+    }
+    let bad = |what: &str| format!("node at byte {addr}: {what}");
+    let state = *b.get(addr).ok_or_else(|| bad("outside the fst"))?;
+    let inline = state & 0b0011_1111;
+    let back = |at: usize, n: usize| at.checked_sub(n).ok_or_else(|| bad("runs before the fst"));
+    let sizes = |at: usize| {
+        let v = b[at];
+        let (tsize, osize) = (usize::from(v >> 4), usize::from(v & 0x0f));
+        if tsize > 8 || osize > 8 {
+            return Err(bad("bad pack sizes"));
+        }
+        Ok((tsize, osize))
+    };
+    // The node's first byte, where its address deltas are, how many.
+    let (start, deltas, n, tsize) = match state >> 6 {
+        0b11 => {
+            // The target is the byte before the node; `inline` is a common
+            // input, else the input takes a byte.
+            let start = addr - usize::from(inline == 0);
+            if start == 0 {
+                return Err(bad("leads before the fst"));
+            }
+            target(start - 1);
+            return Ok(());
+        }
+        0b10 => {
+            let sizes_at = back(addr, 1 + usize::from(inline == 0))?;
+            let (tsize, osize) = sizes(sizes_at)?;
+            if tsize == 0 {
+                return Err(bad("transition without an address"));
+            }
+            let deltas = back(sizes_at, tsize)?;
+            (back(deltas, osize)?, deltas, 1, tsize)
+        }
+        _ => {
+            let is_final = state & 0b0100_0000 != 0;
+            let sizes_at = back(addr, 1 + usize::from(inline == 0))?;
+            let n = match inline {
+                0 => match b[addr - 1] {
+                    1 => 256,
+                    n => usize::from(n),
+                },
+                n => usize::from(n),
+            };
+            let (tsize, osize) = sizes(sizes_at)?;
+            if n > 0 && tsize == 0 {
+                return Err(bad("transitions without addresses"));
+            }
+            let index = if n > FST_INDEX_THRESHOLD { 256 } else { 0 };
+            let inputs = back(sizes_at, index + n)?;
+            let deltas = back(inputs, n * tsize)?;
+            let outputs = n * osize + if is_final { osize } else { 0 };
+            let start = back(deltas, outputs)?;
+            // Stored last transition first: strictly decreasing here.
+            let stored = &b[inputs..inputs + n];
+            if stored.windows(2).any(|w| w[0] <= w[1]) {
+                return Err(bad("inputs out of order"));
+            }
+            if index > 0 {
+                // `find_input` reads the index: entry `v` is the number of
+                // the transition on byte `v`, or anything >= n for none.
+                let table = &b[inputs + n..sizes_at];
+                let mut found = 0;
+                for (v, &i) in table.iter().enumerate() {
+                    let i = usize::from(i);
+                    if i < n {
+                        if usize::from(stored[n - 1 - i]) != v {
+                            return Err(bad("input index disagrees with the inputs"));
+                        }
+                        found += 1;
+                    }
+                }
+                if found != n {
+                    return Err(bad("input index misses inputs"));
+                }
+            }
+            (start, deltas, n, tsize)
+        }
+    };
+    // Little-endian, `tsize` bytes: one 8-byte load where there is room.
+    let mask = u64::MAX >> (64 - 8 * tsize.max(1));
+    let unpack = |at: usize| match b.get(at..).and_then(|s| s.first_chunk::<8>()) {
+        Some(word) => u64::from_le_bytes(*word) & mask,
+        None => b[at..at + tsize]
+            .iter()
+            .rev()
+            .fold(0, |d, &byte| d << 8 | u64::from(byte)),
+    };
+    // Stored last transition first, like the inputs.
+    for at in (deltas..deltas + n * tsize).step_by(tsize.max(1)).rev() {
+        let delta = unpack(at);
+        match usize::try_from(delta) {
+            Ok(0) => target(FST_EMPTY),
+            Ok(delta) if delta <= start => target(start - delta),
+            _ => return Err(bad("leads before the fst")),
+        }
+    }
+    Ok(())
+}
+
+/// [`fst::Map::get`] with the outputs summed wrapping: fst's own sum is
+/// overflow-checked in debug builds, so damaged outputs would panic there.
+/// A wrapped sum is just a term number out of range, which every caller
+/// checks.
+fn fst_get<D: AsRef<[u8]>>(fst: &fst::raw::Fst<D>, key: &[u8]) -> Option<u64> {
+    let mut node = fst.root();
+    let mut out = 0u64;
+    for &b in key {
+        let t = node.transition(node.find_input(b)?);
+        out = out.wrapping_add(t.out.value());
+        node = fst.node(t.addr);
+    }
+    node.is_final()
+        .then(|| out.wrapping_add(node.final_output().value()))
+}
+
 impl Postings {
     fn open(snap: &Snapshot, kinds: [Kind; 3], category: u32) -> Result<Postings, SnapshotError> {
-        let fst = fst::Map::new(snap.section(kinds[0], category)?)
-            .map_err(|e| snap.corrupt(format!("{:?} of category {category}: {e}", kinds[0])))?;
+        let fst = open_fst(snap, kinds[0], category)?;
         let offsets = U64s(snap.section(kinds[1], category)?);
         let data = U32s(snap.section(kinds[2], category)?);
-        if offsets.len() != fst.len() + 1 || offsets.get(fst.len()) != Some(data.len() as u64) {
+        // The key count is the fst's own word: unchecked `+ 1` could overflow.
+        if fst.len().checked_add(1) != Some(offsets.len())
+            || offsets.get(fst.len()) != Some(data.len() as u64)
+        {
             return Err(snap.corrupt(format!(
                 "{:?} of category {category} does not match its terms",
                 kinds[1]
@@ -209,7 +451,7 @@ impl Postings {
     /// The list of term number `n`; `None` if the file is inconsistent.
     pub fn term(&self, n: u64) -> Option<PostingList<'_>> {
         let n = usize::try_from(n).ok()?;
-        let (a, b) = (self.offsets.get(n)?, self.offsets.get(n + 1)?);
+        let (a, b) = (self.offsets.get(n)?, self.offsets.get(n.checked_add(1)?)?);
         let bytes = self
             .data
             .slice_bytes(usize::try_from(a).ok()?..usize::try_from(b).ok()?)?;
@@ -231,11 +473,11 @@ struct SimilarTable {
 
 impl SimilarTable {
     fn words(&self, code: &str) -> impl Iterator<Item = &str> {
-        let range = self.fst.get(code).and_then(|n| {
+        let range = fst_get(self.fst.as_fst(), code.as_bytes()).and_then(|n| {
             let n = usize::try_from(n).ok()?;
             Some((
-                self.offsets.get(n)? as usize,
-                self.offsets.get(n + 1)? as usize,
+                usize::try_from(self.offsets.get(n)?).ok()?,
+                usize::try_from(self.offsets.get(n.checked_add(1)?)?).ok()?,
             ))
         });
         let bytes = range
@@ -243,9 +485,10 @@ impl SimilarTable {
             .unwrap_or(&[]);
         let mut rest = bytes;
         std::iter::from_fn(move || {
-            let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-            let word = rest.get(4..4 + len)?;
-            rest = &rest[4 + len..];
+            let (len, after) = rest.split_first_chunk::<4>()?;
+            let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+            let (word, after) = after.split_at_checked(len)?;
+            rest = after;
             std::str::from_utf8(word).ok()
         })
     }
@@ -381,17 +624,22 @@ impl Engine {
     }
 
     /// Wires up the sections. A snapshot opened with [`Verify::Structure`]
-    /// may hold damaged term tables that pass every structural check; the
-    /// `fst` crate panics on some damaged nodes, so decoding them at open
-    /// turns such a panic into [`SnapshotError::Corrupt`] here rather than
-    /// a stuck start-up.
+    /// (or served before its background sha256 finished) may hold damaged
+    /// sections that pass every structural check: every read is checked
+    /// and every term table walked ([`check_fst`]), so such a file is
+    /// refused with [`SnapshotError::Corrupt`] naming the section, or
+    /// answers queries without panicking.
     pub fn from_snapshot(snapshot: Snapshot) -> Result<Engine, SnapshotError> {
         let path = snapshot.path().to_owned();
+        // The last net only: nothing in `wire` is expected to panic on any
+        // bytes (the damage fuzzer and tests/damaged.rs fail if it does).
+        // Should a case slip through, it is still a refused snapshot rather
+        // than a dead start-up.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::wire(snapshot)))
             .unwrap_or_else(|_| {
                 Err(SnapshotError::Corrupt {
                     path,
-                    why: "a term table is damaged (decoding it failed)".into(),
+                    why: "a section is damaged (wiring it up panicked)".into(),
                 })
             })
     }
@@ -428,13 +676,11 @@ impl Engine {
             };
             let similar = if mc.similarity != Similarity::None {
                 let table = SimilarTable {
-                    fst: fst::Map::new(snapshot.section(Kind::SimilarFst, c)?).map_err(|e| {
-                        snapshot.corrupt(format!("similarity of category {c}: {e}"))
-                    })?,
+                    fst: open_fst(&snapshot, Kind::SimilarFst, c)?,
                     offsets: U64s(snapshot.section(Kind::SimilarOffsets, c)?),
                     words: snapshot.section(Kind::SimilarWords, c)?,
                 };
-                if table.offsets.len() != table.fst.len() + 1
+                if table.fst.len().checked_add(1) != Some(table.offsets.len())
                     || table.offsets.get(table.fst.len()) != Some(table.words.as_ref().len() as u64)
                 {
                     return Err(snapshot.corrupt(format!(
@@ -491,7 +737,7 @@ impl Engine {
         }
         let doc_offsets = U64s(snapshot.section(Kind::DocOffsets, NO_CATEGORY)?);
         let doc_bytes = snapshot.section(Kind::DocBytes, NO_CATEGORY)?;
-        if doc_offsets.len() as u64 != meta.documents + 1
+        if meta.documents.checked_add(1) != Some(doc_offsets.len() as u64)
             || doc_offsets.get(doc_offsets.len().saturating_sub(1))
                 != Some(doc_bytes.as_ref().len() as u64)
         {
@@ -662,5 +908,103 @@ mod tests {
             let got = postings.get(p).map(|l| l.iter().collect::<Vec<_>>());
             assert_eq!(got, expected, "{p:?}");
         }
+    }
+
+    /// An fst map of `keys` (sorted, distinct) to their positions, as
+    /// `searchd index` writes term tables.
+    fn fst_of(keys: &[Vec<u8>]) -> Vec<u8> {
+        let mut builder = fst::MapBuilder::memory();
+        for (n, k) in keys.iter().enumerate() {
+            builder.insert(k, n as u64).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn check(bytes: Vec<u8>) -> Result<fst::Map<Vec<u8>>, String> {
+        let map = fst::Map::new(bytes).map_err(|e| e.to_string())?;
+        check_fst(map.as_fst())?;
+        Ok(map)
+    }
+
+    /// Shapes the builder writes: empty, only the empty key, one-byte
+    /// nodes, wide nodes with an input index (33 and 256 transitions),
+    /// long chains, outputs of several bytes.
+    fn shapes() -> Vec<Vec<Vec<u8>>> {
+        let mut wide: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b'a', b]).collect();
+        wide.extend((0..40u8).map(|b| vec![b'b', b'0' + b]));
+        wide.extend((0..=255u8).map(|b| vec![b]));
+        wide.push(b"c".repeat(300));
+        let mut words: Vec<Vec<u8>> = (0..400u32)
+            .map(|i| {
+                format!("{}{}", char::from(b'a' + (i % 26) as u8), i * 7919 % 5003).into_bytes()
+            })
+            .collect();
+        words.push(Vec::new());
+        for keys in [&mut wide, &mut words] {
+            keys.sort();
+            keys.dedup();
+        }
+        vec![
+            Vec::new(),
+            vec![Vec::new()],
+            vec![b"x".to_vec()],
+            wide,
+            words,
+        ]
+    }
+
+    #[test]
+    fn check_fst_accepts_what_the_builder_writes() {
+        for keys in shapes() {
+            let map = check(fst_of(&keys)).unwrap_or_else(|e| panic!("{} keys: {e}", keys.len()));
+            assert_eq!(map.len(), keys.len());
+            for (n, k) in keys.iter().enumerate() {
+                assert_eq!(fst_get(map.as_fst(), k), Some(n as u64), "{k:?}");
+            }
+        }
+    }
+
+    /// Damage anywhere in an fst: refused by [`check_fst`], or every
+    /// lookup a query makes (`Postings::get` through [`Starts`], and
+    /// [`fst_get`] as the similarity table uses) answers without a panic.
+    /// Take the check out and this test panics inside `fst`.
+    #[test]
+    fn damaged_fsts_are_refused_or_safe_to_query() {
+        let shapes = shapes();
+        let (mut refused, mut tried) = (0, 0);
+        for keys in &shapes[3..] {
+            let good = fst_of(keys);
+            let probes: Vec<&[u8]> = keys.iter().step_by(7).map(Vec::as_slice).collect();
+            for at in 0..good.len() {
+                for mask in [0x01, 0x30, 0xff] {
+                    let mut bad = good.clone();
+                    bad[at] ^= mask;
+                    tried += 1;
+                    let Ok(map) = check(bad) else {
+                        refused += 1;
+                        continue;
+                    };
+                    let starts = Starts::new(map.as_fst());
+                    for p in &probes {
+                        let _ = fst_get(map.as_fst(), p);
+                        // `Postings::get`'s walk below the prefix table.
+                        if let [a, b, c, rest @ ..] = p {
+                            let prefix = u32::from_be_bytes([0, *a, *b, *c]);
+                            if let Ok(i) = starts.three.binary_search_by_key(&prefix, |e| e.0) {
+                                let mut node = map.as_fst().node(starts.three[i].2);
+                                for &b in rest {
+                                    let Some(t) = node.find_input(b) else { break };
+                                    node = map.as_fst().node(node.transition(t).addr);
+                                }
+                                let _ = node.is_final().then(|| node.final_output());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The check is not a no-op: about half of this damage is noticed
+        // (the rest changes outputs, or inputs in order).
+        assert!(refused > tried / 3, "{refused} of {tried} refused");
     }
 }

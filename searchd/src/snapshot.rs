@@ -333,6 +333,13 @@ impl Snapshot {
             })
     }
 
+    /// Every section as `(kind, category, byte range in the file)`, in
+    /// table order: for tools and tests that look at the layout (the
+    /// damage fuzzer aims inside sections with it).
+    pub fn sections(&self) -> impl Iterator<Item = (u32, u32, Range<usize>)> + '_ {
+        self.sections.iter().cloned()
+    }
+
     pub fn has_section(&self, kind: Kind, category: u32) -> bool {
         self.sections
             .iter()
@@ -411,7 +418,8 @@ fn align8(n: usize) -> usize {
 
 pub use kiln_common::write_atomically;
 
-/// Little-endian u32 array view over a section.
+/// Little-endian u32 array view over a section. Reads are checked: an
+/// index past the end is `None`, never a panic.
 #[derive(Clone, Debug)]
 pub struct U32s(pub Bytes);
 
@@ -423,9 +431,9 @@ impl U32s {
         self.len() == 0
     }
     pub fn get(&self, i: usize) -> Option<u32> {
-        let b = self.0.as_ref();
-        b.get(i * 4..i * 4 + 4)
-            .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")))
+        let at = i.checked_mul(4)?;
+        let word = self.0.as_ref().get(at..)?.first_chunk::<4>()?;
+        Some(u32::from_le_bytes(*word))
     }
     /// The raw bytes of elements `range`, if in bounds.
     pub fn slice_bytes(&self, range: Range<usize>) -> Option<&[u8]> {
@@ -435,7 +443,8 @@ impl U32s {
     }
 }
 
-/// Little-endian u64 array view over a section.
+/// Little-endian u64 array view over a section (reads checked, as
+/// [`U32s`]).
 #[derive(Clone, Debug)]
 pub struct U64s(pub Bytes);
 
@@ -447,9 +456,9 @@ impl U64s {
         self.len() == 0
     }
     pub fn get(&self, i: usize) -> Option<u64> {
-        let b = self.0.as_ref();
-        b.get(i * 8..i * 8 + 8)
-            .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
+        let at = i.checked_mul(8)?;
+        let word = self.0.as_ref().get(at..)?.first_chunk::<8>()?;
+        Some(u64::from_le_bytes(*word))
     }
 }
 

@@ -216,8 +216,10 @@ impl State {
     /// recorded, starts serving it and flips `/ready` to 200 (unless the
     /// server is already draining). An engine is installed at most once.
     pub fn install(&self, engine: Engine) -> Result<(), LoadError> {
-        // Damaged data that passed a structure-only verify can make the
-        // term tables panic: that is a refused snapshot, not a stuck start.
+        // The last net only: every read of snapshot bytes is checked and
+        // the term tables were walked when the engine was wired, so the
+        // replay cannot panic on damaged data. Were it to, that is a
+        // refused snapshot, not a start-up stuck on a dead loading thread.
         let failures =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.check_golden()))
                 .map_err(|_| SnapshotError::Corrupt {
@@ -389,9 +391,23 @@ impl State {
             None => None,
         };
         let mut body = Vec::with_capacity(512);
-        let answer = engine.search_json(&p.query, p.ids, p.offset, &mut body, || {
-            started.elapsed().as_secs_f64()
-        });
+        // The last net only: the engine reads the snapshot through checked
+        // accessors and term tables validated at open, so no bytes make it
+        // panic. Should a bug do so anyway, this request gets a 500 and the
+        // connection (and its metrics) live on. No cost unless it unwinds.
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.search_json(&p.query, p.ids, p.offset, &mut body, || {
+                started.elapsed().as_secs_f64()
+            })
+        }));
+        let Ok(answer) = answer else {
+            tracing::error!(query = %p.query, "the search panicked (a bug): answered 500");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the search failed unexpectedly; this is a bug in searchd",
+            );
+        };
         match answer {
             Ok(()) => {
                 let body = Bytes::from(body);

@@ -1,0 +1,184 @@
+//! Damage only the sha256 would catch, inside every section of a small
+//! snapshot: opened with structure-only verification (`serve --verify
+//! structure`, and `serve` before its background hash), each damaged copy
+//! is refused at open or answers queries and the golden check. Never a
+//! panic: a panic hook counts panics on this thread, so one caught by the
+//! engine's last-net `catch_unwind` fails the test too. (Without the term
+//! table walk at open, `check_fst` in index.rs, this test panics inside
+//! the `fst` crate within the first damaged fst section.)
+
+mod common;
+
+use std::cell::Cell;
+use std::path::Path;
+
+use searchd::index::Engine;
+use searchd::snapshot::{Kind, Snapshot, Verify};
+
+/// A small books index: exact, partial and similarity tables for two
+/// categories, a constant-weight category without partial, boosts and
+/// golden queries. Small tables put the damage near the nodes every lookup
+/// decodes (an fst's root is its last bytes).
+const DEF: &str = r#"
+name = "books"
+
+[id]
+field = "id"
+kind = "integer"
+
+[source]
+path = "books.csv"
+format = "csv"
+header = false
+columns = ["id", "title", "author", "year", "publisher", "subject"]
+
+[indexing]
+remove = '[^a-zA-Z0-9 \t\n\x0B\x0C\r/\-_:"&.]'
+stopwords = '(?i)\b(and|the|of|it|in|for)\b'
+split = '[ \t\n\x0B\x0C\r/\-_:"&.]'
+
+[searching]
+remove = '[^\p{L}\p{N} \t\n\x0B\x0C\r/\-_&."~*:,|…]'
+stopwords = '(?i)\b(and|the|of|it|in|for)\b'
+split = '[ \t\n\x0B\x0C\r/\-&]+'
+
+[[category]]
+name = "title"
+partial = { kind = "substring", from = 1 }
+similarity = { kind = "double_metaphone", amount = 3 }
+
+[[category]]
+name = "author"
+partial = { kind = "postfix", from = -3 }
+similarity = { kind = "soundex", amount = 2 }
+
+[[category]]
+name = "year"
+partial = { kind = "none" }
+weight = { kind = "constant", value = 1.5 }
+
+[[boost]]
+categories = ["title", "author"]
+value = 3
+
+[[golden]]
+query = "a"
+
+[[golden]]
+query = "history~ s"
+
+[[golden]]
+query = "year:1990…2000"
+"#;
+
+/// Every kind of lookup: exact, partial (last word and `*`), similar,
+/// qualifiers, alternatives, ranges, phrases, paging.
+const QUERIES: &[(&str, i64, i64)] = &[
+    ("a", 20, 0),
+    ("a", 3, 4),
+    ("history s", 20, 0),
+    ("histori~ weinberk~", 20, 0),
+    ("title:hist* author:j", 20, 0),
+    ("title,author:s", 20, 0),
+    ("a|b|c", 20, 0),
+    ("\"american\"", 20, 0),
+    ("year:1990…2003 e", 20, 0),
+    ("zzzz", 20, 0),
+];
+
+thread_local! {
+    static PANICS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A deterministic xorshift: the same offsets on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn build() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = std::fs::read_to_string(common::root().join("images/books/books.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().take(80).collect();
+    std::fs::write(dir.path().join("books.csv"), rows.join("\n") + "\n").unwrap();
+    std::fs::write(dir.path().join("index.toml"), DEF).unwrap();
+    let def = searchd::def::IndexDef::load(&dir.path().join("index.toml")).expect("definition");
+    let out = dir.path().join("small.idx");
+    searchd::build::build(&def, &out).expect("index builds");
+    (dir, out)
+}
+
+/// Damages `good[at] ^= mask` (in section `what`) and opens the copy:
+/// true if it answered, false if it was refused; a panic fails the test.
+fn open_and_query(good: &[u8], what: &str, at: usize, mask: u8) -> bool {
+    let mut bad = good.to_vec();
+    bad[at] ^= mask;
+    let snap = Snapshot::from_bytes(Path::new("damaged.idx"), bad, Verify::Structure)
+        .expect("damage inside a section passes the structure check");
+    let opened = match Engine::from_snapshot(snap) {
+        Ok(engine) => {
+            let mut out = Vec::new();
+            for &(q, ids, offset) in QUERIES {
+                let _ = engine.search(q, ids, offset).map(|r| r.to_json_string(0.0));
+                out.clear();
+                let _ = engine.search_json(q, ids, offset, &mut out, || 0.0);
+            }
+            let _ = engine.check_golden();
+            true
+        }
+        Err(_) => false,
+    };
+    let panics = PANICS.with(Cell::get);
+    assert_eq!(panics, 0, "{what}: byte {at} ^ {mask:#04x} panicked");
+    opened
+}
+
+#[test]
+fn damage_inside_any_section_is_refused_or_answers_without_a_panic() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.with(|p| p.set(p.get() + 1));
+        previous(info);
+    }));
+    let (_dir, path) = build();
+    let good = std::fs::read(&path).unwrap();
+    let snap = Snapshot::open(&path, Verify::Full).unwrap();
+    Engine::from_snapshot(snap).expect("the undamaged snapshot opens");
+    let snap = Snapshot::open(&path, Verify::Full).unwrap();
+    let sections: Vec<_> = snap.sections().collect();
+    assert_eq!(sections.len(), 24, "every kind of section is present");
+    let fst_kinds = [Kind::ExactFst, Kind::PartialFst, Kind::SimilarFst].map(|k| k as u32);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut fst_cases, mut fst_refused, mut cases) = (0, 0, 0);
+    for (kind, category, range) in sections {
+        let what = format!("section kind {kind} of category {category}");
+        let is_fst = fst_kinds.contains(&kind);
+        // Fsts are decoded from the end (the root): every one of their last
+        // 48 bytes, and random bytes anywhere in every section.
+        let tail = if is_fst { range.len().min(48) } else { 8 };
+        let mut offsets: Vec<usize> = (range.end - tail..range.end).collect();
+        offsets.extend((0..40).map(|_| range.start + rng.next() as usize % range.len()));
+        for at in offsets {
+            let mask = (rng.next() % 255 + 1) as u8;
+            let opened = open_and_query(&good, &what, at, mask);
+            cases += 1;
+            if is_fst {
+                fst_cases += 1;
+                fst_refused += usize::from(!opened);
+            }
+        }
+    }
+    let _ = std::panic::take_hook();
+    assert!(cases > 1000, "{cases} cases");
+    // The walk is not a no-op: most damage to an fst is refused at open.
+    assert!(
+        fst_refused * 2 > fst_cases,
+        "{fst_refused} of {fst_cases} damaged fsts refused"
+    );
+}
