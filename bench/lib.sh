@@ -98,14 +98,17 @@ skip() {
   record "{\"kind\":\"skip\",\"section\":$(json_str "$1"),\"why\":$(json_str "$2")}"
 }
 
-# ensure_tools: wrk (required), hyperfine and haproxy (optional), curl;
-# installed with apt-get when root and missing, as the Makefile's deps-apt
-# does.
+# ensure_tools: wrk (required), hyperfine and haproxy (optional), curl,
+# GNU time (/usr/bin/time, for peak memory; without it run_peak polls
+# /proc); installed with apt-get when root and missing, as the Makefile's
+# deps-apt does.
 ensure_tools() {
   local missing=() t
   for t in wrk hyperfine curl haproxy; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
   done
+  # `time` is also a shell keyword: look for the program itself.
+  [ -x /usr/bin/time ] || missing+=(time)
   if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "installing Debian packages: ${missing[*]}"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") \
@@ -118,6 +121,44 @@ ensure_tools() {
 # wait_ready ADDR PATH PID [TIMEOUT_MS]: until GET PATH answers 200.
 wait_ready() {
   "$PROBE" wait --addr "$1" --path "$2" --pid "$3" --timeout-ms "${4:-20000}"
+}
+
+# run_peak LOG LIMIT_S CMD...: runs CMD (stdin inherited, stdout and
+# stderr to LOG), killed after LIMIT_S seconds; sets RUN_SECS (wall time,
+# seconds) and RUN_PEAK_KIB (peak resident memory in KiB: the largest of
+# CMD and anything it waited for, by GNU time's %M; without /usr/bin/time,
+# VmHWM polled from /proc every 20 ms over the process tree). Returns
+# CMD's exit status.
+run_peak() {
+  local logf=$1 limit=$2 t0 t1 rc=0
+  shift 2
+  RUN_PEAK_KIB=0
+  t0=$(now_s)
+  if [ -x /usr/bin/time ]; then
+    local peakf="$WORK/peak.txt"
+    # timeout inside time: wait4's rusage counts timeout's waited-for child.
+    /usr/bin/time -f %M -o "$peakf" timeout --kill-after=10 "$limit" "$@" >"$logf" 2>&1 || rc=$?
+    # On failure time writes "Command exited with non-zero status N" first.
+    RUN_PEAK_KIB=$(tail -n 1 "$peakf" 2>/dev/null | grep -E '^[0-9]+$' || echo 0)
+  else
+    # An explicit <&0: a background command would get /dev/null otherwise.
+    timeout --kill-after=10 "$limit" "$@" >"$logf" 2>&1 <&0 &
+    local pid=$! p v
+    track "$pid" "$1"
+    while kill -0 "$pid" 2>/dev/null; do
+      for p in $pid $(child_pids "$pid"); do
+        v=$(proc_kib "$p" VmHWM 2>/dev/null || true)
+        [ -n "$v" ] && [ "$v" -gt "$RUN_PEAK_KIB" ] && RUN_PEAK_KIB=$v
+      done
+      sleep 0.02
+    done
+    wait "$pid" || rc=$?
+    untrack_stop "$pid"
+  fi
+  t1=$(now_s)
+  # shellcheck disable=SC2034 # read by run.sh
+  RUN_SECS=$(secs "$t0" "$t1")
+  return "$rc"
 }
 
 # lua_paths FILE: the request paths of a wrk query-mix script.
@@ -140,6 +181,31 @@ avg_body_bytes() {
   echo $(((total + n / 2) / n))
 }
 
+# sample_paths BASE_URL FILE N KEY: GETs the first N request paths of FILE
+# (one a line) and prints "BYTES MATCHES ZERO": the average body size, the
+# average of the first number named KEY in the answers (the number of
+# matches: searchd's `total`, tantivy's `num_hits`), and how many answers
+# had none. Fails when a path does not answer 200.
+sample_paths() {
+  local base=$1 file=$2 n=$3 key=$4 body="$WORK/sample.body"
+  local p out code size hits count=0 bytes=0 matches=0 zero=0
+  while read -r p; do
+    out=$(curl -sS --max-time 10 -o "$body" -w '%{http_code} %{size_download}' "$base$p") \
+      || return 1
+    code=${out% *}
+    size=${out#* }
+    [ "$code" = 200 ] || { log "$p answered $code"; return 1; }
+    hits=$(grep -oE "\"$key\": *[0-9]+" "$body" | head -n 1 | grep -oE '[0-9]+$' || true)
+    [ -n "$hits" ] || { log "$p: no \"$key\" in the answer"; return 1; }
+    count=$((count + 1))
+    bytes=$((bytes + size))
+    matches=$((matches + hits))
+    [ "$hits" -gt 0 ] || zero=$((zero + 1))
+  done < <(head -n "$n" "$file")
+  [ "$count" -gt 0 ] || return 1
+  echo "$(((bytes + count / 2) / count)) $(awk -v m="$matches" -v c="$count" 'BEGIN{printf "%.1f", m / c}') $zero"
+}
+
 # run_wrk SERVER LOAD ROUND URL LUA DURATION PIDS: one measured wrk run
 # against the server processes PIDS (comma-separated; their CPU time,
 # children included, is measured too); prints a summary line and sets
@@ -153,26 +219,39 @@ run_wrk() {
     *) die "unknown load $load" ;;
   esac
   out="$WORK/wrk-$server-$load-$round.txt"
-  local cpu0 cpu1 wrk_cpu TIMEFORMAT='%3U %3S'
+  local cpu0 cpu1 wrk_cpu all0 all1 t0 t1 TIMEFORMAT='%3U %3S'
   cpu0=$(pids_cpu_ticks "$pids")
+  all0=$(machine_cpu_ticks)
+  t0=$(now_s)
   # bash's `time` reports wrk's own CPU (user, system) on stderr.
   { time timeout --kill-after=5 $(( ${dur%s} + 30 )) \
       wrk "${args[@]}" -d"$dur" -s "$lua" "$url" >"$out" 2>&1; } 2>"$out.time" \
     || { cat "$out" >&2; die "wrk against $server failed"; }
+  t1=$(now_s)
+  all1=$(machine_cpu_ticks)
   cpu1=$(pids_cpu_ticks "$pids")
   wrk_cpu=$(awk '{print $1 + $2}' "$out.time")
   wrk_parse "$out" || die "cannot parse wrk output for $server"
   # CPU microseconds per request: the server's (process trees) and wrk's.
-  local hz srv_us wrk_us
+  local hz srv_us wrk_us others
   hz=$(getconf CLK_TCK)
   srv_us=$(awk -v d=$((cpu1 - cpu0)) -v hz="$hz" -v n="$WRK_REQUESTS" 'BEGIN{printf "%.2f", (n > 0 ? d / hz * 1e6 / n : 0)}')
   wrk_us=$(awk -v c="$wrk_cpu" -v n="$WRK_REQUESTS" 'BEGIN{printf "%.2f", (n > 0 ? c * 1e6 / n : 0)}')
-  printf '  round %s %-3s %-14s %10.0f req/s  p50 %6s us  p99 %6s us  cpu/req server %6s us wrk %5s us  non-2xx %s  socket errors %s\n' \
-    "$round" "$load" "$server" "$WRK_RPS" "$WRK_P50" "$WRK_P99" "$srv_us" "$wrk_us" "$WRK_NON2XX" "$WRK_SOCK" >&2
+  # The machine's CPU that neither the server nor wrk used during the run
+  # (other processes: someone's build), as a share of all cores.
+  others=$(awk -v a=$((all1 - all0)) -v s=$((cpu1 - cpu0)) -v w="$wrk_cpu" -v hz="$hz" \
+    -v el="$(secs "$t0" "$t1")" -v n="$(nproc)" \
+    'BEGIN{o = (el > 0 ? 100 * (a - s - w * hz) / (el * hz * n) : 0); printf "%.0f", (o > 0 ? o : 0)}')
+  printf '  round %s %-3s %-14s %10.0f req/s  p50 %6s us  p99 %6s us  cpu/req server %6s us wrk %5s us  non-2xx %s  socket errors %s  others %s%%\n' \
+    "$round" "$load" "$server" "$WRK_RPS" "$WRK_P50" "$WRK_P99" "$srv_us" "$wrk_us" "$WRK_NON2XX" "$WRK_SOCK" "$others" >&2
   # shellcheck disable=SC2034 # read by run.sh
   WRK_SRV_US=$srv_us
-  WRK_RECORD="{\"kind\":\"wrk\",\"server\":\"$server\",\"load\":\"$load\",\"round\":$round,\"rps\":$WRK_RPS,\"p50_us\":$WRK_P50,\"p90_us\":$WRK_P90,\"p99_us\":$WRK_P99,\"max_us\":$WRK_MAX,\"requests\":$WRK_REQUESTS,\"non2xx\":$WRK_NON2XX,\"socket_errors\":$WRK_SOCK,\"socket_error_kinds\":$WRK_SOCK_JSON,\"server_cpu_us_per_req\":$srv_us,\"wrk_cpu_us_per_req\":$wrk_us}"
+  WRK_RECORD="{\"kind\":\"wrk\",\"server\":\"$server\",\"load\":\"$load\",\"round\":$round,\"rps\":$WRK_RPS,\"p50_us\":$WRK_P50,\"p90_us\":$WRK_P90,\"p99_us\":$WRK_P99,\"max_us\":$WRK_MAX,\"requests\":$WRK_REQUESTS,\"non2xx\":$WRK_NON2XX,\"socket_errors\":$WRK_SOCK,\"socket_error_kinds\":$WRK_SOCK_JSON,\"server_cpu_us_per_req\":$srv_us,\"wrk_cpu_us_per_req\":$wrk_us,\"others_cpu_pct\":$others}"
 }
+
+# machine_cpu_ticks: user + nice + system clock ticks of all CPUs (what
+# processes' utime and stime add up to; interrupts are counted apart).
+machine_cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4}' /proc/stat; }
 
 # wrk_parse FILE: the output of a wrk run with a query-mix script (its lua
 # `done` prints: requests=N errors_status=N connect=N read=N write=N
@@ -197,24 +276,27 @@ wrk_parse() {
   WRK_SOCK_JSON="{\"connect\":$connect,\"read\":$read,\"write\":$write,\"timeout\":$timeout}"
 }
 
-# measure_rounds LUA SERVERS URLS PIDS: the alternating runs of one
+# measure_rounds LUA SERVERS URLS PIDS [LUAS]: the alternating runs of one
 # comparison (arguments 2-4 name arrays: server names, base URLs, the
-# comma-separated PIDs whose CPU counts as the server's). A warm-up each,
-# then ROUNDS rounds of c8 then c1, the servers alternating within a round
+# comma-separated PIDs whose CPU counts as the server's; the optional 5th
+# an array of per-server wrk scripts, for servers that take the same
+# queries in another syntax: empty entries use LUA). A warm-up each, then
+# ROUNDS rounds of c8 then c1, the servers alternating within a round
 # (a, b, c, a, b, c, ...) so that drift hits all of them alike; every run
 # is recorded.
 measure_rounds() {
-  local lua=$1
-  local -n mr_servers=$2 mr_urls=$3 mr_pids=$4
+  # shellcheck disable=SC2034 # no_luas: the default of mr_luas (a nameref)
+  local lua=$1 no_luas=()
+  local -n mr_servers=$2 mr_urls=$3 mr_pids=$4 mr_luas=${5:-no_luas}
   local i round load
   for i in "${!mr_servers[@]}"; do
     log "warming up ${mr_servers[$i]} (${WARM}s)"
-    warm "${mr_urls[$i]}" "$lua" "${WARM}s"
+    warm "${mr_urls[$i]}" "${mr_luas[$i]:-$lua}" "${WARM}s"
   done
   for round in $(seq 1 "$ROUNDS"); do
     for load in c8 c1; do
       for i in "${!mr_servers[@]}"; do
-        run_wrk "${mr_servers[$i]}" "$load" "$round" "${mr_urls[$i]}" "$lua" "${DUR}s" "${mr_pids[$i]}"
+        run_wrk "${mr_servers[$i]}" "$load" "$round" "${mr_urls[$i]}" "${mr_luas[$i]:-$lua}" "${DUR}s" "${mr_pids[$i]}"
         record "$WRK_RECORD"
       done
     done

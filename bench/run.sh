@@ -7,6 +7,10 @@
 #                 (2 puma workers); unset: that half is skipped.
 #   BENCH_QUICK=1 shorter runs (3 s per wrk run, 1 s warm-ups, fewer starts).
 #   BENCH_DOCS    documents in the synthetic corpus (default 1000000).
+#   BENCH_STREAM  distinct queries in the scale section's uncached stream
+#                 (default 60000).
+#   BENCH_TANTIVY a tantivy-cli binary to compare with (default: installed
+#                 into build/tantivy-cli by cargo install on first use).
 #   BENCH_ROUNDS  rounds of the alternating throughput and balancer runs
 #                 (default 3, quick 2).
 #   BENCH_DURATION  seconds per measured wrk run (default 10, quick 3).
@@ -28,6 +32,7 @@ cd "$REPO"
 
 QUICK=${BENCH_QUICK:-0}
 DOCS=${BENCH_DOCS:-1000000}
+STREAM=${BENCH_STREAM:-60000}
 ONLY=${BENCH_ONLY:-throughput,scale,bake,balancer}
 OUT=${BENCH_OUT:-$REPO/build/bench}
 if [ "$QUICK" = 1 ]; then
@@ -35,8 +40,9 @@ if [ "$QUICK" = 1 ]; then
 else
   DUR=${BENCH_DURATION:-10}; WARM=5; STARTS=20; BAKE_RUNS=5; ROUNDS=${BENCH_ROUNDS:-3}
 fi
-case "$DOCS$ROUNDS$DUR" in *[!0-9]*) die "BENCH_DOCS, BENCH_ROUNDS and BENCH_DURATION must be whole numbers" ;; esac
-{ [ "$DOCS" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$DUR" -ge 1 ]; } || die "BENCH_DOCS, BENCH_ROUNDS, BENCH_DURATION must be >= 1"
+case "$DOCS$ROUNDS$DUR$STREAM" in *[!0-9]*) die "BENCH_DOCS, BENCH_ROUNDS, BENCH_DURATION and BENCH_STREAM must be whole numbers" ;; esac
+{ [ "$DOCS" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$DUR" -ge 1 ] && [ "$STREAM" -ge 1 ]; } \
+  || die "BENCH_DOCS, BENCH_ROUNDS, BENCH_DURATION, BENCH_STREAM must be >= 1"
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 mkdir -p "$OUT"
@@ -151,12 +157,15 @@ throughput() {
   done
 }
 
-# 3. Scale: the synthetic corpus -------------------------------------------
+# 3. Scale: the synthetic corpus, against tantivy-cli -----------------------
 scale() {
-  local dir="$WORK/corpus" t0 t1
-  log "scale: generating $DOCS documents"
+  local dir="$WORK/corpus" tdir="$WORK/tantivy" t0 t1 gen
+  ensure_tantivy
+  gen=(--out "$dir" --docs "$DOCS" --stream "$STREAM")
+  [ -z "$TANTIVY" ] || gen+=(--tantivy "$tdir")
+  log "scale: generating $DOCS documents and a stream of $STREAM distinct queries${TANTIVY:+, and the documents as JSON Lines for tantivy}"
   t0=$(now_s)
-  "$CORPUS" --out "$dir" --docs "$DOCS" >/dev/null 2>"$WORK/corpus.log" \
+  "$CORPUS" "${gen[@]}" >"$WORK/corpus.json" 2>"$WORK/corpus.log" \
     || { cat "$WORK/corpus.log" >&2; die "corpus generation failed"; }
   t1=$(now_s)
   local src_bytes
@@ -164,17 +173,18 @@ scale() {
   record "{\"kind\":\"scale\",\"name\":\"docs\",\"value\":$DOCS}"
   record "{\"kind\":\"scale\",\"name\":\"source_bytes\",\"value\":$src_bytes}"
   record "{\"kind\":\"scale\",\"name\":\"corpus_seconds\",\"value\":$(secs "$t0" "$t1")}"
+  record "{\"kind\":\"scale\",\"name\":\"stream_queries\",\"value\":$(jq_num "$(cat "$WORK/corpus.json")" stream_queries)}"
 
   log "scale: indexing (searchd index)"
-  t0=$(now_s)
-  "$SEARCHD" index --def "$dir/index.toml" --out "$dir/corpus.idx" >/dev/null 2>"$WORK/index-corpus.log" \
+  run_peak "$WORK/index-corpus.log" 3600 "$SEARCHD" index --def "$dir/index.toml" --out "$dir/corpus.idx" </dev/null \
     || { cat "$WORK/index-corpus.log" >&2; die "indexing the corpus failed"; }
-  t1=$(now_s)
   local snap_bytes
   snap_bytes=$(stat -c %s "$dir/corpus.idx")
-  record "{\"kind\":\"scale\",\"name\":\"index_seconds\",\"value\":$(secs "$t0" "$t1")}"
+  record "{\"kind\":\"scale\",\"name\":\"index_seconds\",\"value\":$RUN_SECS}"
+  record "{\"kind\":\"scale\",\"name\":\"index_peak_rss_kib\",\"value\":$RUN_PEAK_KIB}"
   record "{\"kind\":\"scale\",\"name\":\"snapshot_bytes\",\"value\":$snap_bytes}"
   record "{\"kind\":\"scale\",\"name\":\"snapshot_per_source\",\"value\":$(awk "BEGIN{printf \"%.3f\", $snap_bytes/$src_bytes}")}"
+  [ -z "$TANTIVY" ] || tantivy_index "$tdir"
 
   # Start -> first /ready 200, polled tightly by benchprobe (page cache warm:
   # the file was just written).
@@ -248,6 +258,135 @@ scale() {
     record "{\"kind\":\"query\",\"set\":\"corpus\",\"path\":$(json_str "$p"),\"rps\":$(awk '/^Requests\/sec:/ {print $2}' "$WORK/one.txt"),\"total\":${total:-0}}"
   done < <(lua_paths "$dir/queries.lua")
   untrack_stop "$SD_PID"
+
+  scale_stream "$dir" "$tdir"
+}
+
+# ensure_tantivy: sets TANTIVY to a tantivy-cli binary (BENCH_TANTIVY, or
+# build/tantivy-cli/bin/tantivy, installed there by cargo install when
+# missing), or to "" with a skip record saying why.
+TANTIVY_CLI_VERSION=0.24.0
+ensure_tantivy() {
+  TANTIVY=""
+  local root="$REPO/build/tantivy-cli" ilog="$REPO/build/tantivy-install.log" bin v
+  bin=${BENCH_TANTIVY:-$root/bin/tantivy}
+  if [ -z "${BENCH_TANTIVY:-}" ] && [ ! -x "$bin" ]; then
+    log "scale: installing tantivy-cli $TANTIVY_CLI_VERSION into build/tantivy-cli (cargo install: minutes, once; log: build/tantivy-install.log)"
+    mkdir -p "$REPO/build"
+    # Its own target dir (the workspace's profile and lock file stay out of
+    # it). No --locked: its lock file pins traitobject 0.1.0, which today's
+    # rustc rejects. Its release profile asks for full debug info, which
+    # only makes the build bigger and slower: off.
+    if ! CARGO_TARGET_DIR="$REPO/build/tantivy-target" CARGO_PROFILE_RELEASE_DEBUG=0 \
+        timeout --kill-after=30 3600 "$CARGO" install --root "$root" --version "$TANTIVY_CLI_VERSION" tantivy-cli \
+        >"$ilog" 2>&1 </dev/null; then
+      skip tantivy "cargo install tantivy-cli $TANTIVY_CLI_VERSION failed ($(grep -m 1 '^error' "$ilog" || tail -n 1 "$ilog"); see build/tantivy-install.log): searchd measured alone"
+      return 0
+    fi
+    # Only the binary is needed from here on.
+    rm -rf "$REPO/build/tantivy-target"
+  fi
+  if ! v=$("$bin" --version 2>&1 | head -n 1) || [ -z "$v" ]; then
+    skip tantivy "$bin does not run: searchd measured alone"
+    return 0
+  fi
+  TANTIVY=$bin
+  # The library version cargo resolved, when the install log is ours.
+  local lib=""
+  [ -n "${BENCH_TANTIVY:-}" ] || lib=$(grep -oE 'Compiling tantivy v[0-9][^ ]*' "$ilog" 2>/dev/null | head -n 1 | cut -d ' ' -f 3)
+  record "{\"kind\":\"meta\",\"tantivy_cli\":$(json_str "$v"),\"tantivy_lib\":$(json_str "${lib:-unknown}"),\"tantivy_cli_path\":$(json_str "$bin")}"
+}
+
+# tantivy_index DIR: `tantivy index` over DIR/docs.jsonl (on stdin, default
+# flags: what a user runs) into DIR/index (its meta.json written by corpus);
+# records the time, peak memory and the size of the index directory.
+tantivy_index() {
+  local tdir=$1 bytes segments
+  log "scale: indexing (tantivy index, default flags, JSON Lines on stdin)"
+  if ! run_peak "$WORK/tantivy-index.log" 3600 "$TANTIVY" index -i "$tdir/index" <"$tdir/docs.jsonl"; then
+    tail -n 20 "$WORK/tantivy-index.log" >&2
+    skip tantivy "tantivy index failed (see above): searchd measured alone"
+    TANTIVY=""
+    return 0
+  fi
+  # After its merges (index waits for them): what it serves from.
+  bytes=$(du -sb "$tdir/index" | cut -f 1)
+  segments=$(grep -o '"segment_id"' "$tdir/index/meta.json" | wc -l)
+  record "{\"kind\":\"scale\",\"name\":\"tantivy_index_seconds\",\"value\":$RUN_SECS}"
+  record "{\"kind\":\"scale\",\"name\":\"tantivy_index_peak_rss_kib\",\"value\":$RUN_PEAK_KIB}"
+  record "{\"kind\":\"scale\",\"name\":\"tantivy_index_bytes\",\"value\":$bytes}"
+  record "{\"kind\":\"scale\",\"name\":\"tantivy_segments\",\"value\":$segments}"
+  # The input is not needed any more: keep the work directory small.
+  rm -f "$tdir/docs.jsonl"
+}
+
+# scale_stream DIR TANTIVY_DIR: the uncached stream (corpus --stream),
+# side by side: searchd with its answer cache off, tantivy-cli serve (no
+# answer cache either) and the fixed-body peer (the machine's limit),
+# alternating rounds of c8 and c1.
+scale_stream() {
+  local dir=$1 tdir=$2 servers=() urls=() pids=() luas=() verify=() sample busy
+  if ! grep -q -- '--cache-mb' <<<"$serve_help"; then
+    skip "scale stream" "searchd serve has no --cache-mb flag: no uncached stream"
+    return 0
+  fi
+  grep -q -- '--verify' <<<"$serve_help" && verify=(--verify structure)
+  busy=$(cpu_busy_pct 2)
+  record "{\"kind\":\"meta\",\"cpu_busy_before_stream_pct\":$busy}"
+  [ "$busy" -lt 15 ] || log "WARNING: the machine was ${busy}% busy before the stream runs: expect noisy numbers"
+
+  log "scale: the uncached stream: searchd --cache-mb 0${TANTIVY:+, tantivy serve} and fixed-body"
+  start_searchd "$dir/corpus.idx" "$WORK/searchd-stream.log" "${verify[@]}" --cache-mb 0 \
+    || die "searchd --cache-mb 0 did not serve the corpus"
+  local sd_pid=$SD_PID sd_body body matches zero
+  sample=$(sample_paths "http://$SD_ADDR" "$dir/stream-searchd.txt" 200 total) \
+    || die "searchd did not answer the stream with 200s"
+  read -r body matches zero <<<"$sample"
+  sd_body=$body
+  log "searchd over the first 200 queries: $body bytes an answer, $matches matches on average, $zero without any"
+  record "{\"kind\":\"scale\",\"name\":\"stream_body_bytes\",\"value\":$body}"
+  record "{\"kind\":\"scale\",\"name\":\"stream_matches\",\"value\":$matches}"
+  record "{\"kind\":\"scale\",\"name\":\"stream_zero_matches\",\"value\":$zero}"
+  servers+=(scale-searchd); urls+=("http://$SD_ADDR"); pids+=("$sd_pid"); luas+=("$dir/stream-searchd.lua")
+
+  if [ -n "$TANTIVY" ]; then
+    local tport tpid ready="/api/?q=ready&nhits=1"
+    tport=$("$PROBE" free-port)
+    "$TANTIVY" serve -i "$tdir/index" --host 127.0.0.1 --port "$tport" >"$WORK/tantivy-serve.log" 2>&1 </dev/null &
+    tpid=$!
+    track "$tpid" tantivy
+    if ! wait_ready "127.0.0.1:$tport" "$ready" "$tpid" 60000; then
+      sed -n 1,20p "$WORK/tantivy-serve.log" >&2
+      untrack_stop "$tpid"
+      skip tantivy "tantivy serve did not answer (see above): searchd measured alone"
+    elif ! sample=$(sample_paths "http://127.0.0.1:$tport" "$dir/stream-tantivy.txt" 200 num_hits); then
+      untrack_stop "$tpid"
+      skip tantivy "tantivy serve did not answer the stream with 200s: searchd measured alone"
+    else
+      read -r body matches zero <<<"$sample"
+      log "tantivy over the same 200 queries: $body bytes an answer, $matches matches on average, $zero without any"
+      record "{\"kind\":\"scale\",\"name\":\"tantivy_stream_body_bytes\",\"value\":$body}"
+      record "{\"kind\":\"scale\",\"name\":\"tantivy_stream_matches\",\"value\":$matches}"
+      record "{\"kind\":\"scale\",\"name\":\"tantivy_stream_zero_matches\",\"value\":$zero}"
+      servers+=(scale-tantivy); urls+=("http://127.0.0.1:$tport"); pids+=("$tpid"); luas+=("$dir/stream-tantivy.lua")
+    fi
+  fi
+
+  # The limit: the same requests answered with a body of searchd's size.
+  local fport fpid
+  fport=$("$PROBE" free-port)
+  "$FIXED" --size "$sd_body" --listen "127.0.0.1:$fport" \
+    >/dev/null 2>"$WORK/fixed-stream.log" </dev/null &
+  fpid=$!
+  track "$fpid" fixed-body
+  wait_ready "127.0.0.1:$fport" /ready "$fpid" 20000 || die "fixed-body did not start"
+  servers+=(scale-fixed); urls+=("http://127.0.0.1:$fport"); pids+=("$fpid"); luas+=("$dir/stream-searchd.lua")
+
+  measure_rounds "$dir/stream-searchd.lua" servers urls pids luas
+  local i
+  for i in "${!pids[@]}"; do
+    untrack_stop "${pids[$i]}"
+  done
 }
 
 scale_key() {

@@ -2,6 +2,10 @@
 //! books example (id, title, author, year) with a realistic word
 //! distribution, the index definition that indexes them like
 //! `images/books/index.toml`, and a query mix shaped like the books mix.
+//! For the comparison with tantivy-cli: a stream of distinct queries
+//! (single words, two-word ANDs, author names) as request paths for both
+//! engines, wrk scripts walking them, and tantivy's schema for the same
+//! documents.
 //!
 //! Words are generated, pronounceable, lower-case ASCII (so the
 //! double-metaphone similarity has something to work with) and drawn with
@@ -468,6 +472,224 @@ fn wrk_tail() -> &'static str {
     &BOOKS[at + 1..]
 }
 
+/// One query of the uncached stream: what a user would type, in a form
+/// each engine reads the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StreamQuery {
+    /// One title word.
+    Word(String),
+    /// Two words of one document's title, both required.
+    And(String, String),
+    /// An author's full name, both parts in the author field.
+    Author { last: String, first: String },
+}
+
+impl StreamQuery {
+    /// Picky's query language: words are ANDed, `author:` qualifies a word.
+    pub fn searchd(&self) -> String {
+        match self {
+            StreamQuery::Word(w) => w.clone(),
+            StreamQuery::And(a, b) => format!("{a} {b}"),
+            StreamQuery::Author { last, first } => format!("author:{last} author:{first}"),
+        }
+    }
+
+    /// tantivy's query parser: terms are ORed unless marked `+` (required);
+    /// unqualified terms search the default fields (title and author).
+    pub fn tantivy(&self) -> String {
+        match self {
+            StreamQuery::Word(w) => w.clone(),
+            StreamQuery::And(a, b) => format!("+{a} +{b}"),
+            StreamQuery::Author { last, first } => format!("+author:{last} +author:{first}"),
+        }
+    }
+
+    fn kind(&self) -> usize {
+        match self {
+            StreamQuery::Word(_) => 0,
+            StreamQuery::And(..) => 1,
+            StreamQuery::Author { .. } => 2,
+        }
+    }
+}
+
+/// Shares of the stream, in fifths: single words, two-word ANDs, authors.
+const STREAM_FIFTHS: [usize; 3] = [2, 2, 1];
+
+impl Corpus {
+    /// `n` distinct queries for the uncached throughput runs, drawn from the
+    /// first `docs` documents (the ones the corpus holds, so every query has
+    /// an answer): two fifths single title words, two fifths two words of
+    /// one title, one fifth an author's full name. Words come from real
+    /// titles, so frequent words are queried as often as they occur until
+    /// each has been used once. Shuffled, so every slice of the stream has
+    /// the same mix. Fewer than `n` when the documents run out of distinct
+    /// queries (tiny corpora).
+    pub fn query_stream(&self, docs: u64, n: usize) -> Vec<StreamQuery> {
+        let mut rng = Rng::new(self.seed ^ 0x57EA_0000_0000_0003);
+        let words_quota = n * STREAM_FIFTHS[0] / 5;
+        let and_quota = n * STREAM_FIFTHS[1] / 5;
+        let quota = [words_quota, and_quota, n - words_quota - and_quota];
+        let mut got = [0usize; 3];
+        let mut seen: HashSet<StreamQuery> = HashSet::with_capacity(n);
+        let mut out = Vec::with_capacity(n);
+        for d in self.documents(docs) {
+            if out.len() >= n {
+                break;
+            }
+            let mut words: Vec<&str> = content_words(&d).collect();
+            words.dedup();
+            let left: Vec<u32> = (0..3).map(|k| (quota[k] - got[k]) as u32).collect();
+            // Try the kind drawn by what is left to fill, then the others.
+            let first = rng.weighted(&left);
+            for kind in [first, (first + 1) % 3, (first + 2) % 3] {
+                if left[kind] == 0 {
+                    continue;
+                }
+                if let Some(q) = self.stream_candidate(&mut rng, kind, &d, &words, &seen) {
+                    seen.insert(q.clone());
+                    got[q.kind()] += 1;
+                    out.push(q);
+                    break;
+                }
+            }
+        }
+        // Fisher-Yates: the documents yield frequent words first.
+        for i in (1..out.len()).rev() {
+            let j = rng.below(i + 1);
+            out.swap(i, j);
+        }
+        out
+    }
+
+    /// A query of `kind` from document `d` not in `seen`, if it has one.
+    fn stream_candidate(
+        &self,
+        rng: &mut Rng,
+        kind: usize,
+        d: &Doc,
+        words: &[&str],
+        seen: &HashSet<StreamQuery>,
+    ) -> Option<StreamQuery> {
+        match kind {
+            0 if !words.is_empty() => {
+                let start = rng.below(words.len());
+                (0..words.len())
+                    .map(|i| StreamQuery::Word(words[(start + i) % words.len()].to_owned()))
+                    .find(|q| !seen.contains(q))
+            }
+            1 if words.len() >= 2 => (0..4).find_map(|_| {
+                let i = rng.below(words.len());
+                let j = rng.below(words.len());
+                let (i, j) = (i.min(j), i.max(j));
+                let q = StreamQuery::And(words[i].to_owned(), words[j].to_owned());
+                (words[i] != words[j] && !seen.contains(&q)).then_some(q)
+            }),
+            2 => {
+                let q = StreamQuery::Author {
+                    last: d.last.clone(),
+                    first: d.first.clone(),
+                };
+                (!seen.contains(&q)).then_some(q)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The request path of a stream query for searchd (`index` is the URL
+/// path of the corpus's index; Picky's default of 20 ids).
+pub fn searchd_stream_path(index: &str, q: &StreamQuery) -> String {
+    format!("/{index}?query={}", url_encode(&q.searchd()))
+}
+
+/// The request path of a stream query for `tantivy serve` (its only
+/// route; 20 hits, like searchd's 20 ids).
+pub fn tantivy_stream_path(q: &StreamQuery) -> String {
+    format!("/api/?q={}&nhits=20", url_encode(&q.tantivy()))
+}
+
+/// Slices of a stream script: the most wrk threads the bench uses.
+pub const STREAM_SLICES: usize = 2;
+
+/// A wrk script walking the request paths in `paths_file` (one a line, read
+/// by each thread at start: a table of 60,000 string constants is more than
+/// LuaJIT takes in one chunk). Thread `k` starts at `k / STREAM_SLICES` of
+/// the stream and walks forward, wrapping at its end, so no query repeats
+/// within a run until a thread has sent `len / STREAM_SLICES` requests
+/// (with one thread: `len`). The `done` report is `bench/wrk_queries.lua`'s.
+pub fn stream_script(paths_file: &str, what: &str) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "-- Generated by benchkit's `corpus`: {what}, a stream of distinct queries\n\
+         -- (one request path a line in the file below; no query repeats within a run\n\
+         -- while each thread sends fewer than 1/{STREAM_SLICES} of them).\n\
+         -- Usage: wrk -t2 -c8 -d10s -s THIS http://127.0.0.1:PORT\n\
+         local file = {paths_file:?}\n\
+         local slices = {STREAM_SLICES}\n"
+    );
+    s.push_str(
+        r#"local paths = {}
+local counter = 0
+local thread_id = 0
+setup = function(thread)
+  thread:set("tid", thread_id)
+  thread_id = thread_id + 1
+end
+init = function(args)
+  for line in io.lines(file) do
+    paths[#paths + 1] = line
+  end
+  if #paths == 0 then
+    error("no request paths in " .. file)
+  end
+  counter = ((tid or 0) % slices) * math.floor(#paths / slices)
+end
+request = function()
+  local p = paths[(counter % #paths) + 1]
+  counter = counter + 1
+  return wrk.format("GET", p)
+end
+"#,
+    );
+    let tail = wrk_tail();
+    let at = tail
+        .find("done = function")
+        .expect("bench/wrk_queries.lua has a done function");
+    s.push_str(&tail[at..]);
+    s
+}
+
+/// tantivy's `meta.json` for an empty index of the corpus's documents,
+/// what `tantivy new` would write for the answers: `id` and `year` u64
+/// (indexed, stored), `title` and `author` text (the default tokenizer,
+/// term frequencies and positions, field norms, stored). tantivy 0.24's
+/// format (`IndexMeta`: settings, no segments, the schema, opstamp 0).
+pub fn tantivy_meta() -> String {
+    let num =
+        serde_json::json!({"indexed": true, "fieldnorms": false, "fast": false, "stored": true});
+    let text = serde_json::json!({
+        "indexing": {"record": "position", "fieldnorms": true, "tokenizer": "default"},
+        "stored": true,
+        "fast": false
+    });
+    let meta = serde_json::json!({
+        "index_settings": {"docstore_compression": "lz4", "docstore_blocksize": 16384},
+        "segments": [],
+        "schema": [
+            {"name": "id", "type": "u64", "options": num},
+            {"name": "title", "type": "text", "options": text},
+            {"name": "author", "type": "text", "options": text},
+            {"name": "year", "type": "u64", "options": num},
+        ],
+        "opstamp": 0
+    });
+    let mut s = serde_json::to_string_pretty(&meta).expect("a JSON value serialises");
+    s.push('\n');
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,5 +828,102 @@ mod tests {
         assert_eq!(misspell("brst"), "brste");
         assert_ne!(misspell("tola"), "tola");
         assert_eq!(url_encode("a b:c,d~"), "a%20b%3Ac%2Cd~");
+    }
+
+    #[test]
+    fn stream_is_distinct_mixed_and_deterministic() {
+        let c = small();
+        let a = c.query_stream(5_000, 3_000);
+        assert_eq!(a, c.query_stream(5_000, 3_000));
+        assert_eq!(a.len(), 3_000);
+        let uniq: HashSet<&StreamQuery> = a.iter().collect();
+        assert_eq!(uniq.len(), a.len());
+        let mut kinds = [0usize; 3];
+        for q in &a {
+            kinds[q.kind()] += 1;
+        }
+        assert_eq!(kinds, [1_200, 1_200, 600]);
+        // Shuffled: the first tenth already holds every kind.
+        let head: HashSet<usize> = a[..300].iter().map(StreamQuery::kind).collect();
+        assert_eq!(head.len(), 3);
+        // Every query comes from a document: its words are in the corpus.
+        let docs: Vec<Doc> = c.documents(5_000).collect();
+        let titles: HashSet<&str> = docs.iter().flat_map(content_words).collect();
+        let authors: HashSet<(&str, &str)> = docs
+            .iter()
+            .map(|d| (d.last.as_str(), d.first.as_str()))
+            .collect();
+        for q in &a {
+            match q {
+                StreamQuery::Word(w) => assert!(titles.contains(w.as_str()), "{w}"),
+                StreamQuery::And(x, y) => {
+                    assert_ne!(x, y);
+                    assert!(titles.contains(x.as_str()) && titles.contains(y.as_str()));
+                }
+                StreamQuery::Author { last, first } => {
+                    assert!(authors.contains(&(last.as_str(), first.as_str())))
+                }
+            }
+        }
+        // A tiny corpus runs out of distinct queries: fewer, still distinct.
+        let few = c.query_stream(10, 3_000);
+        assert!(!few.is_empty() && few.len() < 100, "{}", few.len());
+    }
+
+    #[test]
+    fn stream_paths_for_both_engines() {
+        let w = StreamQuery::Word("bratea".to_owned());
+        let and = StreamQuery::And("bratea".to_owned(), "horkcang".to_owned());
+        let au = StreamQuery::Author {
+            last: "greapork".to_owned(),
+            first: "cezerk".to_owned(),
+        };
+        assert_eq!(searchd_stream_path("corpus", &w), "/corpus?query=bratea");
+        assert_eq!(
+            searchd_stream_path("corpus", &and),
+            "/corpus?query=bratea%20horkcang"
+        );
+        assert_eq!(
+            searchd_stream_path("corpus", &au),
+            "/corpus?query=author%3Agreapork%20author%3Acezerk"
+        );
+        assert_eq!(tantivy_stream_path(&w), "/api/?q=bratea&nhits=20");
+        // `+` must be escaped: a literal one is a space in a query string.
+        assert_eq!(
+            tantivy_stream_path(&and),
+            "/api/?q=%2Bbratea%20%2Bhorkcang&nhits=20"
+        );
+        assert_eq!(
+            tantivy_stream_path(&au),
+            "/api/?q=%2Bauthor%3Agreapork%20%2Bauthor%3Acezerk&nhits=20"
+        );
+        let lua = stream_script("/tmp/x/stream.txt", "searchd");
+        assert!(
+            lua.contains("local file = \"/tmp/x/stream.txt\"\n"),
+            "{lua}"
+        );
+        assert!(lua.contains("local slices = 2\n"), "{lua}");
+        assert!(
+            lua.contains("errors_status") && lua.ends_with("end\n"),
+            "{lua}"
+        );
+        assert_eq!(lua.matches("done = function").count(), 1, "{lua}");
+    }
+
+    #[test]
+    fn tantivy_meta_has_the_schema() {
+        let v: serde_json::Value = serde_json::from_str(&tantivy_meta()).unwrap();
+        assert_eq!(v["segments"].as_array().unwrap().len(), 0);
+        assert_eq!(v["opstamp"], 0);
+        let fields = v["schema"].as_array().unwrap();
+        let names: Vec<&str> = fields.iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["id", "title", "author", "year"]);
+        for f in fields {
+            assert_eq!(f["options"]["stored"], true, "{f}");
+        }
+        assert_eq!(fields[1]["options"]["indexing"]["record"], "position");
+        assert_eq!(fields[2]["options"]["indexing"]["tokenizer"], "default");
+        assert_eq!(fields[0]["type"], "u64");
+        assert_eq!(fields[0]["options"]["indexed"], true);
     }
 }

@@ -18,7 +18,10 @@
 //! Throughput per server and load is the median over rounds; ratios compare
 //! those medians, measured in the same run. The servers `direct`,
 //! `balancer` and `haproxy` are the balancer section's and get a table of
-//! their own.
+//! their own; so do `scale-searchd`, `scale-tantivy` and `scale-fixed`,
+//! the scale section's uncached query stream, compared with the scale
+//! numbers `tantivy_*` (tantivy-cli's index build, memory and size) in
+//! [`tantivy_checks`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -36,8 +39,24 @@ pub const DIRECT: &str = "direct";
 pub const BALANCER: &str = "balancer";
 pub const HAPROXY: &str = "haproxy";
 
+/// The scale section's uncached stream: searchd with `--cache-mb 0`,
+/// tantivy-cli serve and the fixed-body peer, on the synthetic corpus.
+pub const SCALE_SEARCHD: &str = "scale-searchd";
+pub const SCALE_TANTIVY: &str = "scale-tantivy";
+pub const SCALE_FIXED: &str = "scale-fixed";
+
 const THROUGHPUT_SERVERS: [&str; 4] = [SEARCHD, NOCACHE, FIXED, PICKY];
 const BALANCER_SERVERS: [&str; 3] = [DIRECT, BALANCER, HAPROXY];
+const SCALE_SERVERS: [&str; 3] = [SCALE_SEARCHD, SCALE_TANTIVY, SCALE_FIXED];
+
+/// Targets of the comparison with tantivy-cli (the scale issue): index
+/// build time and size against tantivy's, uncached throughput against the
+/// fixed-body limit and tantivy's, one connection's p99.
+const INDEX_TIME_VS_TANTIVY: f64 = 2.0;
+const INDEX_SIZE_VS_TANTIVY: f64 = 1.0;
+const UNCACHED_VS_FIXED: f64 = 0.3;
+const UNCACHED_VS_TANTIVY: f64 = 4.0;
+const UNCACHED_P99_C1_US: f64 = 1000.0;
 
 /// Targets of the balancer section.
 const BALANCER_RPS_TARGET: f64 = 0.9;
@@ -69,6 +88,10 @@ pub struct WrkRun {
     /// CPU time of wrk per request, microseconds.
     #[serde(default)]
     pub wrk_cpu_us_per_req: Option<f64>,
+    /// CPU that neither the server nor wrk used during the run (other
+    /// processes), percent of all cores.
+    #[serde(default)]
+    pub others_cpu_pct: Option<f64>,
 }
 
 /// Medians of one server under one load.
@@ -86,6 +109,9 @@ pub struct Summary {
     pub server_cpu_us: f64,
     /// Median wrk CPU per request (µs), when measured.
     pub wrk_cpu_us: f64,
+    /// Median CPU share other processes took during the runs (%), when
+    /// measured.
+    pub others_cpu_pct: f64,
 }
 
 /// A ratio against a target.
@@ -306,6 +332,11 @@ pub fn summarise(runs: &[WrkRun]) -> BTreeMap<String, BTreeMap<String, Summary>>
                     .filter_map(|r| r.wrk_cpu_us_per_req)
                     .collect::<Vec<f64>>(),
             ),
+            others_cpu_pct: median(
+                &rs.iter()
+                    .filter_map(|r| r.others_cpu_pct)
+                    .collect::<Vec<f64>>(),
+            ),
         };
         out.entry(server).or_default().insert(load, s);
     }
@@ -519,6 +550,189 @@ pub fn rollout_checks(rs: &[Rollout]) -> Vec<Check> {
         }
     }
     out
+}
+
+/// The scale section against tantivy-cli: index build time, peak memory
+/// and size from the scale numbers, the uncached stream from the wrk runs
+/// of `scale-*`. Rows whose inputs are missing (tantivy skipped) are left
+/// out; searchd's own rows against the fixed-body limit stay.
+pub fn tantivy_checks(
+    scale: &[(String, f64)],
+    s: &BTreeMap<String, BTreeMap<String, Summary>>,
+) -> Vec<Check> {
+    let num = |name: &str| {
+        scale
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .filter(|v| v.is_finite())
+    };
+    let get = |server: &str, load: &str| s.get(server).and_then(|m| m.get(load));
+    let mut out = Vec::new();
+
+    let (sd_secs, tv_secs) = (num("index_seconds"), num("tantivy_index_seconds"));
+    if let (Some(a), Some(b)) = (sd_secs, tv_secs) {
+        out.push(Check::new("index build time: searchd index", a, "s"));
+        out.push(Check::new("index build time: tantivy index", b, "s"));
+        if b > 0.0 {
+            out.push(
+                Check::new("index build time, searchd/tantivy", a / b, "x")
+                    .target("<=", INDEX_TIME_VS_TANTIVY),
+            );
+        }
+    }
+    for (name, key) in [
+        ("peak memory while indexing: searchd", "index_peak_rss_kib"),
+        (
+            "peak memory while indexing: tantivy",
+            "tantivy_index_peak_rss_kib",
+        ),
+    ] {
+        if let (Some(kib), Some(_)) = (num(key), tv_secs) {
+            out.push(Check::new(name, kib / 1024.0, "MiB"));
+        }
+    }
+    if let (Some(a), Some(b)) = (num("snapshot_bytes"), num("tantivy_index_bytes")) {
+        out.push(Check::new("index size: searchd snapshot", a / 1e6, "MB"));
+        let segments = num("tantivy_segments").map_or(String::new(), |n| {
+            format!(
+                " ({} segment{})",
+                fmt_num(n),
+                if n == 1.0 { "" } else { "s" }
+            )
+        });
+        out.push(Check::new(
+            format!("index size: tantivy index directory{segments}"),
+            b / 1e6,
+            "MB",
+        ));
+        if b > 0.0 {
+            out.push(
+                Check::new("index size, searchd/tantivy", a / b, "x")
+                    .target("<=", INDEX_SIZE_VS_TANTIVY),
+            );
+        }
+    }
+
+    let (sd8, tv8, fx8) = (
+        get(SCALE_SEARCHD, "c8"),
+        get(SCALE_TANTIVY, "c8"),
+        get(SCALE_FIXED, "c8"),
+    );
+    for (label, x) in [
+        ("searchd --cache-mb 0", sd8),
+        ("tantivy serve", tv8),
+        ("fixed-body", fx8),
+    ] {
+        if let Some(x) = x {
+            out.push(Check::new(
+                format!("uncached stream req/s at c8: {label}"),
+                x.rps,
+                "req/s",
+            ));
+        }
+    }
+    if let (Some(a), Some(f)) = (sd8, fx8) {
+        out.push(
+            Check::new(
+                "uncached req/s at c8, searchd/fixed-body",
+                a.rps / f.rps,
+                "x",
+            )
+            .target(">=", UNCACHED_VS_FIXED),
+        );
+    }
+    if let (Some(a), Some(t)) = (sd8, tv8) {
+        out.push(
+            Check::new("uncached req/s at c8, searchd/tantivy", a.rps / t.rps, "x")
+                .target(">=", UNCACHED_VS_TANTIVY),
+        );
+    }
+    // CPU is the only limit: robust to other processes, as in the
+    // throughput section.
+    for (peer, p) in [("fixed-body", fx8), ("tantivy", tv8)] {
+        if let (Some(a), Some(p)) = (sd8, p) {
+            let (ca, cp) = (
+                a.server_cpu_us + a.wrk_cpu_us,
+                p.server_cpu_us + p.wrk_cpu_us,
+            );
+            if ca.is_finite() && cp.is_finite() && ca > 0.0 {
+                out.push(Check::new(
+                    format!("uncached req/s at c8, searchd/{peer}, from cpu/req"),
+                    cp / ca,
+                    "x",
+                ));
+            }
+        }
+    }
+    if let Some(a) = get(SCALE_SEARCHD, "c1") {
+        out.push(
+            Check::new("uncached p99 latency at c1: searchd", a.p99_us, "us")
+                .target("<", UNCACHED_P99_C1_US),
+        );
+    }
+    for (label, server) in [("tantivy", SCALE_TANTIVY), ("fixed-body", SCALE_FIXED)] {
+        if let Some(x) = get(server, "c1") {
+            out.push(Check::new(
+                format!("uncached p99 latency at c1: {label}"),
+                x.p99_us,
+                "us",
+            ));
+        }
+    }
+    for (label, server) in [
+        ("searchd", SCALE_SEARCHD),
+        ("tantivy", SCALE_TANTIVY),
+        ("fixed-body", SCALE_FIXED),
+    ] {
+        if let Some(x) = get(server, "c1") {
+            out.push(Check::new(
+                format!("uncached p50 latency at c1: {label}"),
+                x.p50_us,
+                "us",
+            ));
+        }
+    }
+    for (label, prefix) in [("searchd", "stream_"), ("tantivy", "tantivy_stream_")] {
+        if let Some(m) = num(&format!("{prefix}matches")) {
+            out.push(Check::new(
+                format!("matches per query, first 200 of the stream: {label}"),
+                m,
+                "",
+            ));
+        }
+        if let Some(b) = num(&format!("{prefix}body_bytes")) {
+            out.push(Check::new(
+                format!("answer size, first 200 of the stream: {label}"),
+                b,
+                "bytes",
+            ));
+        }
+    }
+    out
+}
+
+/// The most requests one `scale-*` run sent, when that is more than the
+/// stream's distinct queries: then queries repeated within the run.
+pub fn stream_repeats(raw: &Raw) -> Option<(u64, u64)> {
+    let distinct = raw
+        .scale
+        .iter()
+        .find(|(n, _)| n == "stream_queries")
+        .map(|(_, v)| *v as u64)?;
+    let most = raw
+        .wrk
+        .iter()
+        .filter(|r| r.server == SCALE_SEARCHD || r.server == SCALE_TANTIVY)
+        .map(|r| r.requests)
+        .max()?;
+    (most > distinct).then_some((most, distinct))
+}
+
+/// Scale numbers the comparison with tantivy-cli prints (not the generic
+/// list).
+fn in_tantivy_block(name: &str) -> bool {
+    name.starts_with("tantivy_") || name.starts_with("stream_") || name == "index_peak_rss_kib"
 }
 
 /// Labels and units of the named scale and bake numbers, in print order.
@@ -757,6 +971,7 @@ pub fn build(raw: &Raw) -> Report {
     for (server, m) in &summaries {
         if !THROUGHPUT_SERVERS.contains(&server.as_str())
             && !BALANCER_SERVERS.contains(&server.as_str())
+            && !SCALE_SERVERS.contains(&server.as_str())
         {
             failed |= m.values().any(|s| s.non2xx > 0);
         }
@@ -788,6 +1003,10 @@ pub fn build(raw: &Raw) -> Report {
             let _ = writeln!(t, "\n{title}");
         }
         for (name, value) in items {
+            obj.insert(name.clone(), json!(value));
+            if in_tantivy_block(name) {
+                continue;
+            }
             let (l, unit) = label(name);
             if name.starts_with("non2xx") && *value > 0.0 {
                 failed = true;
@@ -800,7 +1019,6 @@ pub fn build(raw: &Raw) -> Report {
                 );
             }
             rows.push(row);
-            obj.insert(name.clone(), json!(value));
         }
         print_checks(t, &rows);
         json!({"values": obj, "targets": targets})
@@ -834,11 +1052,82 @@ pub fn build(raw: &Raw) -> Report {
             );
         }
     }
+
+    // The scale section against tantivy-cli.
+    let stream_title = {
+        let distinct = raw
+            .scale
+            .iter()
+            .find(|(n, _)| n == "stream_queries")
+            .map_or("?".to_owned(), |(_, v)| fmt_num(*v));
+        let tantivy = raw
+            .meta
+            .get("tantivy_cli")
+            .and_then(Value::as_str)
+            .unwrap_or("tantivy-cli");
+        format!(
+            "Scale against {tantivy} (same documents): index build, size, and a stream of \
+             {distinct} distinct queries (single words, two-word ANDs, author names) with no \
+             answer cache: searchd --cache-mb 0, tantivy serve, fixed-body; median over rounds"
+        )
+    };
+    // `failed` is borrowed by named_json until the bake block below.
+    let stream_failed = wrk_table(&mut t, &stream_title, &SCALE_SERVERS, &summaries);
+    let vs_tantivy = tantivy_checks(&raw.scale, &summaries);
+    let repeats = stream_repeats(raw);
+    if !vs_tantivy.is_empty() {
+        if !summaries.contains_key(SCALE_SEARCHD) {
+            let _ = writeln!(t, "\n{stream_title}");
+        }
+        print_checks(&mut t, &vs_tantivy);
+        if let Some(busy) = raw
+            .meta
+            .get("cpu_busy_before_stream_pct")
+            .and_then(Value::as_f64)
+            && busy >= 15.0
+        {
+            let _ = writeln!(
+                t,
+                "  NOTE: the machine was {busy:.0}% busy (other processes) just before these runs: \
+                 expect noisy numbers (c1 p99 most of all), trust the cpu/req ratios."
+            );
+        }
+        let others = median(
+            &raw.wrk
+                .iter()
+                .filter(|r| SCALE_SERVERS.contains(&r.server.as_str()))
+                .filter_map(|r| r.others_cpu_pct)
+                .collect::<Vec<f64>>(),
+        );
+        if others.is_finite() {
+            let _ = writeln!(
+                t,
+                "  (other processes took a median {others:.0}% of the machine's CPU during these \
+                 runs{})",
+                if others >= 15.0 {
+                    ": a busy machine, compare the cpu/req ratios"
+                } else {
+                    ""
+                }
+            );
+        }
+        if let Some((most, distinct)) = repeats {
+            let _ = writeln!(
+                t,
+                "  NOTE: a run sent up to {} requests over {} distinct queries: the stream \
+                 repeated within it (no answer cache on either side; BENCH_STREAM makes it longer)",
+                fmt_num(most as f64),
+                fmt_num(distinct as f64)
+            );
+        }
+    }
+
     let bake = named_json(
         "Bake timing: local backend, books image (issue 4)",
         &raw.bake,
         &mut t,
     );
+    failed |= stream_failed;
 
     // The balancer section.
     failed |= wrk_table(
@@ -928,6 +1217,10 @@ pub fn build(raw: &Raw) -> Report {
         "throughput": summaries,
         "ratios": ratios,
         "scale": scale,
+        "scale_vs_tantivy": {
+            "checks": vs_tantivy,
+            "stream_repeated": repeats.map(|(most, distinct)| json!({"most_requests": most, "distinct": distinct})),
+        },
         "bake": bake,
         "balancer": {"checks": balancer, "rollout_checks": rollouts, "rollouts": raw.rollouts},
         "skipped": raw.skips.iter().map(|(s, w)| json!({"section": s, "why": w})).collect::<Vec<_>>(),
@@ -951,7 +1244,8 @@ mod tests {
         json!({"kind":"wrk","server":server,"load":load,"round":round,"rps":rps,
                "p50_us":p99/2.0,"p90_us":p99*0.8,"p99_us":p99,"max_us":p99*2.0,
                "requests":1000,"non2xx":0,"socket_errors":0,
-               "server_cpu_us_per_req": 1e6 / rps, "wrk_cpu_us_per_req": 5.0})
+               "server_cpu_us_per_req": 1e6 / rps, "wrk_cpu_us_per_req": 5.0,
+               "others_cpu_pct": 20.0})
         .to_string()
     }
 
@@ -1086,6 +1380,129 @@ mod tests {
         assert!(rep.failed);
         assert!(rep.table.contains("FAILED"), "{}", rep.table);
         assert!(!rep.table.contains("INVALID"), "{}", rep.table);
+    }
+
+    #[test]
+    fn scale_against_tantivy() {
+        let named =
+            |name: &str, value: f64| json!({"kind":"scale","name":name,"value":value}).to_string();
+        let mut lines = vec![
+            r#"{"kind":"meta","tantivy_cli":"Tantivy 0.24.0","cpu_busy_before_stream_pct":60}"#
+                .to_owned(),
+            named("docs", 1_000_000.0),
+            named("stream_queries", 60_000.0),
+            named("index_seconds", 35.0),
+            named("index_peak_rss_kib", 2_048_000.0),
+            named("snapshot_bytes", 222e6),
+            named("tantivy_index_seconds", 5.0),
+            named("tantivy_index_peak_rss_kib", 512_000.0),
+            named("tantivy_index_bytes", 81e6),
+            named("tantivy_segments", 1.0),
+            named("stream_matches", 120.5),
+            run("scale-searchd", "c8", 1, 14_000.0, 2_000.0),
+            run("scale-tantivy", "c8", 1, 3_000.0, 9_000.0),
+            run("scale-fixed", "c8", 1, 100_000.0, 300.0),
+            run("scale-searchd", "c1", 1, 5_000.0, 800.0),
+            run("scale-tantivy", "c1", 1, 1_000.0, 4_000.0),
+        ];
+        let rep = build(&Raw::parse(&lines.join("\n")).unwrap());
+        assert!(!rep.failed, "{}", rep.table);
+        let checks = rep.json["scale_vs_tantivy"]["checks"].as_array().unwrap();
+        let find = |name: &str| {
+            checks
+                .iter()
+                .find(|c| c["name"] == name)
+                .unwrap_or_else(|| panic!("no {name} in {checks:?}"))
+                .clone()
+        };
+        let time = find("index build time, searchd/tantivy");
+        assert_eq!(time["value"], 7.0);
+        assert_eq!(time["met"], false);
+        assert_eq!(find("peak memory while indexing: searchd")["value"], 2000.0);
+        assert_eq!(find("peak memory while indexing: tantivy")["value"], 500.0);
+        let size = find("index size, searchd/tantivy");
+        assert!((size["value"].as_f64().unwrap() - 222.0 / 81.0).abs() < 1e-9);
+        assert_eq!(size["met"], false);
+        assert_eq!(
+            find("index size: tantivy index directory (1 segment)")["value"],
+            81.0
+        );
+        let fixed = find("uncached req/s at c8, searchd/fixed-body");
+        assert!((fixed["value"].as_f64().unwrap() - 0.14).abs() < 1e-9);
+        assert_eq!(fixed["met"], false);
+        assert_eq!(fixed["target"], 0.3);
+        let vs = find("uncached req/s at c8, searchd/tantivy");
+        assert!((vs["value"].as_f64().unwrap() - 14.0 / 3.0).abs() < 1e-9);
+        assert_eq!(vs["met"], true);
+        let p99 = find("uncached p99 latency at c1: searchd");
+        assert_eq!(p99["value"], 800.0);
+        assert_eq!(p99["met"], true);
+        assert!(find("uncached p99 latency at c1: tantivy")["met"].is_null());
+        assert_eq!(
+            find("matches per query, first 200 of the stream: searchd")["value"],
+            120.5
+        );
+        // The stream's numbers are in this block, not the generic list.
+        assert!(
+            rep.table.contains("Scale against Tantivy 0.24.0"),
+            "{}",
+            rep.table
+        );
+        assert!(
+            rep.table.contains("60,000 distinct queries"),
+            "{}",
+            rep.table
+        );
+        assert!(
+            !rep.table.contains("tantivy_index_seconds"),
+            "{}",
+            rep.table
+        );
+        assert!(rep.table.contains("scale-tantivy   c8"), "{}", rep.table);
+        assert!(rep.table.contains("60% busy"), "{}", rep.table);
+        assert!(
+            rep.table.contains("a median 20% of the machine's CPU"),
+            "{}",
+            rep.table
+        );
+        assert_eq!(rep.json["scale"]["values"]["tantivy_index_bytes"], 81e6);
+        // 1000 requests a run (run()): no repeat.
+        assert!(rep.json["scale_vs_tantivy"]["stream_repeated"].is_null());
+        assert!(!rep.table.contains("repeated within"), "{}", rep.table);
+
+        // More requests in a run than distinct queries: noted.
+        lines[2] = named("stream_queries", 500.0);
+        let rep = build(&Raw::parse(&lines.join("\n")).unwrap());
+        assert_eq!(
+            rep.json["scale_vs_tantivy"]["stream_repeated"]["most_requests"],
+            1000
+        );
+        assert!(rep.table.contains("repeated within"), "{}", rep.table);
+
+        // tantivy skipped: searchd against the fixed-body limit only.
+        let alone: Vec<String> = lines
+            .iter()
+            .filter(|l| !l.contains("tantivy"))
+            .cloned()
+            .collect();
+        let rep = build(&Raw::parse(&alone.join("\n")).unwrap());
+        let checks = rep.json["scale_vs_tantivy"]["checks"].as_array().unwrap();
+        assert!(
+            checks
+                .iter()
+                .all(|c| !c["name"].as_str().unwrap().contains("tantivy")),
+            "{checks:?}"
+        );
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"] == "uncached req/s at c8, searchd/fixed-body")
+        );
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"] == "uncached p99 latency at c1: searchd")
+        );
     }
 
     #[test]
