@@ -536,6 +536,59 @@ fn rolling_three_instances_one_at_a_time() {
     assert_eq!((rec.roll, rec.previous), (None, Some(img("v1"))));
 }
 
+/// A balancer that lets a deregistered target go at once (no in-flight
+/// requests, delay 0) has not necessarily told all its nodes yet: an
+/// instance this run took out is terminated no sooner than one
+/// health-check interval after its deregistration; without the rule the
+/// terminate would follow the deregistration at once.
+#[test]
+fn an_instance_let_go_at_once_is_terminated_one_health_interval_later() {
+    const INTERVAL: u64 = 5_000;
+    let mut sim = Sim::new(2, 0, 2, "v1", 0);
+    sim.health_interval_ms = INTERVAL;
+    let (r, end) = drive(sim, out("v2", record::Strategy::Rolling), |_| {});
+    assert_eq!(end, End::Out(Outcome::RolledOut));
+    let mut checked = 0;
+    for (at, a) in &r.trace {
+        if let Action::Terminate { instance, .. } = a {
+            let deregistered = r
+                .trace
+                .iter()
+                .find_map(|(t, b)| match b {
+                    Action::Deregister { instance: d, .. } if d == instance => Some(*t),
+                    _ => None,
+                })
+                .expect("deregistered first");
+            assert!(
+                *at >= deregistered + INTERVAL,
+                "{instance} terminated {} ms after its deregistration",
+                at - deregistered
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2);
+    assert_eq!(serving(&r.sim), ["v2", "v2"]);
+
+    // The same fleet without the interval: terminated well within it.
+    let (r, _) = drive(
+        Sim::new(2, 0, 2, "v1", 0),
+        out("v2", record::Strategy::Rolling),
+        |_| {},
+    );
+    let gap = |r: &Runner| {
+        let t = |k: &str| {
+            r.trace
+                .iter()
+                .find(|(_, a)| kind(a) == k)
+                .map(|(t, _)| *t)
+                .unwrap()
+        };
+        t("Terminate") - t("Deregister")
+    };
+    assert!(gap(&r) < INTERVAL, "{}", gap(&r));
+}
+
 /// A roll out to `v2` in blue/green: the twin comes up, the listener
 /// switches, the old set is the standby.
 fn blue_green_v2() -> Runner {

@@ -245,6 +245,8 @@ pub struct Sim {
     pub canary: u32,
     pub listener_tgs: Vec<TargetGroupId>,
     pub dereg_delay_ms: u64,
+    /// The live target group's health-check interval (`Observed`).
+    pub health_interval_ms: u64,
     /// The shadowed target group while mirroring runs.
     pub shadow: Option<TargetGroupId>,
     /// Scripts of each image's launches, in launch order.
@@ -304,6 +306,7 @@ impl Sim {
             canary: 0,
             listener_tgs: vec![tg(SERVICE), tg(TWIN)],
             dereg_delay_ms,
+            health_interval_ms: 0,
             shadow: None,
             scripts: BTreeMap::new(),
             launched: BTreeMap::new(),
@@ -985,7 +988,8 @@ impl Sim {
             shadow,
             alarms: Vec::new(),
             set_gate: None,
-            health_interval_ms: 0,
+            health_interval_ms: self.health_interval_ms,
+            // The executor's: `Runner::run` fills it in.
             deregistered: BTreeMap::new(),
             canary: self.canary,
         }
@@ -1011,8 +1015,10 @@ enum Next {
 pub struct Runner {
     pub sim: Sim,
     pub goal: Goal,
-    /// The executor's only state: its gate probes.
+    /// The executor's state: its gate probes, and when it deregistered
+    /// each instance.
     pub gates: BTreeMap<InstanceId, Probe>,
+    pub deregistered: BTreeMap<InstanceId, u64>,
     /// Every action with the time it was planned.
     pub trace: Vec<(u64, Action)>,
     /// `kill -9` before step n (`true`: in the middle of its action,
@@ -1048,6 +1054,7 @@ impl Runner {
             sim,
             goal,
             gates: BTreeMap::new(),
+            deregistered: BTreeMap::new(),
             trace: Vec::new(),
             crash: None,
             last_roll: None,
@@ -1066,7 +1073,8 @@ impl Runner {
             if crash.is_some_and(|c| !c.1) {
                 self.kill();
             }
-            let o = self.sim.observe(&mut self.gates);
+            let mut o = self.sim.observe(&mut self.gates);
+            o.deregistered = self.deregistered.clone();
             if let Some(r) = &o.record.roll {
                 self.max_size = self.max_size.max(r.size);
                 self.last_roll = Some(r.clone());
@@ -1078,6 +1086,11 @@ impl Runner {
                 .check(&o, &a)
                 .and_then(|()| self.act(&o, &a, partial))
                 .map_err(|e| self.explain(&e))?;
+            if let Action::Deregister { instance, .. } = &a
+                && !partial
+            {
+                self.deregistered.insert(instance.clone(), o.now_ms);
+            }
             if partial {
                 self.kill();
             }
@@ -1100,6 +1113,7 @@ impl Runner {
     /// new process has a new roll id.
     fn kill(&mut self) {
         self.gates.clear();
+        self.deregistered.clear();
         self.goal.roll_id = format!("{}-again", self.goal.roll_id);
     }
 
