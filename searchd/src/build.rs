@@ -6,7 +6,13 @@
 //! bytes (and so the same digest), which bake's content addressing relies on.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+/// The index build's maps: keyed by words, hashed with foldhash (a fixed
+/// seed; iteration order never reaches the snapshot: every map is sorted
+/// into a `BTreeMap` before it is written). SipHash's DoS resistance buys
+/// nothing for a file the operator chose, and cost a third of the build.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -284,12 +290,12 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<CategoryBuild>, Vec<Vec<u
         .categories
         .iter()
         .map(|c| CategoryBuild {
-            exact: HashMap::new(),
-            partial: (c.partial != Partial::None).then(HashMap::new),
-            similar: (c.similarity != Similarity::None).then(HashMap::new),
+            exact: HashMap::default(),
+            partial: (c.partial != Partial::None).then(HashMap::default),
+            similar: (c.similarity != Similarity::None).then(HashMap::default),
         })
         .collect();
-    let mut ids: HashMap<Vec<u8>, (u32, u64)> = HashMap::new();
+    let mut ids: HashMap<Vec<u8>, (u32, u64)> = HashMap::default();
     let mut doc_json: Vec<Vec<u8>> = Vec::new();
 
     let mut add_record = |record: u64, id: &str, fields: &[Option<&str>]| {
