@@ -138,12 +138,19 @@ fn hostile_products_are_refused_fast() {
 /// Damage that only the sha256 would catch: with `--verify structure` (and
 /// before the background hash of the default `serve`) a damaged term table
 /// reaches the engine. Opening and the golden-query replay must refuse it
-/// or serve it, never panic (the `fst` crate panics on some damaged nodes;
-/// a panic on the loading thread would leave the server starting forever).
+/// or serve it, never panic — not even a panic the last-net `catch_unwind`
+/// would catch: every fst is checked at open, so the `fst` crate never
+/// meets a damaged node (a panic on the loading thread would leave the
+/// server starting forever).
 #[test]
 fn damaged_term_tables_never_panic_out_of_open_or_install() {
-    // This process is the test's own (nextest): silence the caught panics.
-    std::panic::set_hook(Box::new(|_| {}));
+    // This process is the test's own (nextest): count every panic, caught
+    // or not.
+    let panics = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = panics.clone();
+    std::panic::set_hook(Box::new(move |_| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
     let path = books().path().to_owned();
     let file = std::fs::read(&path).unwrap();
     let snapshot = Snapshot::open(&path, Verify::Full).unwrap();
@@ -175,6 +182,11 @@ fn damaged_term_tables_never_panic_out_of_open_or_install() {
         }
     }
     let _ = std::panic::take_hook();
+    assert_eq!(
+        panics.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a damaged fst reached a panic (caught by the last net)"
+    );
     assert!(flipped > 200, "only {flipped} positions tried");
     // Most damage to a root node is noticed (by the golden queries if
     // nothing else); a test that refuses nothing proves nothing.
