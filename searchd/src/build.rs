@@ -80,10 +80,13 @@ pub struct BuildReport {
     pub warnings: Vec<String>,
 }
 
-/// One category's indexes while building.
+/// One category's indexes while building. The partial index is not
+/// collected per occurrence: a word's partials are a function of the word,
+/// so [`partial_postings`] derives them from the exact index at the end
+/// (each distinct word once, instead of every partial of every occurrence).
 struct CategoryBuild {
     exact: HashMap<String, Vec<u32>>,
-    partial: Option<HashMap<String, Vec<u32>>>,
+    partial: Partial,
     similar: Option<HashMap<String, Vec<String>>>,
 }
 
@@ -177,12 +180,6 @@ fn char_slice(s: &str, start: usize, len: usize) -> &str {
 impl CategoryBuild {
     fn add(&mut self, def: &crate::def::CategoryDef, token: &str, ord: u32) {
         push_unique(&mut self.exact, token, ord);
-        if let Some(partial) = &mut self.partial {
-            let nchars = token.chars().count();
-            partials(def.partial, nchars, |start, len| {
-                push_unique(partial, char_slice(token, start, len), ord);
-            });
-        }
         if let Some(similar) = &mut self.similar {
             let Some(code) = index::encode(def.similarity, token) else {
                 return;
@@ -291,7 +288,7 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<CategoryBuild>, Vec<Vec<u
         .iter()
         .map(|c| CategoryBuild {
             exact: HashMap::default(),
-            partial: (c.partial != Partial::None).then(HashMap::default),
+            partial: c.partial,
             similar: (c.similarity != Similarity::None).then(HashMap::default),
         })
         .collect();
@@ -456,6 +453,7 @@ fn write_categories(
     for (i, c) in cats.into_iter().enumerate() {
         let i = i as u32;
         let exact: BTreeMap<String, Vec<u32>> = c.exact.into_iter().collect();
+        let partial = (c.partial != Partial::None).then(|| partial_postings(c.partial, &exact));
         if let Some(similar) = c.similar {
             let similar: BTreeMap<String, Vec<String>> = similar.into_iter().collect();
             let mut fst = fst::MapBuilder::memory();
@@ -484,8 +482,7 @@ fn write_categories(
             [Kind::ExactFst, Kind::ExactOffsets, Kind::ExactPostings],
             exact,
         )?;
-        if let Some(partial) = c.partial {
-            let partial: BTreeMap<String, Vec<u32>> = partial.into_iter().collect();
+        if let Some(partial) = partial {
             write_postings(
                 w,
                 out,
@@ -501,6 +498,33 @@ fn write_categories(
     }
 
     Ok(())
+}
+
+/// The partial index from the exact one: each word's partials (prefixes or
+/// infixes, as [`partials`] says) get the word's documents; a partial
+/// shared by several words gets the union, ascending and unique — what
+/// adding every partial of every occurrence in document order gave.
+fn partial_postings(
+    kind: Partial,
+    exact: &BTreeMap<String, Vec<u32>>,
+) -> BTreeMap<String, Vec<u32>> {
+    let mut partial: HashMap<&str, Vec<u32>> = HashMap::default();
+    for (word, ords) in exact {
+        partials(kind, word.chars().count(), |start, len| {
+            partial
+                .entry(char_slice(word, start, len))
+                .or_default()
+                .extend_from_slice(ords);
+        });
+    }
+    partial
+        .into_iter()
+        .map(|(p, mut ords)| {
+            ords.sort_unstable();
+            ords.dedup();
+            (p.to_owned(), ords)
+        })
+        .collect()
 }
 
 /// The golden queries answered by the engine itself over the snapshot
@@ -609,6 +633,42 @@ mod tests {
             v.push(char_slice(word, s, l).to_owned())
         });
         v
+    }
+
+    proptest::proptest! {
+        /// The partial index derived from the exact one at the end equals
+        /// adding every partial of every occurrence in document order (how
+        /// it was built before, and how Picky builds it), for every kind.
+        #[test]
+        fn partial_postings_equal_adding_every_occurrence(
+            docs in proptest::collection::vec(
+                proptest::collection::vec("[a-cé]{1,6}", 0..5), 0..30),
+            from in -4i32..5,
+            to in -3i32..0,
+            min in 1u32..4,
+            span in 0u32..4,
+        ) {
+            let kinds = [
+                Partial::Substring { from, to },
+                Partial::Postfix { from: from.min(-1) },
+                Partial::Infix { min: min as i32, max: (min + span) as i32 },
+            ];
+            for kind in kinds {
+                let mut exact: HashMap<String, Vec<u32>> = HashMap::default();
+                let mut each: HashMap<String, Vec<u32>> = HashMap::default();
+                for (ord, words) in docs.iter().enumerate() {
+                    for w in words {
+                        push_unique(&mut exact, w, ord as u32);
+                        partials(kind, w.chars().count(), |start, len| {
+                            push_unique(&mut each, char_slice(w, start, len), ord as u32);
+                        });
+                    }
+                }
+                let exact: BTreeMap<String, Vec<u32>> = exact.into_iter().collect();
+                let each: BTreeMap<String, Vec<u32>> = each.into_iter().collect();
+                proptest::prop_assert_eq!(partial_postings(kind, &exact), each, "{:?}", kind);
+            }
+        }
     }
 
     #[test]
