@@ -192,7 +192,13 @@ impl CategoryBuild {
             };
             let list = similar.entry(code).or_default();
             // Picky: remove the token, append it, stable-sort by distance to
-            // it, keep the first `amount`.
+            // it, keep the first `amount`. The word added last always comes
+            // first (distance 0; the others are other words), and the rest
+            // are already in that word's order: adding it again changes
+            // nothing.
+            if list.first().is_some_and(|w| w == token) {
+                return;
+            }
             list.retain(|w| w != token);
             list.push(token.to_owned());
             let mut keyed: Vec<(usize, String)> = list
