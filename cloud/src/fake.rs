@@ -1955,7 +1955,7 @@ impl Images for FakeCloud {
         })
     }
 
-    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<()> {
+    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<Vec<(Region, ImageId)>> {
         self.op("deprecate", |w, _| {
             let img = w.images.get_mut(id).ok_or_else(|| not_found("image", id))?;
             for t in [&mut img.info.tags, &mut img.manifest.tags] {
@@ -1968,7 +1968,7 @@ impl Images for FakeCloud {
                     }
                 }
             }
-            Ok(())
+            Ok(Vec::new())
         })
     }
 

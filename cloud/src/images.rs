@@ -321,8 +321,8 @@ pub trait Images: Send + Sync {
     /// deprecation (`None`): the [`tags::DEPRECATE_AT`] tag on it (and its
     /// copies); aws also EnableImageDeprecation / DisableImageDeprecation
     /// on it and each copy, so EC2 hides it from other accounts' listings
-    /// after that time. Idempotent.
-    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<()>;
+    /// after that time. Idempotent. Returns the copies it deprecated too.
+    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<Vec<(Region, ImageId)>>;
 
     /// Grants launch permission to these accounts.
     async fn share(&self, id: &ImageId, accounts: &[AccountId]) -> Result<()>;

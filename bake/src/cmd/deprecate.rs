@@ -70,13 +70,12 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     };
     let (_state, cloud) = super::open(global).await?;
     let id = ImageId::new(args.id.clone());
-    match cloud.images().describe(&id).await {
-        Ok(_) => {}
+    let copies = match cloud.images().deprecate(&id, at).await {
+        Ok(copies) => copies,
+        // A wrong id is the caller's input, not a failing cloud.
         Err(e @ cloud::CloudError::NotFound { .. }) => return Err(BakeError::Usage(e.to_string())),
         Err(e) => return Err(e.into()),
-    }
-    let copies = cloud.images().copies(&id).await?;
-    cloud.images().deprecate(&id, at).await?;
+    };
     let when = at.map(cloud::time::rfc3339);
     match &when {
         Some(t) => eprintln!(

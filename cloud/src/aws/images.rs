@@ -427,18 +427,18 @@ impl Images for AwsImages {
         }
     }
 
-    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<()> {
+    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<Vec<(Region, ImageId)>> {
         let ctx = &self.ctx;
         let image = self
             .describe_raw(id)
             .await?
             .ok_or_else(|| CloudError::not_found("image", id, &ctx.region))?;
-        let mut all = vec![(ctx.region.clone(), id.clone())];
-        all.extend(self.copies_of(&image).await?);
+        let copies = self.copies_of(&image).await?;
+        let all = std::iter::once((ctx.region.clone(), id.clone())).chain(copies.iter().cloned());
         // EC2 first, then the tag kiln reads: a failure in between leaves
         // the tag unchanged and a rerun does both again.
-        for (region, img) in &all {
-            let ec2 = ctx.ec2_in(region);
+        for (region, img) in all {
+            let ec2 = ctx.ec2_in(&region);
             let place = format!("{img} in {region}");
             match at {
                 Some(t) => {
@@ -481,7 +481,7 @@ impl Images for AwsImages {
                 }
             }
         }
-        Ok(())
+        Ok(copies)
     }
 
     async fn tag_copy(&self, id: &ImageId, region: &Region, tags: &Tags) -> Result<()> {

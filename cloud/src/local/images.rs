@@ -352,7 +352,7 @@ impl Images for LocalCloud {
         self.edit_tags(id, |t| t.extend(tags.clone()))
     }
 
-    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<()> {
+    async fn deprecate(&self, id: &ImageId, at: Option<u64>) -> Result<Vec<(Region, ImageId)>> {
         self.edit_tags(id, |t| match at {
             Some(at) => {
                 t.insert(tags::DEPRECATE_AT.into(), crate::time::rfc3339(at));
@@ -360,7 +360,8 @@ impl Images for LocalCloud {
             None => {
                 t.remove(tags::DEPRECATE_AT);
             }
-        })
+        })?;
+        Ok(Vec::new())
     }
 
     async fn copy_to_region(
