@@ -21,7 +21,7 @@ use crate::def::{IdKind, IndexDef, Partial, Similarity, SourceFormat};
 use crate::index::{Engine, GoldenAnswer, Meta, MetaCategory, SourceInfo};
 use crate::phonetic::levenshtein;
 use crate::snapshot::{self, Kind, NO_CATEGORY, Snapshot, Verify, Writer};
-use crate::{index, ruby};
+use crate::{index, postings, ruby};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -228,7 +228,7 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
     let documents = doc_json.len() as u64;
     let mut w = Writer::default();
     write_documents(&mut w, doc_json);
-    write_categories(&mut w, out, cats)?;
+    write_categories(&mut w, out, cats, documents as usize)?;
     let mut meta = Meta {
         name: def.name.clone(),
         id_kind: def.id_kind,
@@ -449,12 +449,14 @@ fn write_documents(w: &mut Writer, doc_json: Vec<Vec<u8>>) {
     w.add(Kind::DocBytes, NO_CATEGORY, doc_bytes);
 }
 
-/// Per category: the exact words' fst, offsets and postings; the partial
-/// ones when it has partial search; the similarity codes' words.
+/// Per category: the exact words' fst, the partial ones' when it has
+/// partial search, the posting lists both point into, the similarity
+/// codes' words.
 fn write_categories(
     w: &mut Writer,
     out: &Path,
     cats: Vec<CategoryBuild>,
+    documents: usize,
 ) -> Result<(), BuildError> {
     for (i, c) in cats.into_iter().enumerate() {
         let i = i as u32;
@@ -481,26 +483,17 @@ fn write_categories(
             w.add(Kind::SimilarOffsets, i, snapshot::u64s_to_bytes(&offs));
             w.add(Kind::SimilarWords, i, bytes);
         }
-        write_postings(
-            w,
-            out,
-            i,
-            [Kind::ExactFst, Kind::ExactOffsets, Kind::ExactPostings],
-            exact,
-        )?;
+        let mut lists = Lists {
+            documents,
+            ..Lists::default()
+        };
+        let fst = lists.table(out, &exact)?;
+        w.add(Kind::ExactFst, i, fst);
         if let Some(partial) = partial {
-            write_postings(
-                w,
-                out,
-                i,
-                [
-                    Kind::PartialFst,
-                    Kind::PartialOffsets,
-                    Kind::PartialPostings,
-                ],
-                partial,
-            )?;
+            let fst = lists.table(out, &partial)?;
+            w.add(Kind::PartialFst, i, fst);
         }
+        w.add(Kind::Lists, i, lists.bytes);
     }
 
     Ok(())
@@ -584,33 +577,53 @@ fn fst_error(out: &Path, e: fst::Error) -> BuildError {
     }
 }
 
-fn write_postings(
-    w: &mut Writer,
-    out: &Path,
-    category: u32,
-    kinds: [Kind; 3],
-    map: BTreeMap<String, Vec<u32>>,
-) -> Result<(), BuildError> {
-    let mut fst = fst::MapBuilder::memory();
-    let mut offs = Vec::with_capacity(map.len() + 1);
-    let total: usize = map.values().map(Vec::len).sum();
-    let mut postings = Vec::with_capacity(total * 4);
-    for (n, (key, list)) in map.iter().enumerate() {
-        fst.insert(key, n as u64).map_err(|e| fst_error(out, e))?;
-        offs.push((postings.len() / 4) as u64);
-        for id in list {
-            postings.extend_from_slice(&id.to_le_bytes());
+/// A category's lists section being written: each distinct list once
+/// (a prefix only one word has shares that word's list, and many partials
+/// share one), found again by a hash of its encoding.
+#[derive(Default)]
+struct Lists {
+    /// The index's document count (dense lists are bitmaps).
+    documents: usize,
+    bytes: Vec<u8>,
+    /// Hash of an encoded list -> where lists with that hash start and end.
+    written: HashMap<u64, Vec<(usize, usize)>>,
+    scratch: Vec<u8>,
+}
+
+impl Lists {
+    /// Writes `map`'s lists (those not written yet) and returns the fst
+    /// from each term to its list's offset.
+    fn table(
+        &mut self,
+        out: &Path,
+        map: &BTreeMap<String, Vec<u32>>,
+    ) -> Result<Vec<u8>, BuildError> {
+        let mut fst = fst::MapBuilder::memory();
+        for (key, list) in map {
+            let at = self.add(list);
+            fst.insert(key, at as u64).map_err(|e| fst_error(out, e))?;
         }
+        fst.into_inner().map_err(|e| fst_error(out, e))
     }
-    offs.push((postings.len() / 4) as u64);
-    w.add(
-        kinds[0],
-        category,
-        fst.into_inner().map_err(|e| fst_error(out, e))?,
-    );
-    w.add(kinds[1], category, snapshot::u64s_to_bytes(&offs));
-    w.add(kinds[2], category, postings);
-    Ok(())
+
+    /// The offset of `list`, written now unless an identical one was.
+    fn add(&mut self, list: &[u32]) -> usize {
+        use std::hash::BuildHasher;
+        self.scratch.clear();
+        postings::encode(list, self.documents, &mut self.scratch);
+        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(&self.scratch);
+        let same = self.written.entry(hash).or_default();
+        if let Some(&(start, _)) = same
+            .iter()
+            .find(|&&(start, end)| self.bytes[start..end] == self.scratch[..])
+        {
+            return start;
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&self.scratch);
+        same.push((start, self.bytes.len()));
+        start
+    }
 }
 
 /// A JSON value as field text: strings as they are, numbers and booleans as

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::def::{Boost, GoldenQuery, IdKind, Similarity, Weight};
 use crate::phonetic;
-use crate::snapshot::{Bytes, Kind, NO_CATEGORY, Snapshot, SnapshotError, U32s, U64s, Verify};
+use crate::snapshot::{Bytes, Kind, NO_CATEGORY, Snapshot, SnapshotError, U64s, Verify};
 use crate::tokenizer::{Tokenizer, TokenizerSpec};
 
 /// Index-wide metadata, stored as JSON in the snapshot's `Meta` section.
@@ -77,46 +77,16 @@ pub fn encode(similarity: Similarity, word: &str) -> Option<String> {
     }
 }
 
-/// One posting list inside the mapped file: ascending document numbers,
-/// each a little-endian u32 (read as 4-byte words: loading one compiles to
-/// a plain load, with no alignment to prove).
-#[derive(Clone, Copy, Debug)]
-pub struct PostingList<'a> {
-    words: &'a [[u8; 4]],
-}
+pub use crate::postings::PostingList;
 
-impl<'a> PostingList<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> PostingList<'a> {
-        PostingList {
-            words: bytes.as_chunks::<4>().0,
-        }
-    }
-    pub fn len(&self) -> usize {
-        self.words.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.words.is_empty()
-    }
-    #[inline]
-    pub fn get(&self, i: usize) -> u32 {
-        u32::from_le_bytes(self.words[i])
-    }
-    /// The raw words, for loops that read many (intersections).
-    #[inline]
-    pub fn words(&self) -> &'a [[u8; 4]] {
-        self.words
-    }
-    pub fn iter(&self) -> impl Iterator<Item = u32> + 'a {
-        self.words.iter().map(|&w| u32::from_le_bytes(w))
-    }
-}
-
-/// A term -> posting list table (an exact or a partial index).
+/// A term -> posting list table (an exact or a partial index): the fst
+/// maps each term to its list's byte offset in the category's lists
+/// section (which the exact and partial tables share, see
+/// [`crate::postings`]).
 pub struct Postings {
     fst: fst::Map<Bytes>,
     starts: Starts,
-    offsets: U64s,
-    data: U32s,
+    lists: Bytes,
 }
 
 /// The top three levels of a table's fst, decoded once at open. They are
@@ -124,11 +94,11 @@ pub struct Postings {
 /// through them: terms of up to two bytes are found without decoding a
 /// node, longer ones start three bytes down.
 struct Starts {
-    /// The term number of the empty term, if it is in the table.
+    /// The list offset of the empty term, if it is in the table.
     empty: Option<u64>,
-    /// The term numbers of the one-byte terms, by byte.
+    /// The list offsets of the one-byte terms, by byte.
     one: Box<[Option<u64>; 256]>,
-    /// The term numbers of the two-byte terms (first byte high), sorted.
+    /// The list offsets of the two-byte terms (first byte high), sorted.
     two: Vec<(u16, u64)>,
     /// Per three-byte prefix (first byte highest): the output so far and
     /// the node it leads to, sorted by prefix.
@@ -398,26 +368,11 @@ fn fst_get<D: AsRef<[u8]>>(fst: &fst::raw::Fst<D>, key: &[u8]) -> Option<u64> {
 }
 
 impl Postings {
-    fn open(snap: &Snapshot, kinds: [Kind; 3], category: u32) -> Result<Postings, SnapshotError> {
-        let fst = open_fst(snap, kinds[0], category)?;
-        let offsets = U64s(snap.section(kinds[1], category)?);
-        let data = U32s(snap.section(kinds[2], category)?);
-        // The key count is the fst's own word: unchecked `+ 1` could overflow.
-        if fst.len().checked_add(1) != Some(offsets.len())
-            || offsets.get(fst.len()) != Some(data.len() as u64)
-        {
-            return Err(snap.corrupt(format!(
-                "{:?} of category {category} does not match its terms",
-                kinds[1]
-            )));
-        }
+    fn open(snap: &Snapshot, kind: Kind, category: u32) -> Result<Postings, SnapshotError> {
+        let fst = open_fst(snap, kind, category)?;
+        let lists = snap.section(Kind::Lists, category)?;
         let starts = Starts::new(fst.as_fst());
-        Ok(Postings {
-            fst,
-            starts,
-            offsets,
-            data,
-        })
+        Ok(Postings { fst, starts, lists })
     }
 
     /// [`fst::Map::get`], starting three bytes down (see [`Starts`]).
@@ -448,14 +403,11 @@ impl Postings {
         self.term(out.wrapping_add(node.final_output().value()))
     }
 
-    /// The list of term number `n`; `None` if the file is inconsistent.
-    pub fn term(&self, n: u64) -> Option<PostingList<'_>> {
-        let n = usize::try_from(n).ok()?;
-        let (a, b) = (self.offsets.get(n)?, self.offsets.get(n.checked_add(1)?)?);
-        let bytes = self
-            .data
-            .slice_bytes(usize::try_from(a).ok()?..usize::try_from(b).ok()?)?;
-        Some(PostingList::new(bytes))
+    /// The list at byte `offset` of the lists section; `None` if the file
+    /// is inconsistent (the offset or the list's header out of range).
+    pub fn term(&self, offset: u64) -> Option<PostingList<'_>> {
+        let bytes = self.lists.as_ref().get(usize::try_from(offset).ok()?..)?;
+        PostingList::parse(bytes).filter(|l| !l.is_empty())
     }
 
     pub fn terms(&self) -> usize {
@@ -656,21 +608,9 @@ impl Engine {
         let mut qualifiers: Vec<(String, usize)> = Vec::new();
         for (i, mc) in meta.categories.iter().enumerate() {
             let c = i as u32;
-            let exact = Postings::open(
-                &snapshot,
-                [Kind::ExactFst, Kind::ExactOffsets, Kind::ExactPostings],
-                c,
-            )?;
+            let exact = Postings::open(&snapshot, Kind::ExactFst, c)?;
             let partial = if mc.partial {
-                Some(Postings::open(
-                    &snapshot,
-                    [
-                        Kind::PartialFst,
-                        Kind::PartialOffsets,
-                        Kind::PartialPostings,
-                    ],
-                    c,
-                )?)
+                Some(Postings::open(&snapshot, Kind::PartialFst, c)?)
             } else {
                 None
             };
@@ -853,7 +793,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Writer, u32s_to_bytes, u64s_to_bytes};
+    use crate::snapshot::Writer;
     use std::path::Path;
 
     /// Lookups that start two bytes down find exactly what the fst finds:
@@ -876,25 +816,23 @@ mod tests {
         terms.sort();
         terms.dedup();
         let mut builder = fst::MapBuilder::memory();
-        let (mut offsets, mut data) = (vec![0u64], Vec::new());
+        let mut lists = Vec::new();
         for (n, t) in terms.iter().enumerate() {
-            builder.insert(t, n as u64).unwrap();
-            data.extend([n as u32, n as u32 + 1]);
-            offsets.push(data.len() as u64);
+            builder.insert(t, lists.len() as u64).unwrap();
+            crate::postings::encode_packed(&[n as u32, n as u32 + 1], &mut lists);
         }
         let fst_bytes = builder.into_inner().unwrap();
         let mut w = Writer::default();
         w.add(Kind::ExactFst, 0, fst_bytes.clone());
-        w.add(Kind::ExactOffsets, 0, u64s_to_bytes(&offsets));
-        w.add(Kind::ExactPostings, 0, u32s_to_bytes(&data));
+        w.add(Kind::Lists, 0, lists);
         let snap = Snapshot::from_bytes(Path::new("t.idx"), w.finish().0, Verify::Full).unwrap();
-        let postings = Postings::open(
-            &snap,
-            [Kind::ExactFst, Kind::ExactOffsets, Kind::ExactPostings],
-            0,
-        )
-        .unwrap();
+        let postings = Postings::open(&snap, Kind::ExactFst, 0).unwrap();
         let map = fst::Map::new(fst_bytes).unwrap();
+        let number: HashMap<&str, u32> = terms
+            .iter()
+            .enumerate()
+            .map(|(n, t)| (t.as_str(), n as u32))
+            .collect();
         let mut probes: Vec<String> = Vec::new();
         for t in &terms {
             for end in (0..=t.len()).filter(|&e| t.is_char_boundary(e)) {
@@ -904,7 +842,10 @@ mod tests {
         }
         probes.extend(["q", "qq", "zzz", "é", "ée", "\u{0}"].map(String::from));
         for p in &probes {
-            let expected = map.get(p).map(|n| vec![n as u32, n as u32 + 1]);
+            let expected = map.get(p).map(|_| {
+                let n = number[p.as_str()];
+                vec![n, n + 1]
+            });
             let got = postings.get(p).map(|l| l.iter().collect::<Vec<_>>());
             assert_eq!(got, expected, "{p:?}");
         }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod index;
 pub mod params;
 pub mod phonetic;
+pub mod postings;
 pub mod ruby;
 pub mod search;
 #[cfg(feature = "daemon")]

@@ -15,9 +15,9 @@
 //! The sha256 in the trailer is the snapshot's digest (`/version`'s
 //! `index_digest`). Section kinds are listed in [`Kind`]; `category` is the
 //! category's position in the metadata, or `u32::MAX` for index-wide sections.
-//! Postings tables are an `fst` map (term -> term number), a `u64` offsets
-//! array (term number -> start, in u32 units, plus one end) and the u32 data
-//! (ascending document numbers). Similarity tables map a phonetic code to a
+//! Term tables are an `fst` map (term -> byte offset of its posting list);
+//! a category's exact and partial tables share one section of compressed
+//! lists (format: [`crate::postings`]). Similarity tables map a phonetic code to a
 //! list number whose words are stored inline, so opening needs no lookups.
 
 use std::fs::File;
@@ -33,7 +33,9 @@ pub const TRAILER_MAGIC: &[u8; 8] = b"KILNSUM\0";
 /// 2: Ruby's lowercasing (every capital sigma to `σ`) and Picky's
 /// last-declared qualifier owner; a version 1 snapshot may hold words a
 /// version 2 query can no longer reach, so it is refused (rebuild it).
-pub const VERSION: u32 = 2;
+/// 3: compressed posting lists, one section per category shared by its
+/// exact and partial tables (see [`crate::postings`]).
+pub const VERSION: u32 = 3;
 const HEADER_LEN: usize = 16;
 const ENTRY_LEN: usize = 24;
 const TRAILER_LEN: usize = 40;
@@ -51,12 +53,13 @@ pub enum Kind {
     DocOffsets = 2,
     /// Each document's id, pre-rendered as JSON.
     DocBytes = 3,
+    /// Exact words: term -> byte offset of its list in `Lists`.
     ExactFst = 10,
-    ExactOffsets = 11,
-    ExactPostings = 12,
+    /// The category's posting lists (format: [`crate::postings`]), each
+    /// distinct list once.
+    Lists = 13,
+    /// Partial words: term -> byte offset of its list in `Lists`.
     PartialFst = 20,
-    PartialOffsets = 21,
-    PartialPostings = 22,
     /// Similarity: phonetic code -> list number.
     SimilarFst = 30,
     SimilarOffsets = 31,
@@ -418,33 +421,8 @@ fn align8(n: usize) -> usize {
 
 pub use kiln_common::write_atomically;
 
-/// Little-endian u32 array view over a section. Reads are checked: an
+/// Little-endian u64 array view over a section. Reads are checked: an
 /// index past the end is `None`, never a panic.
-#[derive(Clone, Debug)]
-pub struct U32s(pub Bytes);
-
-impl U32s {
-    pub fn len(&self) -> usize {
-        self.0.as_ref().len() / 4
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn get(&self, i: usize) -> Option<u32> {
-        let at = i.checked_mul(4)?;
-        let word = self.0.as_ref().get(at..)?.first_chunk::<4>()?;
-        Some(u32::from_le_bytes(*word))
-    }
-    /// The raw bytes of elements `range`, if in bounds.
-    pub fn slice_bytes(&self, range: Range<usize>) -> Option<&[u8]> {
-        self.0
-            .as_ref()
-            .get(range.start.checked_mul(4)?..range.end.checked_mul(4)?)
-    }
-}
-
-/// Little-endian u64 array view over a section (reads checked, as
-/// [`U32s`]).
 #[derive(Clone, Debug)]
 pub struct U64s(pub Bytes);
 
@@ -462,10 +440,6 @@ impl U64s {
     }
 }
 
-pub fn u32s_to_bytes(v: &[u32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 pub fn u64s_to_bytes(v: &[u64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -477,7 +451,7 @@ mod tests {
     fn sample() -> Vec<u8> {
         let mut w = Writer::default();
         w.add(Kind::Meta, NO_CATEGORY, b"{\"a\":1}".to_vec());
-        w.add(Kind::ExactPostings, 0, u32s_to_bytes(&[1, 2, 3]));
+        w.add(Kind::DocOffsets, 0, u64s_to_bytes(&[1, 2, 3]));
         w.finish().0
     }
 
@@ -495,7 +469,7 @@ mod tests {
             s.section(Kind::Meta, NO_CATEGORY).unwrap().as_ref(),
             b"{\"a\":1}"
         );
-        let p = U32s(s.section(Kind::ExactPostings, 0).unwrap());
+        let p = U64s(s.section(Kind::DocOffsets, 0).unwrap());
         assert_eq!((p.len(), p.get(2), p.get(3)), (3, Some(3), None));
         assert!(s.section(Kind::PartialFst, 0).is_err());
     }

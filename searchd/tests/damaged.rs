@@ -105,7 +105,10 @@ impl Rng {
 fn build() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let csv = std::fs::read_to_string(common::root().join("images/books/books.csv")).unwrap();
-    let rows: Vec<&str> = csv.lines().take(80).collect();
+    // Every book: the longest lists are bitmaps (see searchd::postings;
+    // damaged packed blocks are covered by its property tests, as 539
+    // documents make every list long enough for a block a bitmap).
+    let rows: Vec<&str> = csv.lines().collect();
     std::fs::write(dir.path().join("books.csv"), rows.join("\n") + "\n").unwrap();
     std::fs::write(dir.path().join("index.toml"), DEF).unwrap();
     let def = searchd::def::IndexDef::load(&dir.path().join("index.toml")).expect("definition");
@@ -149,10 +152,20 @@ fn damage_inside_any_section_is_refused_or_answers_without_a_panic() {
     let (_dir, path) = build();
     let good = std::fs::read(&path).unwrap();
     let snap = Snapshot::open(&path, Verify::Full).unwrap();
-    Engine::from_snapshot(snap).expect("the undamaged snapshot opens");
+    let engine = Engine::from_snapshot(snap).expect("the undamaged snapshot opens");
+    let title = engine.category("title").unwrap();
+    let partial = title.partial.as_ref().unwrap();
+    assert!(partial.get("s").expect("a partial list").bitmap().is_some());
+    assert!(
+        partial
+            .get("sto")
+            .expect("a partial list")
+            .bitmap()
+            .is_none()
+    );
     let snap = Snapshot::open(&path, Verify::Full).unwrap();
     let sections: Vec<_> = snap.sections().collect();
-    assert_eq!(sections.len(), 24, "every kind of section is present");
+    assert_eq!(sections.len(), 17, "every kind of section is present");
     let fst_kinds = [Kind::ExactFst, Kind::PartialFst, Kind::SimilarFst].map(|k| k as u32);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut fst_cases, mut fst_refused, mut cases) = (0, 0, 0);

@@ -88,14 +88,14 @@ proptest! {
     fn snapshot_round_trips(sections in prop::collection::vec((1u32..40, 0u32..4, prop::collection::vec(any::<u8>(), 0..300)), 0..8)) {
         let mut w = Writer::default();
         for (k, c, b) in &sections {
-            let kind = match k % 4 { 0 => Kind::Meta, 1 => Kind::ExactFst, 2 => Kind::DocBytes, _ => Kind::PartialPostings };
+            let kind = match k % 4 { 0 => Kind::Meta, 1 => Kind::ExactFst, 2 => Kind::DocBytes, _ => Kind::Lists };
             w.add(kind, *c, b.clone());
         }
         let (bytes, digest) = w.finish();
         let snap = Snapshot::from_bytes(Path::new("p.idx"), bytes.clone(), Verify::Full).unwrap();
         prop_assert_eq!(snap.digest_hex(), searchd::snapshot::hex(&digest));
         for (k, c, b) in &sections {
-            let kind = match k % 4 { 0 => Kind::Meta, 1 => Kind::ExactFst, 2 => Kind::DocBytes, _ => Kind::PartialPostings };
+            let kind = match k % 4 { 0 => Kind::Meta, 1 => Kind::ExactFst, 2 => Kind::DocBytes, _ => Kind::Lists };
             // The first section of a kind/category wins; find it.
             let first = sections.iter().find(|(k2, c2, _)| k2 % 4 == k % 4 && c2 == c).map(|s| &s.2);
             let got = snap.section(kind, *c).unwrap();

@@ -19,13 +19,11 @@ pub(super) enum PageIds<'x> {
 }
 
 impl PageIds<'_> {
-    fn for_each(&self, mut f: impl FnMut(u32)) {
+    fn for_each(&self, f: impl FnMut(u32)) {
         match self {
             PageIds::Slice(v) => v.iter().copied().for_each(f),
             PageIds::Set(set, r) => match set.view() {
-                View::List(l) => l.words()[r.clone()]
-                    .iter()
-                    .for_each(|&w| f(u32::from_le_bytes(w))),
+                View::List(l) => l.for_each_in(r.clone(), f),
                 View::Slice(v) => v[r.clone()].iter().copied().for_each(f),
             },
         }

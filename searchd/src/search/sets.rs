@@ -1,9 +1,12 @@
 //! Sorted lists of document numbers and their intersection: posting lists
-//! straight from the snapshot (little-endian words) or `u32`s in memory,
-//! intersected by merging, scanning or galloping depending on how their
-//! lengths compare.
+//! straight from the snapshot (compressed, see [`crate::postings`]) or
+//! `u32`s in memory. Lists in memory are intersected by merging, scanning
+//! or galloping depending on how their lengths compare; a posting list is
+//! either decoded (the shorter side) or sought through block by block with
+//! a [`Cursor`] (the longer side), so a short list against a long one
+//! decodes only the long one's blocks that may hold its numbers.
 
-use crate::index::PostingList;
+use crate::postings::{BLOCK, Bitmap, BlockPos, PostingList};
 
 /// The running intersection of a branch of the product walk.
 #[derive(Debug, Clone)]
@@ -21,6 +24,22 @@ pub(super) enum View<'a> {
     Slice(&'a [u32]),
 }
 
+impl<'a> View<'a> {
+    fn bitmap(&self) -> Option<Bitmap<'a>> {
+        match self {
+            View::List(l) => l.bitmap(),
+            View::Slice(_) => None,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match self {
+            View::List(l) => l.len(),
+            View::Slice(s) => s.len(),
+        }
+    }
+}
+
 impl<'a> Set<'a> {
     pub(super) fn view(&self) -> View<'_> {
         match self {
@@ -30,18 +49,15 @@ impl<'a> Set<'a> {
         }
     }
     pub(super) fn len(&self) -> usize {
-        match self.view() {
-            View::List(l) => l.len(),
-            View::Slice(s) => s.len(),
-        }
+        self.view().len()
     }
     pub(super) fn contains(&self, x: u32) -> bool {
         match self.view() {
             View::Slice(s) => s.binary_search(&x).is_ok(),
-            View::List(l) => {
-                let i = gallop(l.words(), 0, x);
-                i < l.len() && l.get(i) == x
-            }
+            View::List(l) => match l.bitmap() {
+                Some(b) => b.contains(x),
+                None => Cursor::new(l).seek(x) == Some(x),
+            },
         }
     }
 }
@@ -55,7 +71,7 @@ trait Sorted {
     /// to vector compares.
     fn below_in_8(&self, i: usize, x: u32) -> usize;
 }
-/// A posting list's words.
+/// A posting list's block maxima (little-endian words).
 impl Sorted for [[u8; 4]] {
     fn len(&self) -> usize {
         <[[u8; 4]]>::len(self)
@@ -132,11 +148,169 @@ fn scan(b: &(impl Sorted + ?Sized), mut from: usize, x: u32) -> usize {
 
 /// Sorted intersection of `a` and `b`, appended to `out`.
 pub(super) fn intersect(a: View<'_>, b: View<'_>, out: &mut Vec<u32>) {
-    match (a, b) {
-        (View::List(a), View::List(b)) => intersect_sorted(a.words(), b.words(), out),
-        (View::List(a), View::Slice(b)) => intersect_sorted(a.words(), b, out),
-        (View::Slice(a), View::List(b)) => intersect_sorted(a, b.words(), out),
-        (View::Slice(a), View::Slice(b)) => intersect_sorted(a, b, out),
+    match (a.bitmap(), b.bitmap()) {
+        (Some(x), Some(y)) => return x.and_into(&y, out),
+        (Some(bitmap), None) => return filter(b, bitmap, out),
+        (None, Some(bitmap)) => return filter(a, bitmap, out),
+        (None, None) => {}
+    }
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let similar = long.len() < short.len().saturating_mul(SCAN_RATIO);
+    let start = out.len();
+    match (short, long) {
+        (View::Slice(s), View::Slice(l)) => intersect_sorted(s, l, out),
+        // Similar lengths: both decoded and merged, as lists in memory are.
+        (View::List(s), View::List(l)) if similar => {
+            s.decode_into(out);
+            let mid = out.len();
+            l.decode_into(out);
+            let (head, decoded_long) = out.split_at_mut(mid);
+            let kept = merge_in_place(&mut head[start..], decoded_long);
+            out.truncate(start + kept);
+        }
+        (View::List(list), View::Slice(slice)) | (View::Slice(slice), View::List(list))
+            if similar =>
+        {
+            list.decode_into(out);
+            let kept = merge_in_place(&mut out[start..], slice);
+            out.truncate(start + kept);
+        }
+        // The short one decoded, each of its numbers sought in the long one.
+        (View::Slice(s), View::List(l)) => {
+            let mut long = Cursor::new(l);
+            out.reserve(s.len());
+            for &x in s {
+                match long.seek(x) {
+                    Some(y) if y == x => out.push(x),
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }
+        (View::List(s), View::List(l)) => {
+            s.decode_into(out);
+            let mut long = Cursor::new(l);
+            retain_found(out, start, |x| long.seek(x));
+        }
+        (View::List(s), View::Slice(l)) => {
+            s.decode_into(out);
+            let far = (out.len() - start).saturating_mul(GALLOP_RATIO) <= l.len();
+            let mut j = 0;
+            retain_found(out, start, |x| {
+                j = if far { gallop(l, j, x) } else { scan(l, j, x) };
+                l.get(j).copied()
+            });
+        }
+    }
+}
+
+/// The numbers of `list` that `bitmap` holds: a bit test each, without a
+/// branch on the answer.
+fn filter(list: View<'_>, bitmap: Bitmap<'_>, out: &mut Vec<u32>) {
+    let start = out.len();
+    match list {
+        View::List(l) => l.decode_into(out),
+        View::Slice(s) => out.extend_from_slice(s),
+    }
+    let mut kept = start;
+    for i in start..out.len() {
+        let x = out[i];
+        out[kept] = x;
+        kept += usize::from(bitmap.contains(x));
+    }
+    // A damaged bitmap may hold more numbers than it says.
+    out.truncate(kept.min(start + bitmap.len()));
+}
+
+/// [`merge`] of `a` and `b` written over `a`: returns how many matches
+/// now start `a`. A match uses up a number of `a`, so each is written at
+/// or before the number it was read from.
+fn merge_in_place(a: &mut [u32], b: &[u32]) -> usize {
+    let (na, nb) = (a.len(), b.len());
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    while i < na && j < nb {
+        let (x, y) = (a[i], b[j]);
+        a[k] = x;
+        k += usize::from(x == y);
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    k
+}
+
+/// Keeps the numbers of `out[start..]` (ascending) that `seek` finds:
+/// `seek(x)` answers the first number `>= x` of the other list (moving
+/// forward only), `None` past its end. Filters in place: what is kept is
+/// written at or before where it was read.
+fn retain_found(out: &mut Vec<u32>, start: usize, mut seek: impl FnMut(u32) -> Option<u32>) {
+    let mut kept = start;
+    for i in start..out.len() {
+        let x = out[i];
+        match seek(x) {
+            Some(y) => {
+                out[kept] = x;
+                kept += usize::from(y == x);
+            }
+            None => break,
+        }
+    }
+    out.truncate(kept);
+}
+
+/// A forward-only reader of a posting list that finds the first number
+/// not below a given one, decoding only the block that may hold it (the
+/// first whose maximum is not below it).
+pub(crate) struct Cursor<'a> {
+    list: PostingList<'a>,
+    pos: BlockPos,
+    /// Whether `buf` holds block `pos.block`.
+    loaded: bool,
+    buf: [u32; BLOCK],
+    /// How many numbers `buf` holds, and the one the cursor is at.
+    n: usize,
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(list: PostingList<'a>) -> Cursor<'a> {
+        Cursor {
+            list,
+            pos: BlockPos::default(),
+            loaded: false,
+            buf: [0; BLOCK],
+            n: 0,
+            i: 0,
+        }
+    }
+
+    /// The first number `>= x` from the cursor on, moving there; `None`
+    /// past the end. `x` must not decrease from call to call.
+    pub(crate) fn seek(&mut self, x: u32) -> Option<u32> {
+        if let Some(b) = self.list.bitmap() {
+            return b.next_at_least(x);
+        }
+        loop {
+            let next = if self.loaded {
+                self.i = scan(&self.buf[..self.n], self.i, x);
+                if self.i < self.n {
+                    return Some(self.buf[self.i]);
+                }
+                // The tail (or a damaged block) ends the list.
+                if self.n < BLOCK {
+                    return None;
+                }
+                self.pos.block() + 1
+            } else {
+                0
+            };
+            let lasts = self.list.lasts();
+            // The tail when no full block from `next` on reaches `x`.
+            let b = gallop(lasts, next.min(lasts.len()), x).max(next);
+            self.list.advance(&mut self.pos, b);
+            self.n = self.list.decode(self.pos, &mut self.buf);
+            self.loaded = true;
+            self.i = 0;
+        }
     }
 }
 
@@ -214,26 +388,50 @@ mod tests {
 
     use super::*;
 
-    /// `v` as a posting list's bytes (little-endian words, as the mapped
-    /// file holds them).
+    /// `v` (ascending) as a posting list's bytes, packed.
     fn bytes(v: &[u32]) -> Vec<u8> {
-        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+        let mut out = Vec::new();
+        crate::postings::encode_packed(v, &mut out);
+        out
+    }
+
+    /// `v` as a bitmap, unless its numbers are huge.
+    fn bitmap_bytes(v: &[u32]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        v.last().is_none_or(|&x| x < 1 << 22).then(|| {
+            crate::postings::encode_bitmap(v, &mut out);
+            out
+        })
+    }
+
+    /// Every way `a` and `b` can be held: in memory, packed, bitmaps.
+    fn forms<'a>(a: &'a [u32], stored: &'a [Vec<u8>]) -> Vec<View<'a>> {
+        let mut v = vec![View::Slice(a)];
+        v.extend(stored.iter().map(|b| View::List(list(b))));
+        v
+    }
+
+    fn stored(v: &[u32]) -> Vec<Vec<u8>> {
+        let mut all = vec![bytes(v)];
+        all.extend(bitmap_bytes(v));
+        all
+    }
+
+    fn list(bytes: &[u8]) -> PostingList<'_> {
+        PostingList::parse(bytes).expect("an encoded list")
     }
 
     fn inter(a: &[u32], b: &[u32]) -> Vec<u32> {
         let mut out = Vec::new();
         intersect(View::Slice(a), View::Slice(b), &mut out);
-        // The same through posting lists.
-        let (ba, bb) = (bytes(a), bytes(b));
-        let (la, lb) = (PostingList::new(&ba), PostingList::new(&bb));
-        for (x, y) in [
-            (View::List(la), View::List(lb)),
-            (View::List(la), View::Slice(b)),
-            (View::Slice(a), View::List(lb)),
-        ] {
-            let mut other = Vec::new();
-            intersect(x, y, &mut other);
-            assert_eq!(other, out);
+        // The same through posting lists, packed and bitmaps.
+        let (sa, sb) = (stored(a), stored(b));
+        for x in forms(a, &sa) {
+            for y in forms(b, &sb) {
+                let mut other = Vec::new();
+                intersect(x, y, &mut other);
+                assert_eq!(other, out);
+            }
         }
         out
     }
@@ -344,14 +542,8 @@ mod tests {
         #[test]
         fn intersect_is_set_intersection((a, b) in pair(), prefix in sorted(3)) {
             let expected = model(&a, &b);
-            let (ba, bb) = (bytes(&a), bytes(&b));
-            let (la, lb) = (PostingList::new(&ba), PostingList::new(&bb));
-            for (x, y) in [
-                (View::Slice(&a), View::Slice(&b)),
-                (View::List(la), View::List(lb)),
-                (View::List(la), View::Slice(&b)),
-                (View::Slice(&a), View::List(lb)),
-            ] {
+            let (sa, sb) = (stored(&a), stored(&b));
+            for (x, y) in forms(&a, &sa).into_iter().flat_map(|x| forms(&b, &sb).into_iter().map(move |y| (x, y))) {
                 let mut out = prefix.clone();
                 intersect(x, y, &mut out);
                 prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
@@ -363,8 +555,8 @@ mod tests {
         #[test]
         fn merge_and_search_through_are_set_intersection((a, b) in pair()) {
             let expected = model(&a, &b);
-            let ba = bytes(&a);
-            let words = PostingList::new(&ba).words();
+            let words = le_words(&a);
+            let words = &words[..];
             let mut out = Vec::new();
             merge(&a[..], &b[..], &mut out);
             prop_assert_eq!(&out, &expected);
@@ -389,12 +581,27 @@ mod tests {
         ) {
             let from = from.index(b.len() + 1);
             let expected = first_at_least(&b, from, x);
-            let bb = bytes(&b);
-            let words = PostingList::new(&bb).words();
+            let words = le_words(&b);
+            let words = &words[..];
             prop_assert_eq!(gallop(&b[..], from, x), expected);
             prop_assert_eq!(gallop(words, from, x), expected);
             prop_assert_eq!(scan(&b[..], from, x), expected);
             prop_assert_eq!(scan(words, from, x), expected);
+        }
+
+        /// A cursor finds the first number not below each of a rising
+        /// sequence of probes, whatever the gaps (within a block, to the
+        /// next, across many, into the tail, past the end).
+        #[test]
+        fn cursor_seeks_like_the_set(b in sorted(1000), mut probes in prop::collection::vec(number(), 0..60)) {
+            probes.sort_unstable();
+            for bb in stored(&b) {
+                let mut cursor = Cursor::new(list(&bb));
+                for &x in &probes {
+                    let expected = b.iter().copied().find(|&v| v >= x);
+                    prop_assert_eq!(cursor.seek(x), expected, "seek {}", x);
+                }
+            }
         }
 
         /// `Set::contains` and `Set::len` agree with the set, however the
@@ -402,12 +609,9 @@ mod tests {
         #[test]
         fn sets_contain_what_the_set_does(b in sorted(300), probes in prop::collection::vec(number(), 0..40)) {
             let model: BTreeSet<u32> = b.iter().copied().collect();
-            let bb = bytes(&b);
-            let sets = [
-                Set::Index(PostingList::new(&bb)),
-                Set::Slice(&b),
-                Set::Owned(b.clone()),
-            ];
+            let bb = stored(&b);
+            let mut sets: Vec<Set<'_>> = bb.iter().map(|s| Set::Index(list(s))).collect();
+            sets.extend([Set::Slice(&b), Set::Owned(b.clone())]);
             for set in &sets {
                 prop_assert_eq!(set.len(), model.len());
                 for &x in probes.iter().chain(&b) {
@@ -416,28 +620,34 @@ mod tests {
             }
         }
 
-        /// Lists out of order or with duplicates (a damaged snapshot whose
-        /// checksum has not been checked yet) give wrong answers, never a
-        /// panic: every operation indexes only below the lengths given.
+        /// Lists out of order or with duplicates, or posting lists damaged
+        /// (a snapshot whose checksum has not been checked yet) give wrong
+        /// answers, never a panic: every operation indexes only below the
+        /// lengths given.
         #[test]
         fn unsorted_lists_never_panic(
             a in prop::collection::vec(number(), 0..100),
             b in prop::collection::vec(number(), 0..3000),
+            (sa, sb) in pair(),
+            damage in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
             x in number(),
             from in any::<prop::sample::Index>(),
         ) {
-            let (ba, bb) = (bytes(&a), bytes(&b));
-            let (la, lb) = (PostingList::new(&ba), PostingList::new(&bb));
-            for (x, y) in [
-                (View::Slice(&a), View::Slice(&b)),
-                (View::List(la), View::List(lb)),
-                (View::List(la), View::Slice(&b)),
-                (View::Slice(&a), View::List(lb)),
-            ] {
-                for (x, y) in [(x, y), (y, x)] {
+            let (mut ba, mut bb) = (bytes(&sa), bitmap_bytes(&sb).unwrap_or_else(|| bytes(&sb)));
+            for (i, (at, mask)) in damage.into_iter().enumerate() {
+                let bytes = if i % 2 == 0 { &mut ba } else { &mut bb };
+                let at = at.index(bytes.len());
+                bytes[at] ^= mask;
+            }
+            let (la, lb) = (PostingList::parse(&ba), PostingList::parse(&bb));
+            let mut views = vec![View::Slice(&a), View::Slice(&b)];
+            views.extend(la.map(View::List));
+            views.extend(lb.map(View::List));
+            for &x in &views {
+                for &y in &views {
                     let mut out = Vec::new();
                     intersect(x, y, &mut out);
-                    prop_assert!(out.len() <= a.len().min(b.len()));
+                    prop_assert!(out.len() <= x.len().min(y.len()));
                 }
             }
             let mut out = Vec::new();
@@ -445,12 +655,18 @@ mod tests {
             search_through(&a[..], &b[..], &mut out);
             search_through(&b[..], &a[..], &mut out);
             let from = from.index(b.len() + 1);
-            for i in [gallop(&b[..], from, x), scan(&b[..], from, x), scan(lb.words(), from, x)] {
+            let words = le_words(&b);
+            for i in [gallop(&b[..], from, x), scan(&b[..], from, x), scan(&words[..], from, x)] {
                 prop_assert!((from..=b.len()).contains(&i));
             }
-            for set in [Set::Index(lb), Set::Slice(&b)] {
+            for set in [la.map(Set::Index), lb.map(Set::Index), Some(Set::Slice(&b))].into_iter().flatten() {
                 let _ = set.contains(x);
             }
         }
+    }
+
+    /// `v` as little-endian words (how block maxima are stored).
+    fn le_words(v: &[u32]) -> Vec<[u8; 4]> {
+        v.iter().map(|x| x.to_le_bytes()).collect()
     }
 }
