@@ -4,15 +4,17 @@
 //! lookup tables; no per-document work happens here.
 //!
 //! What a query reads of the snapshot is safe on any bytes: the fst nodes a
-//! lookup can reach were all decoded at open, and every other read (term
-//! offsets, posting lists, similar words, document ids) goes through a
-//! checked accessor, so a bad offset reads as a missing term or a `null` id,
-//! never past a slice. Posting lists out of order or naming documents past
-//! the table give wrong answers, not panics: the set operations
-//! (`search/sets.rs`) index only below the lengths they were given, and
-//! rendering ([`Docs::json`]) checks the id table. Proving order and range
-//! at open would read every posting (hundreds of MB); the sha256 (before
-//! `/ready`, or in the background) is what proves the answers.
+//! lookup can reach were all decoded at open, and every other read (posting
+//! lists, similar words, document ids) goes through a checked accessor, so
+//! a bad offset reads as a missing term or a `null` id, never past a slice.
+//! Damaged posting lists (`postings.rs`) decode to wrong numbers or end
+//! early, and none is taken to be longer than the index has documents;
+//! numbers out of order or past the table give wrong answers, not panics:
+//! the set operations (`search/sets.rs`) index only below the lengths they
+//! were given, and rendering ([`Docs::json`]) checks the id table. Proving
+//! order and range at open would decode every list (tens of MB); the
+//! sha256 (before `/ready`, or in the background) is what proves the
+//! answers.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -87,6 +89,9 @@ pub struct Postings {
     fst: fst::Map<Bytes>,
     starts: Starts,
     lists: Bytes,
+    /// The index's document count: no sound list is longer, so a damaged
+    /// length cannot make a query decode more than this.
+    documents: usize,
 }
 
 /// The top three levels of a table's fst, decoded once at open. They are
@@ -368,11 +373,21 @@ fn fst_get<D: AsRef<[u8]>>(fst: &fst::raw::Fst<D>, key: &[u8]) -> Option<u64> {
 }
 
 impl Postings {
-    fn open(snap: &Snapshot, kind: Kind, category: u32) -> Result<Postings, SnapshotError> {
+    fn open(
+        snap: &Snapshot,
+        kind: Kind,
+        category: u32,
+        documents: usize,
+    ) -> Result<Postings, SnapshotError> {
         let fst = open_fst(snap, kind, category)?;
         let lists = snap.section(Kind::Lists, category)?;
         let starts = Starts::new(fst.as_fst());
-        Ok(Postings { fst, starts, lists })
+        Ok(Postings {
+            fst,
+            starts,
+            lists,
+            documents,
+        })
     }
 
     /// [`fst::Map::get`], starting three bytes down (see [`Starts`]).
@@ -407,7 +422,7 @@ impl Postings {
     /// is inconsistent (the offset or the list's header out of range).
     pub fn term(&self, offset: u64) -> Option<PostingList<'_>> {
         let bytes = self.lists.as_ref().get(usize::try_from(offset).ok()?..)?;
-        PostingList::parse(bytes).filter(|l| !l.is_empty())
+        PostingList::parse(bytes).filter(|l| !l.is_empty() && l.len() <= self.documents)
     }
 
     pub fn terms(&self) -> usize {
@@ -608,9 +623,10 @@ impl Engine {
         let mut qualifiers: Vec<(String, usize)> = Vec::new();
         for (i, mc) in meta.categories.iter().enumerate() {
             let c = i as u32;
-            let exact = Postings::open(&snapshot, Kind::ExactFst, c)?;
+            let documents = usize::try_from(meta.documents).unwrap_or(usize::MAX);
+            let exact = Postings::open(&snapshot, Kind::ExactFst, c, documents)?;
             let partial = if mc.partial {
-                Some(Postings::open(&snapshot, Kind::PartialFst, c)?)
+                Some(Postings::open(&snapshot, Kind::PartialFst, c, documents)?)
             } else {
                 None
             };
@@ -826,7 +842,7 @@ mod tests {
         w.add(Kind::ExactFst, 0, fst_bytes.clone());
         w.add(Kind::Lists, 0, lists);
         let snap = Snapshot::from_bytes(Path::new("t.idx"), w.finish().0, Verify::Full).unwrap();
-        let postings = Postings::open(&snap, Kind::ExactFst, 0).unwrap();
+        let postings = Postings::open(&snap, Kind::ExactFst, 0, 1000).unwrap();
         let map = fst::Map::new(fst_bytes).unwrap();
         let number: HashMap<&str, u32> = terms
             .iter()
