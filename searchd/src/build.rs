@@ -224,11 +224,41 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         source,
     })?;
     let source_sha256 = snapshot::hex(&Sha256::digest(&data));
-    let (cats, doc_json) = collect(def, &data)?;
+    let indexing = def.indexing.compile().map_err(|m| BuildError::Record {
+        path: path.clone(),
+        record: 0,
+        message: m,
+    })?;
+    let (cols, doc_json) = collect(def, &data)?;
+    drop(data);
     let documents = doc_json.len() as u64;
     let mut w = Writer::default();
     write_documents(&mut w, doc_json);
-    write_categories(&mut w, out, cats, documents as usize)?;
+    // Categories are independent: each is tokenized, indexed and encoded on
+    // its own thread, and its sections added in category order (the same
+    // bytes as one thread would write).
+    let sections = std::thread::scope(|scope| {
+        let jobs: Vec<_> = cols
+            .into_iter()
+            .zip(&def.categories)
+            .map(|(col, cdef)| {
+                let indexing = indexing.clone();
+                scope.spawn(move || {
+                    let c = index_column(cdef, &indexing, &col);
+                    drop(col);
+                    category_sections(out, c, documents as usize)
+                })
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|j| j.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    for (i, category) in sections.into_iter().enumerate() {
+        for (kind, bytes) in category {
+            w.add(kind, i as u32, bytes);
+        }
+    }
     let mut meta = Meta {
         name: def.name.clone(),
         id_kind: def.id_kind,
@@ -279,25 +309,30 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
     })
 }
 
-/// Reads every record of the source: each category's words with their
-/// documents, and each document's id as JSON (in record order).
-fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<CategoryBuild>, Vec<Vec<u8>>), BuildError> {
-    let path = &def.source_path;
-    let indexing = def.indexing.compile().map_err(|m| BuildError::Record {
-        path: path.clone(),
-        record: 0,
-        message: m,
-    })?;
+/// One category's field of every record that has it, back to back: record
+/// `ord`'s text ends at `end` (and starts where the one before ended).
+#[derive(Default)]
+struct Column {
+    text: String,
+    spans: Vec<(u32, usize)>,
+}
 
-    let mut cats: Vec<CategoryBuild> = def
-        .categories
-        .iter()
-        .map(|c| CategoryBuild {
-            exact: HashMap::default(),
-            partial: c.partial,
-            similar: (c.similarity != Similarity::None).then(HashMap::default),
+impl Column {
+    fn texts(&self) -> impl Iterator<Item = (u32, &str)> {
+        let mut start = 0;
+        self.spans.iter().map(move |&(ord, end)| {
+            let text = &self.text[start..end];
+            start = end;
+            (ord, text)
         })
-        .collect();
+    }
+}
+
+/// Reads every record of the source: each category's field texts with
+/// their documents, and each document's id as JSON (in record order).
+fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<Column>, Vec<Vec<u8>>), BuildError> {
+    let path = &def.source_path;
+    let mut cols: Vec<Column> = def.categories.iter().map(|_| Column::default()).collect();
     let mut ids: HashMap<Vec<u8>, (u32, u64)> = HashMap::default();
     let mut doc_json: Vec<Vec<u8>> = Vec::new();
 
@@ -319,10 +354,10 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<CategoryBuild>, Vec<Vec<u
             .map_err(|_| BuildError::TooManyDocuments { path: path.clone() })?;
         ids.insert(json.clone(), (ord, record));
         doc_json.push(json);
-        for ((c, cdef), text) in cats.iter_mut().zip(&def.categories).zip(fields) {
+        for (col, text) in cols.iter_mut().zip(fields) {
             if let Some(text) = text {
-                let pre = indexing.preprocess(text);
-                indexing.each_word(&pre, |w| c.add(cdef, &w, ord));
+                col.text.push_str(text);
+                col.spans.push((ord, col.text.len()));
             }
         }
         Ok(())
@@ -356,7 +391,7 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<CategoryBuild>, Vec<Vec<u
                     message: format!("no column named {:?} (the id field)", def.id_field),
                 });
             };
-            let mut cols: Vec<usize> = Vec::new();
+            let mut fields_at: Vec<usize> = Vec::new();
             for c in &def.categories {
                 let Some(i) = col(&c.field) else {
                     return Err(BuildError::Record {
@@ -365,7 +400,7 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<CategoryBuild>, Vec<Vec<u
                         message: format!("no column named {:?} (category {})", c.field, c.name),
                     });
                 };
-                cols.push(i);
+                fields_at.push(i);
             }
             let mut rec = csv::StringRecord::new();
             let mut n = 0u64;
@@ -389,7 +424,7 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<CategoryBuild>, Vec<Vec<u
                         message: format!("has no {:?} column (the id field)", def.id_field),
                     });
                 };
-                let fields: Vec<Option<&str>> = cols.iter().map(|i| rec.get(*i)).collect();
+                let fields: Vec<Option<&str>> = fields_at.iter().map(|i| rec.get(*i)).collect();
                 add_record(n, id, &fields)?;
             }
         }
@@ -429,7 +464,25 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<CategoryBuild>, Vec<Vec<u
         }
     }
 
-    Ok((cats, doc_json))
+    Ok((cols, doc_json))
+}
+
+/// Tokenizes a category's column into its indexes.
+fn index_column(
+    def: &crate::def::CategoryDef,
+    indexing: &crate::tokenizer::Tokenizer,
+    col: &Column,
+) -> CategoryBuild {
+    let mut c = CategoryBuild {
+        exact: HashMap::default(),
+        partial: def.partial,
+        similar: (def.similarity != Similarity::None).then(HashMap::default),
+    };
+    for (ord, text) in col.texts() {
+        let pre = indexing.preprocess(text);
+        indexing.each_word(&pre, |w| c.add(def, &w, ord));
+    }
+    c
 }
 
 /// The documents' ids as JSON, and where each one starts.
@@ -449,54 +502,45 @@ fn write_documents(w: &mut Writer, doc_json: Vec<Vec<u8>>) {
     w.add(Kind::DocBytes, NO_CATEGORY, doc_bytes);
 }
 
-/// Per category: the exact words' fst, the partial ones' when it has
-/// partial search, the posting lists both point into, the similarity
-/// codes' words.
-fn write_categories(
-    w: &mut Writer,
+/// A category's sections: the similarity codes' words, the exact words'
+/// fst, the partial ones' when it has partial search, and the posting
+/// lists both point into.
+fn category_sections(
     out: &Path,
-    cats: Vec<CategoryBuild>,
+    c: CategoryBuild,
     documents: usize,
-) -> Result<(), BuildError> {
-    for (i, c) in cats.into_iter().enumerate() {
-        let i = i as u32;
-        let exact: BTreeMap<String, Vec<u32>> = c.exact.into_iter().collect();
-        let partial = (c.partial != Partial::None).then(|| partial_postings(c.partial, &exact));
-        if let Some(similar) = c.similar {
-            let similar: BTreeMap<String, Vec<String>> = similar.into_iter().collect();
-            let mut fst = fst::MapBuilder::memory();
-            let mut offs = vec![0u64];
-            let mut bytes = Vec::new();
-            for (n, (code, words)) in similar.iter().enumerate() {
-                fst.insert(code, n as u64).map_err(|e| fst_error(out, e))?;
-                for word in words {
-                    bytes.extend_from_slice(&(word.len() as u32).to_le_bytes());
-                    bytes.extend_from_slice(word.as_bytes());
-                }
-                offs.push(bytes.len() as u64);
+) -> Result<Vec<(Kind, Vec<u8>)>, BuildError> {
+    let mut sections = Vec::new();
+    let exact: BTreeMap<String, Vec<u32>> = c.exact.into_iter().collect();
+    let partial = (c.partial != Partial::None).then(|| partial_postings(c.partial, &exact));
+    if let Some(similar) = c.similar {
+        let similar: BTreeMap<String, Vec<String>> = similar.into_iter().collect();
+        let mut fst = fst::MapBuilder::memory();
+        let mut offs = vec![0u64];
+        let mut bytes = Vec::new();
+        for (n, (code, words)) in similar.iter().enumerate() {
+            fst.insert(code, n as u64).map_err(|e| fst_error(out, e))?;
+            for word in words {
+                bytes.extend_from_slice(&(word.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(word.as_bytes());
             }
-            w.add(
-                Kind::SimilarFst,
-                i,
-                fst.into_inner().map_err(|e| fst_error(out, e))?,
-            );
-            w.add(Kind::SimilarOffsets, i, snapshot::u64s_to_bytes(&offs));
-            w.add(Kind::SimilarWords, i, bytes);
+            offs.push(bytes.len() as u64);
         }
-        let mut lists = Lists {
-            documents,
-            ..Lists::default()
-        };
-        let fst = lists.table(out, &exact)?;
-        w.add(Kind::ExactFst, i, fst);
-        if let Some(partial) = partial {
-            let fst = lists.table(out, &partial)?;
-            w.add(Kind::PartialFst, i, fst);
-        }
-        w.add(Kind::Lists, i, lists.bytes);
+        let fst = fst.into_inner().map_err(|e| fst_error(out, e))?;
+        sections.push((Kind::SimilarFst, fst));
+        sections.push((Kind::SimilarOffsets, snapshot::u64s_to_bytes(&offs)));
+        sections.push((Kind::SimilarWords, bytes));
     }
-
-    Ok(())
+    let mut lists = Lists {
+        documents,
+        ..Lists::default()
+    };
+    sections.push((Kind::ExactFst, lists.table(out, &exact)?));
+    if let Some(partial) = partial {
+        sections.push((Kind::PartialFst, lists.table(out, &partial)?));
+    }
+    sections.push((Kind::Lists, lists.bytes));
+    Ok(sections)
 }
 
 /// The partial index from the exact one: each word's partials (prefixes or
