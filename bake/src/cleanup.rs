@@ -13,9 +13,6 @@
 use std::sync::Mutex;
 
 use cloud::{Cloud, CloudError, ImageId, InstanceId, Region, RunId, tags};
-use tokio::sync::watch;
-
-use crate::error::BakeError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -96,60 +93,5 @@ impl Cleanup {
             return Ok(());
         }
         cloud.images().deregister(id).await
-    }
-}
-
-/// A cancellation flag that async steps can wait on.
-#[derive(Debug, Clone)]
-pub struct Cancel {
-    tx: std::sync::Arc<watch::Sender<bool>>,
-}
-
-impl Default for Cancel {
-    fn default() -> Self {
-        Cancel {
-            tx: std::sync::Arc::new(watch::channel(false).0),
-        }
-    }
-}
-
-impl Cancel {
-    pub fn trigger(&self) {
-        self.tx.send_replace(true);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        *self.tx.borrow()
-    }
-
-    /// `Err(Interrupted)` once cancelled: call between steps.
-    pub fn check(&self) -> Result<(), BakeError> {
-        if self.is_cancelled() {
-            Err(BakeError::Interrupted)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Resolves when cancelled.
-    pub async fn cancelled(&self) {
-        let mut rx = self.tx.subscribe();
-        let _ = rx.wait_for(|v| *v).await;
-    }
-
-    /// Triggers on SIGINT or SIGTERM (from a background task).
-    pub fn on_signals(&self) -> std::io::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let me = self.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            me.trigger();
-        });
-        Ok(())
     }
 }

@@ -39,6 +39,12 @@ pub enum BakeError {
     Interrupted,
 }
 
+impl From<cloud::run::Cancelled> for BakeError {
+    fn from(_: cloud::run::Cancelled) -> Self {
+        BakeError::Interrupted
+    }
+}
+
 impl BakeError {
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         BakeError::Io {

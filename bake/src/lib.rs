@@ -24,7 +24,6 @@ pub mod cmd;
 pub mod error;
 pub mod identity;
 pub mod payload;
-pub mod progress;
 pub mod recipe;
 
 /// Exit codes (documented in `--help` and README).

@@ -38,6 +38,7 @@ pub mod instances;
 pub mod lb;
 pub mod local;
 pub mod probe;
+pub mod run;
 pub mod state;
 pub mod sweep;
 pub mod time;

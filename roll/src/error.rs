@@ -25,6 +25,12 @@ pub enum RollError {
     Interrupted,
 }
 
+impl From<cloud::run::Cancelled> for RollError {
+    fn from(_: cloud::run::Cancelled) -> Self {
+        RollError::Interrupted
+    }
+}
+
 impl RollError {
     pub fn exit_code(&self) -> u8 {
         use crate::exit;

@@ -9,10 +9,9 @@
 //! of the same group fails with `Busy` naming this one.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use cloud::run::Cancel;
 use cloud::{
     Cloud, GateSpec, GroupName, GroupSpec, ImageId, InstanceId, LbCounters, ListenerId, ShadowSpec,
     Tags, Target, TargetGroupId, TargetHealth, tags,
@@ -94,7 +93,7 @@ pub struct Executor<'a> {
     counters_before: Option<LbCounters>,
     pub report: Report,
     progress: Box<dyn Progress + 'a>,
-    interrupted: Arc<AtomicBool>,
+    cancel: Cancel,
     last_step: String,
 }
 
@@ -109,7 +108,7 @@ impl<'a> Executor<'a> {
         goal: Goal,
         opts: ExecOptions,
         progress: Box<dyn Progress + 'a>,
-        interrupted: Arc<AtomicBool>,
+        cancel: Cancel,
     ) -> Executor<'a> {
         let report = Report {
             group: svc.group.to_string(),
@@ -131,7 +130,7 @@ impl<'a> Executor<'a> {
             counters_before: None,
             report,
             progress,
-            interrupted,
+            cancel,
             last_step: String::new(),
         }
     }
@@ -251,24 +250,9 @@ impl<'a> Executor<'a> {
         })
     }
 
-    fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::SeqCst)
-    }
-
-    /// Sleeps up to `d`, waking early when interrupted.
+    /// Sleeps up to `d`, waking as soon as the run is interrupted.
     async fn pause(&self, d: Duration) -> Result<(), RollError> {
-        let step = Duration::from_millis(20);
-        let deadline = tokio::time::Instant::now() + d;
-        loop {
-            if self.interrupted() {
-                return Err(RollError::Interrupted);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(());
-            }
-            tokio::time::sleep(step.min(deadline - now)).await;
-        }
+        Ok(self.cancel.pause(d).await?)
     }
 
     fn step(&mut self, text: String) {
@@ -305,9 +289,7 @@ impl<'a> Executor<'a> {
             Err(e) => return Err(e.into()),
         };
         loop {
-            if self.interrupted() {
-                return Err(RollError::Interrupted);
-            }
+            self.cancel.check()?;
             let o = self.observe().await?;
             if let Some(r) = &o.record.roll {
                 self.report.strategy = r.strategy.as_str().into();

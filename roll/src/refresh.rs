@@ -34,10 +34,9 @@
 //! instances).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use cloud::run::Cancel;
 use cloud::{
     Cloud, GateOutcome, GateSpec, GroupInfo, ImageId, InstanceId, Lifecycle, RefreshId,
     RefreshSpec, RefreshState, RefreshStatus, Tags, TargetHealth,
@@ -90,7 +89,7 @@ pub struct RefreshDriver<'a> {
     opts: RefreshOptions,
     exec_opts: ExecOptions,
     progress: Option<Box<dyn Progress + 'a>>,
-    interrupted: Arc<AtomicBool>,
+    cancel: Cancel,
     gates: BTreeMap<InstanceId, GateOutcome>,
     specs: BTreeMap<ImageId, GateSpec>,
     last_step: String,
@@ -109,7 +108,7 @@ impl<'a> RefreshDriver<'a> {
         opts: RefreshOptions,
         exec_opts: ExecOptions,
         progress: Box<dyn Progress + 'a>,
-        interrupted: Arc<AtomicBool>,
+        cancel: Cancel,
     ) -> RefreshDriver<'a> {
         let report = Report {
             group: svc.group.to_string(),
@@ -126,7 +125,7 @@ impl<'a> RefreshDriver<'a> {
             opts,
             exec_opts,
             progress: Some(progress),
-            interrupted,
+            cancel,
             gates: BTreeMap::new(),
             specs: BTreeMap::new(),
             last_step: String::new(),
@@ -143,18 +142,9 @@ impl<'a> RefreshDriver<'a> {
         }
     }
 
+    /// Sleeps up to `d`, waking as soon as the run is interrupted.
     async fn pause(&self, d: Duration) -> Result<(), RollError> {
-        let deadline = tokio::time::Instant::now() + d;
-        loop {
-            if self.interrupted.load(Ordering::SeqCst) {
-                return Err(RollError::Interrupted);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20).min(deadline - now)).await;
-        }
+        Ok(self.cancel.pause(d).await?)
     }
 
     /// Runs the roll to its end.
@@ -393,9 +383,7 @@ impl<'a> RefreshDriver<'a> {
             history: Vec::new(),
         });
         let status = loop {
-            if self.interrupted.load(Ordering::SeqCst) {
-                return Err(RollError::Interrupted);
-            }
+            self.cancel.check()?;
             let s = self
                 .cloud
                 .groups()
@@ -601,7 +589,7 @@ impl<'a> RefreshDriver<'a> {
             self.goal.clone(),
             self.exec_opts.clone(),
             progress,
-            self.interrupted.clone(),
+            self.cancel.clone(),
         );
         let result = exec.run().await;
         let e = exec.report;

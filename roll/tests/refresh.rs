@@ -14,7 +14,6 @@
 #[allow(dead_code)]
 mod support;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -144,7 +143,7 @@ async fn drive(f: &Fleet, goal: Goal, opts: RefreshOptions, deadline: Option<Dur
         opts,
         exec_options(),
         Box::new(Steps(steps.clone())),
-        Arc::new(AtomicBool::new(false)),
+        cloud::run::Cancel::default(),
     );
     let result = match deadline {
         Some(d) => tokio::time::timeout(d, driver.run()).await.ok(),

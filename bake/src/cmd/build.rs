@@ -13,13 +13,14 @@ use cloud::{
 use serde::Serialize;
 
 use super::Global;
-use crate::cleanup::{Action, Cancel, Cleanup};
+use crate::cleanup::{Action, Cleanup};
 use crate::error::BakeError;
 use crate::exit;
 use crate::identity::{self, InputFile};
 use crate::payload;
-use crate::progress::Progress;
 use crate::recipe::{Recipe, SEARCHD_ENV, SnapshotSource};
+use cloud::run::Cancel;
+use cloud::run::Progress;
 
 /// Where the install script puts things (its contract; see images/install.sh).
 pub const BIN_PATH: &str = "/opt/kiln/bin/searchd";
@@ -125,7 +126,7 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     let (state, cloud) = super::open(global).await?;
     let run = RunId::generate();
     let guard = state.begin_run(&run)?;
-    let progress = Progress::new();
+    let progress = Progress::new("bake");
     let cancel = Cancel::default();
     cancel
         .on_signals()
@@ -165,8 +166,9 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
 }
 
 /// One bake run: the cloud, the run's id, state and scratch dir, what to
-/// undo if it does not finish, cancellation and progress. Every step
-/// takes it instead of seven arguments.
+/// undo if it does not finish, and the cancellation and progress every
+/// run shares (`cloud::run`, as roll's executor). Every step takes it
+/// instead of seven arguments.
 struct RunCx<'a> {
     cloud: &'a Cloud,
     state: &'a StateDir,
@@ -183,10 +185,7 @@ impl RunCx<'_> {
         &self,
         fut: impl std::future::Future<Output = Result<T, BakeError>>,
     ) -> Result<T, BakeError> {
-        tokio::select! {
-            r = fut => r,
-            _ = self.cancel.cancelled() => Err(BakeError::Interrupted),
-        }
+        self.cancel.or_cancelled(fut).await
     }
 }
 

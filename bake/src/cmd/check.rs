@@ -15,7 +15,7 @@ use super::build::{Args as BuildArgs, gather, plan};
 use crate::error::BakeError;
 use crate::exit;
 use crate::identity;
-use crate::progress::Progress;
+use cloud::run::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -57,7 +57,7 @@ pub async fn run(global: &Global, args: Args) -> Result<u8, BakeError> {
     // nothing in the cloud carries its id.
     let run = RunId::generate();
     let guard = state.begin_run(&run)?;
-    let progress = Progress::new();
+    let progress = Progress::new("bake");
     progress.step("gathering inputs");
     let inputs = {
         let (r, dir) = (r.clone(), guard.tmp().to_owned());

@@ -4,8 +4,6 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -315,65 +313,21 @@ pub fn init_logging(filter: &str) -> Result<(), RollError> {
     Ok(())
 }
 
-/// Progress on stderr: a spinner on a terminal, plain lines otherwise.
-pub struct StderrProgress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl StderrProgress {
-    pub fn new() -> StderrProgress {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new_spinner();
-            b.enable_steady_tick(Duration::from_millis(120));
-            b
-        });
-        StderrProgress { bar }
-    }
-}
-
-impl Default for StderrProgress {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Progress for StderrProgress {
+/// roll's steps on stderr: each kept as a line (they are the roll's
+/// story), the latest also as the spinner's message on a terminal.
+impl Progress for cloud::run::Progress {
     fn step(&mut self, text: &str) {
-        match &self.bar {
-            Some(b) => {
-                b.println(format!("roll: {text}"));
-                b.set_message(text.to_owned());
-            }
-            None => eprintln!("roll: {text}"),
-        }
+        self.mark(text);
     }
 }
 
-impl Drop for StderrProgress {
-    fn drop(&mut self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
-/// Set on SIGINT/SIGTERM: the executor stops between actions (exit 130).
-pub fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        f.store(true, Ordering::SeqCst);
-    });
-    flag
+/// Cancelled on SIGINT/SIGTERM: the executor stops between actions (exit
+/// 130). Without signal handling (it cannot fail on Linux) a roll simply
+/// cannot be interrupted cleanly.
+pub fn cancel_on_signals() -> cloud::run::Cancel {
+    let cancel = cloud::run::Cancel::default();
+    let _ = cancel.on_signals();
+    cancel
 }
 
 /// A roll id: time-ordered, unique enough.

@@ -9,8 +9,8 @@ use cloud::{Cloud, GroupName, ImageId};
 use serde::Serialize;
 
 use super::{
-    GateArgs, Global, StderrProgress, check_image, group_error, holder, interrupt_flag, open,
-    parse_duration, parse_group, parse_image, parse_percent, print_json, roll_id, write_stdout,
+    GateArgs, Global, cancel_on_signals, check_image, group_error, holder, open, parse_duration,
+    parse_group, parse_image, parse_percent, print_json, roll_id, write_stdout,
 };
 use crate::error::RollError;
 use crate::exec::{ExecOptions, Executor, Service};
@@ -370,8 +370,8 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
             goal,
             spec.refresh.clone(),
             opts,
-            Box::new(StderrProgress::new()),
-            interrupt_flag(),
+            Box::new(cloud::run::Progress::new("roll")),
+            cancel_on_signals(),
         );
         driver.report.command = command;
         let result = tokio::select! {
@@ -385,8 +385,8 @@ pub async fn run_roll(cloud: &Cloud, spec: RunSpec) -> Result<u8, RollError> {
             svc,
             goal,
             opts,
-            Box::new(StderrProgress::new()),
-            interrupt_flag(),
+            Box::new(cloud::run::Progress::new("roll")),
+            cancel_on_signals(),
         );
         exec.report.command = command;
         let result = tokio::select! {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -198,7 +198,7 @@ struct Watch {
     fake: FakeCloud,
     log: Arc<Mutex<Log>>,
     hook: Option<Hook>,
-    interrupted: Arc<AtomicBool>,
+    interrupted: cloud::run::Cancel,
     sampling: bool,
     n: usize,
 }
@@ -230,7 +230,7 @@ impl Progress for Watch {
         };
         match then {
             Then::Go => {}
-            Then::Interrupt => self.interrupted.store(true, Ordering::SeqCst),
+            Then::Interrupt => self.interrupted.trigger(),
             Then::Crash => resume_unwind(Box::new(Crashed)),
         }
     }
@@ -474,7 +474,7 @@ impl Fleet {
         deadline: Option<Duration>,
     ) -> Run {
         let log = Arc::new(Mutex::new(Log::default()));
-        let interrupted = Arc::new(AtomicBool::new(false));
+        let interrupted = cloud::run::Cancel::default();
         let watch = Watch {
             fake: self.fake.clone(),
             log: log.clone(),
