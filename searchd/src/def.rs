@@ -129,15 +129,16 @@ struct RawCategory {
     partial: Partial,
     #[serde(default)]
     similarity: Similarity,
-    #[serde(default)]
-    weight: Weight,
+    /// A table (see [`Weight`]) or a bare number: Picky's `weight: 2`
+    /// shortcut, a logarithmic weight with that offset.
+    weight: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBoost {
     categories: Vec<String>,
-    value: f64,
+    value: Number,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,17 +226,85 @@ fn three() -> u32 {
     3
 }
 
+/// A number as the definition writes it. Ruby keeps integers and floats
+/// apart, and so do answers: a score made only of integers (constant
+/// integer weights, integer boosts) prints as `2`, not `2.0`. TOML (and
+/// the snapshot's JSON metadata) keep the difference: `2` is an integer,
+/// `2.0` a float.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Default for Number {
+    fn default() -> Self {
+        Number::Float(0.0)
+    }
+}
+
+impl Number {
+    pub fn value(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
+
+    pub fn is_int(self) -> bool {
+        matches!(self, Number::Int(_))
+    }
+
+    /// Finite, and an integer small enough to add up exactly as a float.
+    fn is_usable(self) -> bool {
+        match self {
+            Number::Int(i) => i.unsigned_abs() <= 1 << 40,
+            Number::Float(f) => f.is_finite(),
+        }
+    }
+}
+
+/// Ruby's `+`: integers stay integers, anything with a float is a float
+/// (the integer converted first).
+impl std::ops::Add for Number {
+    type Output = Number;
+
+    fn add(self, other: Number) -> Number {
+        match (self, other) {
+            (Number::Int(a), Number::Int(b)) => match a.checked_add(b) {
+                Some(sum) => Number::Int(sum),
+                None => Number::Float(a as f64 + b as f64),
+            },
+            (a, b) => Number::Float(a.value() + b.value()),
+        }
+    }
+}
+
 /// How a token's weight derives from its posting-list length.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Weight {
-    /// `round(ln(n), 3) + add` (Picky's default `Logarithmic`).
-    #[default]
-    Logarithmic,
+    /// `offset + round(ln(n), 3)` (Picky's default `Logarithmic`, and
+    /// `Logarithmic.new(offset)`; `weight = 2` is the shortcut, as Picky's
+    /// `weight: 2`). Always a float, whatever the offset.
+    Logarithmic {
+        #[serde(default)]
+        offset: Number,
+    },
     /// The same weight for every text, indexed or not (Picky's
     /// `Weights::Constant`): every query word is a candidate in the
     /// category, and a range there weighs `value` per text of the range.
-    Constant { value: f64 },
+    /// An integer `value` keeps scores integers.
+    Constant { value: Number },
+}
+
+impl Default for Weight {
+    fn default() -> Self {
+        Weight::Logarithmic {
+            offset: Number::default(),
+        }
+    }
 }
 
 /// A validated category.
@@ -254,7 +323,7 @@ pub struct CategoryDef {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Boost {
     pub categories: Vec<String>,
-    pub value: f64,
+    pub value: Number,
 }
 
 /// A golden query, answered at index time and replayed by `searchd check`.
@@ -488,10 +557,46 @@ fn category(
     {
         return Err(("similarity.amount", "must be at least 1".into()));
     }
-    if let Weight::Constant { value } = c.weight
-        && !value.is_finite()
-    {
-        return Err(("weight.value", "must be a finite number".into()));
+    let weight = match c.weight {
+        None => Weight::default(),
+        Some(toml::Value::Integer(i)) => Weight::Logarithmic {
+            offset: Number::Int(i),
+        },
+        Some(toml::Value::Float(f)) => Weight::Logarithmic {
+            offset: Number::Float(f),
+        },
+        Some(toml::Value::Table(t))
+            if t.get("kind").and_then(|k| k.as_str()) == Some("dynamic") =>
+        {
+            return Err((
+                "weight",
+                "Picky's dynamic weights are Ruby code run at search time, which an immutable \
+                 snapshot cannot hold: compute the weight into a field and use a constant or \
+                 logarithmic weight (see PICKY.md)"
+                    .into(),
+            ));
+        }
+        Some(v @ toml::Value::Table(_)) => v
+            .try_into()
+            .map_err(|e: toml::de::Error| ("weight", e.message().to_owned()))?,
+        Some(other) => {
+            return Err((
+                "weight",
+                format!(
+                    "must be a table (kind = \"logarithmic\" or \"constant\") or a number (a logarithmic weight's offset), not a {}",
+                    other.type_str()
+                ),
+            ));
+        }
+    };
+    match weight {
+        Weight::Constant { value } if !value.is_usable() => {
+            return Err(("weight.value", "must be a finite number".into()));
+        }
+        Weight::Logarithmic { offset } if !offset.is_usable() => {
+            return Err(("weight.offset", "must be a finite number".into()));
+        }
+        _ => {}
     }
     Ok(CategoryDef {
         field: c.field.unwrap_or_else(|| c.name.clone()),
@@ -499,7 +604,7 @@ fn category(
         qualifiers,
         partial: c.partial,
         similarity: c.similarity,
-        weight: c.weight,
+        weight,
     })
 }
 
@@ -511,7 +616,7 @@ fn boost(b: RawBoost, categories: &HashSet<String>) -> Result<Boost, (&'static s
     if let Some(unknown) = b.categories.iter().find(|n| !categories.contains(*n)) {
         return Err(("categories", format!("unknown category {unknown:?}")));
     }
-    if !b.value.is_finite() {
+    if !b.value.is_usable() {
         return Err(("value", "must be a finite number".into()));
     }
     Ok(Boost {
@@ -631,5 +736,66 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    /// Weights as Picky writes them: `weight = 2` is a logarithmic weight
+    /// with that offset (Picky's `weight: 2`), TOML integers stay integers,
+    /// and anything else is refused naming the field.
+    #[test]
+    fn weights_keep_integers_and_name_their_errors() {
+        let with = |w: &str| {
+            BOOKS.replace(
+                "name = \"year\"\n",
+                &format!("name = \"year\"\nweight = {w}\n"),
+            )
+        };
+        let year = |w: &str| parse(&with(w)).map(|d| d.categories[2].weight);
+        assert_eq!(
+            year("2").unwrap(),
+            Weight::Logarithmic {
+                offset: Number::Int(2)
+            }
+        );
+        assert_eq!(
+            year("0.5").unwrap(),
+            Weight::Logarithmic {
+                offset: Number::Float(0.5)
+            }
+        );
+        assert_eq!(
+            year("{ kind = \"logarithmic\", offset = -1 }").unwrap(),
+            Weight::Logarithmic {
+                offset: Number::Int(-1)
+            }
+        );
+        assert_eq!(
+            year("{ kind = \"constant\", value = 2 }").unwrap(),
+            Weight::Constant {
+                value: Number::Int(2)
+            }
+        );
+        assert_eq!(
+            year("{ kind = \"constant\", value = 2.0 }").unwrap(),
+            Weight::Constant {
+                value: Number::Float(2.0)
+            }
+        );
+        for (bad, field) in [
+            ("\"heavy\"", "category[2].weight"),
+            ("{ kind = \"constant\" }", "category[2].weight"),
+            (
+                "{ kind = \"logarithmic\", offset = \"x\" }",
+                "category[2].weight",
+            ),
+            ("{ kind = \"dynamic\" }", "Ruby code"),
+            ("nan", "category[2].weight.offset"),
+            (
+                "{ kind = \"constant\", value = inf }",
+                "category[2].weight.value",
+            ),
+        ] {
+            let err = parse(&with(bad)).unwrap_err().to_string();
+            assert!(err.contains(field), "{bad}: {err}");
+        }
     }
 }

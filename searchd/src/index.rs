@@ -21,7 +21,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::def::{Boost, GoldenQuery, IdKind, Similarity, Weight};
+use crate::def::{Boost, GoldenQuery, IdKind, Number, Similarity, Weight};
 use crate::phonetic;
 use crate::snapshot::{Bytes, Kind, NO_CATEGORY, Snapshot, SnapshotError, U64s, Verify};
 use crate::tokenizer::{Tokenizer, TokenizerSpec};
@@ -487,12 +487,17 @@ static LOG_WEIGHT_TABLE: std::sync::LazyLock<Vec<f64>> =
     std::sync::LazyLock::new(|| (0..LOG_WEIGHTS).map(log_weight).collect());
 
 impl Category {
-    pub fn weight_of(&self, list: PostingList<'_>) -> f64 {
+    /// Picky's weight of a text found with `list`: `offset +
+    /// round(ln(n), 3)` (a float, whatever the offset) or the constant.
+    pub fn weight_of(&self, list: PostingList<'_>) -> Number {
         match self.weight {
-            Weight::Logarithmic => LOG_WEIGHT_TABLE
-                .get(list.len())
-                .copied()
-                .unwrap_or_else(|| log_weight(list.len())),
+            Weight::Logarithmic { offset } => {
+                let log = LOG_WEIGHT_TABLE
+                    .get(list.len())
+                    .copied()
+                    .unwrap_or_else(|| log_weight(list.len()));
+                Number::Float(offset.value() + log)
+            }
             Weight::Constant { value } => value,
         }
     }
@@ -569,7 +574,7 @@ pub struct Engine {
     /// strings: binary search beats hashing them.
     qualifiers: Vec<(String, usize)>,
     /// Boosts as category-number sequences.
-    pub(crate) boosts: Vec<(Vec<usize>, f64)>,
+    pub(crate) boosts: Vec<(Vec<usize>, Number)>,
     /// The index name as a JSON string (every allocation starts with it).
     name_json: Vec<u8>,
     doc_offsets: U64s,

@@ -67,6 +67,17 @@ pub fn to_i_checked(b: &[u8]) -> Option<i64> {
 /// Ruby's `Float#to_s`: the shortest representation that round-trips,
 /// always with a `.` or an exponent (`1.0`, `7.260999999999999`, `9.1e-05`,
 /// `1.0e+16`).
+/// A score as Ruby prints it: an integer without a fraction, a float as
+/// [`write_float`].
+pub fn write_number(n: crate::def::Number, out: &mut Vec<u8>) {
+    match n {
+        crate::def::Number::Int(i) => {
+            out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes())
+        }
+        crate::def::Number::Float(f) => write_float(f, out),
+    }
+}
+
 pub fn write_float(x: f64, out: &mut Vec<u8>) {
     if x.is_nan() {
         out.extend_from_slice(b"NaN");

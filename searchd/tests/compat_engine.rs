@@ -2,9 +2,10 @@
 //! tests/golden/README.md) through the engine and requires byte equality of
 //! every 200 answer whose parameters were sent as plain key/value pairs.
 //! (Raw query strings are replayed through the HTTP server in compat_http.rs.)
-//! Besides the books example, two definitions of our own (tests/golden/agora
-//! and tests/golden/records) recorded from Picky apps of the same definition:
-//! constant weights, qualifiers listed by two categories, Greek capitals.
+//! Besides the books example, definitions of our own (tests/golden/agora,
+//! records, shelf) recorded from Picky apps of the same definition:
+//! constant weights, qualifiers listed by two categories, Greek capitals,
+//! logarithmic offsets, integer scores.
 
 mod common;
 
@@ -142,5 +143,21 @@ fn records_answers_match_picky() {
         "records/records_recorded.jsonl",
         69,
         replay_with(&records, "records/records_recorded.jsonl", &["r014"]),
+    );
+}
+
+/// The shelf catalogue (logarithmic weights with an integer and a float
+/// offset, integer constant weights and boosts, whose scores print as
+/// integers, a negative boost, ranges over an integer constant): every
+/// answer of the Picky app, byte for byte.
+#[test]
+fn shelf_answers_match_picky() {
+    let (_dir, shelf) = common::build_def("shelf/index.toml");
+    let r = shelf.search("stock:a1 format:paperback", 20, 0).unwrap();
+    assert_eq!(r.allocations[0].score, searchd::def::Number::Int(6));
+    assert_compared(
+        "shelf/shelf_recorded.jsonl",
+        90,
+        replay_with(&shelf, "shelf/shelf_recorded.jsonl", &[]),
     );
 }

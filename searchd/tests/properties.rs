@@ -59,7 +59,7 @@ proptest! {
         }
         // Scores are sorted, highest first.
         for w in r.allocations.windows(2) {
-            prop_assert!(w[0].score >= w[1].score);
+            prop_assert!(w[0].score.value() >= w[1].score.value());
         }
         let json: serde_json::Value = serde_json::from_str(&r.to_json_string(0.0)).unwrap();
         prop_assert_eq!(json["total"].as_u64(), Some(r.total));

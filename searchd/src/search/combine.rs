@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use super::query::{Part, Token};
 use super::sets::View;
 use super::{MAX_RANGE_TEXTS, SearchError};
-use crate::def::Weight;
+use crate::def::{Number, Weight};
 use crate::index::{Engine, PostingList};
 use crate::ruby;
 
@@ -58,7 +58,7 @@ pub(super) enum Label {
 #[derive(Debug, Clone)]
 pub(super) struct Combination<'a> {
     pub(super) label: Label,
-    pub(super) weight: f64,
+    pub(super) weight: Number,
     pub(super) ids: Ids<'a>,
     pub(super) original: Cow<'a, str>,
     pub(super) text: Cow<'a, str>,
@@ -137,7 +137,7 @@ impl Engine {
             // but the candidate shows in `|` labels and range scores).
             let constant = match cat.weight {
                 Weight::Constant { value } => Some(value),
-                Weight::Logarithmic => None,
+                Weight::Logarithmic { .. } => None,
             };
             let ids = match &texts {
                 None => match table.get(&part.text) {
@@ -148,12 +148,13 @@ impl Engine {
                 // constant weight: every text of the range) and concatenates
                 // the lists of those found (duplicates kept).
                 Some(texts) => {
-                    let mut weight: Option<f64> = None;
+                    let mut weight: Option<Number> = None;
                     let mut ordered = Vec::new();
                     for t in texts {
                         let found = table.get(t);
                         if let Some(w) = found.map(|list| cat.weight_of(list)).or(constant) {
-                            weight = Some(w + weight.unwrap_or(0.0));
+                            // Ruby's `weight + (sum || 0)`.
+                            weight = Some(w + weight.unwrap_or(Number::Int(0)));
                         }
                         if let Some(list) = found {
                             ordered.extend(list.iter());
@@ -233,7 +234,8 @@ impl Engine {
         };
         out.push(Combination {
             label,
-            weight: 0.0,
+            // Picky's Or combination starts with 0.0 and keeps it.
+            weight: Number::Float(0.0),
             ids: Ids::Merged { ordered, sorted },
             original: Cow::Owned(original),
             text: Cow::Owned(text),

@@ -36,6 +36,7 @@ mod walk;
 
 use std::ops::Range;
 
+use crate::def::Number;
 use crate::index::Engine;
 use combine::Combos;
 use query::Words;
@@ -70,7 +71,8 @@ pub enum SearchError {
 /// One allocation in an answer.
 #[derive(Debug, Clone)]
 pub struct Allocation {
-    pub score: f64,
+    /// An integer when every weight and the boost were (as in Ruby).
+    pub score: Number,
     pub count: u64,
     /// Document numbers on this page.
     pub ids: Vec<u32>,

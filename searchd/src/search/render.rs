@@ -7,6 +7,7 @@ use std::ops::Range;
 use super::combine::{Combination, Label};
 use super::sets::{Set, View};
 use super::{Allocation, Results};
+use crate::def::Number;
 use crate::index::Engine;
 use crate::ruby;
 
@@ -37,7 +38,7 @@ pub(super) trait Answer {
     /// `fragments`, one per token) and the ids it shows on this page.
     fn allocation(
         &mut self,
-        score: f64,
+        score: Number,
         count: u64,
         parts: &[Range<u32>],
         fragments: &[u8],
@@ -48,7 +49,7 @@ pub(super) trait Answer {
 impl Answer for Results<'_> {
     fn allocation(
         &mut self,
-        score: f64,
+        score: Number,
         count: u64,
         parts: &[Range<u32>],
         _fragments: &[u8],
@@ -90,7 +91,7 @@ impl<'o, 'e> JsonAnswer<'o, 'e> {
 impl Answer for JsonAnswer<'_, '_> {
     fn allocation(
         &mut self,
-        score: f64,
+        score: Number,
         count: u64,
         parts: &[Range<u32>],
         fragments: &[u8],
@@ -126,7 +127,7 @@ fn write_allocation_head(
     out: &mut Vec<u8>,
     first: &mut bool,
     name: &[u8],
-    score: f64,
+    score: Number,
     count: u64,
 ) -> bool {
     if count == 0 {
@@ -139,7 +140,7 @@ fn write_allocation_head(
     out.push(b'[');
     out.extend_from_slice(name);
     out.push(b',');
-    ruby::write_float(score, out);
+    ruby::write_number(score, out);
     out.push(b',');
     out.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
     true

@@ -9,6 +9,7 @@ use super::combine::{Combos, Ids, Label};
 use super::render::{Answer, PageIds};
 use super::sets::{Set, View, intersect};
 use super::{AnswerScratch, MAX_QUERY_WORK, SearchError};
+use crate::def::Number;
 use crate::index::Engine;
 use crate::ruby;
 
@@ -17,7 +18,7 @@ use crate::ruby;
 #[derive(Debug)]
 struct Found<'a> {
     at: usize,
-    score: f64,
+    score: Number,
     set: Set<'a>,
 }
 
@@ -45,11 +46,13 @@ impl Engine {
         let mut found: Vec<Found<'_>> = Vec::with_capacity(8);
         picks.clear();
         walk(combos, walk_scratch, &mut |p, set| {
-            let mut score = 0.0;
+            // Ruby: `combinations.inject(0) { |total, c| total + c.weight }
+            // + boost` (the boost 0 without one).
+            let mut score = Number::Int(0);
             for &c in p {
-                score += combos.all[c].weight;
+                score = score + combos.all[c].weight;
             }
-            score += self.boost(p.iter().map(|&c| &combos.all[c].label), seq);
+            score = score + self.boost(p.iter().map(|&c| &combos.all[c].label), seq);
             found.push(Found {
                 at: picks.len(),
                 score,
@@ -60,7 +63,8 @@ impl Engine {
         // Stable: equal scores keep the product order.
         found.sort_by(|a, b| {
             b.score
-                .partial_cmp(&a.score)
+                .value()
+                .partial_cmp(&a.score.value())
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
 
@@ -109,9 +113,10 @@ impl Engine {
 
     /// Boost for an allocation's category sequence, neighbouring duplicates
     /// merged; joined (OR) labels match no boost. `seq` is scratch space.
-    fn boost<'l>(&self, labels: impl Iterator<Item = &'l Label>, seq: &mut Vec<usize>) -> f64 {
+    fn boost<'l>(&self, labels: impl Iterator<Item = &'l Label>, seq: &mut Vec<usize>) -> Number {
+        let none = Number::Int(0);
         if self.boosts.is_empty() {
-            return 0.0;
+            return none;
         }
         seq.clear();
         for l in labels {
@@ -121,13 +126,13 @@ impl Engine {
                         seq.push(*ci);
                     }
                 }
-                Label::Joined(_) => return 0.0,
+                Label::Joined(_) => return none,
             }
         }
         self.boosts
             .iter()
             .find(|(b, _)| b == seq)
-            .map_or(0.0, |(_, v)| *v)
+            .map_or(none, |(_, v)| *v)
     }
 }
 

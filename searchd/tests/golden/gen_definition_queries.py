@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the query lists replayed against Picky for the agora and records
-definitions (agora/agora_queries.jsonl, records/records_queries.jsonl next
-to this script): one JSON object a line, {"id","note","params":{...}}.
+"""Writes the query lists replayed against Picky for our own definitions
+(agora/agora_queries.jsonl, records/records_queries.jsonl,
+shelf/shelf_queries.jsonl next to this script): one JSON object a line,
+{"id","note","params":{...}}.
 
 Usage: python3 gen_definition_queries.py   (re-running reproduces the files)
 """
@@ -74,6 +75,47 @@ RECORDS = [
     ]
 ]
 
+SHELF = [
+    # Integer constants (stock 2, format 1) and integer boosts: integer scores.
+    ("integer scores", q) for q in [
+        "stock:a1", "s:a1", "stock:a1 format:paperback", "format:paperback stock:a1",
+        "s:b2 f:ebook", "format:paperback", "f:hardcover", "f:audiobook", "a1",
+        "a1 paperback", "paperback a1", "stock:a1 stock:a2", "s:a1 s:a1", "s:zz",
+        "f:zz", "s:a1 f:zz", "stock:a1…a3", "s:a1…a3 f:paperback", "stock:a1…c3",
+        "s:b1…b2 f:ebook", "f:ebook|audiobook", "s:a1|b1", "s:a1|zz f:paperback",
+        "stock:a1 format:paperback harbour", "s:c1 f:audiobook", "f:pap", "f:paperback\"",
+        "s:a1\"", "stock,format:a1", "s,f:paperback",
+    ]
+] + [
+    # Logarithmic with an offset: author (weight: 2, an integer offset) and
+    # genre (Logarithmic.new(0.5)); floats whatever the offset.
+    ("logarithmic offsets", q) for q in [
+        "holt", "author:holt", "author:hol", "author:h", "maren holt", "holt maren",
+        "duarte", "berg", "okafor", "author:berg title:winter", "mystery", "genre:mystery",
+        "genre:travel", "genre:poetry", "mystery holt", "holt mystery", "travel berg",
+        "genre:fiction author:duarte", "mys", "genre:myst", "author:o", "a", "b",
+        "holt|berg", "mystery|travel", "holt mystery paperback", "genre:history s:c3",
+        "tomas", "ines berg", "ruth|anna",
+    ]
+] + [
+    # Mixed: logarithmic floats with integer constants and boosts.
+    ("mixed", q) for q in [
+        "harbour", "title:harbour", "harbour a1", "harbour paperback", "silent",
+        "silent paperback a2", "winter", "winter hardcover", "the", "the salt",
+        "salt stone", "orchard", "orchard songs", "lisbon", "lights lisbon",
+        "harbor~", "garden~", "harbour f:ebook", "keeping c1", "roads s:b1 f:ebook",
+        "glass", "songs poetry", "stone history", "winter roads travel",
+        "s:a1 harbour holt mystery", "title:orchard genre:gardening s:b1",
+    ]
+]
+
+SHELF_PAGED = [
+    ("paging", {"query": "f:paperback", "ids": "3", "offset": "2"}),
+    ("paging", {"query": "holt|berg", "ids": "4", "offset": "3"}),
+    ("paging", {"query": "s:a1…c3", "ids": "0"}),
+    ("paging", {"query": "a1 paperback", "ids": "1", "offset": "1"}),
+]
+
 
 def write(path, prefix, entries, paged=()):
     with open(path, "w", encoding="utf-8") as out:
@@ -90,3 +132,4 @@ def write(path, prefix, entries, paged=()):
 
 write(os.path.join(HERE, "agora", "agora_queries.jsonl"), "a", AGORA, AGORA_PAGED)
 write(os.path.join(HERE, "records", "records_queries.jsonl"), "r", RECORDS)
+write(os.path.join(HERE, "shelf", "shelf_queries.jsonl"), "s", SHELF, SHELF_PAGED)
