@@ -276,6 +276,7 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
             })
             .collect(),
         boosts: def.boosts.clone(),
+        search: def.search.clone(),
         golden: Vec::new(),
         source: SourceInfo {
             file: path

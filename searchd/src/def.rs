@@ -47,6 +47,26 @@ struct RawDef {
     boosts: Vec<RawBoost>,
     #[serde(default, rename = "golden")]
     golden: Vec<RawGolden>,
+    #[serde(default)]
+    search: RawSearch,
+}
+
+/// `[search]`: Picky's Search options.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSearch {
+    max_allocations: Option<i64>,
+    terminate_early: Option<i64>,
+    /// Category names (strings) and combinations (arrays of names), as
+    /// Picky's `ignore :text, [:author, :title]`.
+    #[serde(default)]
+    ignore: Vec<toml::Value>,
+    #[serde(default)]
+    only: Vec<toml::Value>,
+    #[serde(default)]
+    ignore_unassigned_tokens: bool,
+    #[serde(default)]
+    unique: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,6 +346,42 @@ pub struct Boost {
     pub value: Number,
 }
 
+/// Picky's Search options, as `[search]` spells them. Category
+/// combinations are names in order, neighbouring duplicates never merged
+/// here (an allocation's categories are, before they are compared).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SearchOptions {
+    /// Keep the best N allocations (Picky's `max_allocations`), empty ones
+    /// included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_allocations: Option<u64>,
+    /// Once the page is full, process this many more allocations and stop
+    /// (Picky's `terminate_early`): the total counts only those processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate_early: Option<u64>,
+    /// Categories left out of every allocation after the cut (Picky's
+    /// `ignore :name`): scores keep them, ids and the rendering do not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_categories: Vec<String>,
+    /// Allocations whose categories are one of these are dropped (Picky's
+    /// `ignore [:a, :b]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_combinations: Vec<Vec<String>>,
+    /// If not empty, only allocations whose categories are one of these
+    /// (Picky's `only [:a, :b], [:b]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<Vec<String>>,
+    /// A word found in no category is left out instead of making the
+    /// answer empty (Picky's `ignore_unassigned_tokens`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_unassigned_tokens: bool,
+    /// Each id at most once on a page (Picky's `search(…, unique: true)`,
+    /// with its paging, reproduced exactly).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unique: bool,
+}
+
 /// A golden query, answered at index time and replayed by `searchd check`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GoldenQuery {
@@ -351,6 +407,7 @@ pub struct IndexDef {
     pub categories: Vec<CategoryDef>,
     pub boosts: Vec<Boost>,
     pub golden: Vec<GoldenQuery>,
+    pub search: SearchOptions,
     /// What is valid but probably not meant (a qualifier listed by two
     /// categories); `searchd index` prints them on stderr.
     pub warnings: Vec<String>,
@@ -413,6 +470,9 @@ impl IndexDef {
                     invalid(&format!("boost[{i}].{field}"), message)
                 })?);
         }
+
+        let search = search_options(raw.search, &seen)
+            .map_err(|(field, message)| invalid(&format!("search.{field}"), message))?;
 
         let source_path = if raw.source.path.is_absolute() {
             raw.source.path.clone()
@@ -497,6 +557,7 @@ impl IndexDef {
             categories,
             boosts,
             golden,
+            search,
             warnings,
         })
     }
@@ -606,6 +667,89 @@ fn category(
         similarity: c.similarity,
         weight,
     })
+}
+
+/// `[search]`: known categories, combinations that can match, counts that
+/// are not negative.
+fn search_options(
+    raw: RawSearch,
+    categories: &HashSet<String>,
+) -> Result<SearchOptions, (&'static str, String)> {
+    let count = |field: &'static str, v: Option<i64>| match v {
+        Some(n) if n < 0 => Err((field, format!("must not be negative (got {n})"))),
+        v => Ok(v.map(|n| n as u64)),
+    };
+    let combination = |field: &'static str, names: Vec<String>| {
+        if names.is_empty() {
+            return Err((field, "a combination names at least one category".into()));
+        }
+        if let Some(unknown) = names.iter().find(|n| !categories.contains(*n)) {
+            return Err((field, format!("unknown category {unknown:?}")));
+        }
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err((
+                field,
+                format!(
+                    "{names:?} repeats a category: allocations are compared with neighbouring \
+                     repeats merged, so it could never match (write it once)"
+                ),
+            ));
+        }
+        Ok(names)
+    };
+    let mut opts = SearchOptions {
+        max_allocations: count("max_allocations", raw.max_allocations)?,
+        terminate_early: count("terminate_early", raw.terminate_early)?,
+        ignore_unassigned_tokens: raw.ignore_unassigned_tokens,
+        unique: raw.unique,
+        ..SearchOptions::default()
+    };
+    for v in raw.ignore {
+        match v {
+            toml::Value::String(name) if categories.contains(&name) => {
+                opts.ignore_categories.push(name);
+            }
+            toml::Value::String(name) => {
+                return Err(("ignore", format!("unknown category {name:?}")));
+            }
+            toml::Value::Array(names) => {
+                let names: Option<Vec<String>> = names
+                    .into_iter()
+                    .map(|n| n.as_str().map(str::to_owned))
+                    .collect();
+                let names = names.ok_or((
+                    "ignore",
+                    "a combination is an array of category names".to_owned(),
+                ))?;
+                opts.ignore_combinations.push(combination("ignore", names)?);
+            }
+            other => {
+                return Err((
+                    "ignore",
+                    format!(
+                        "takes category names and arrays of them (combinations), not a {}",
+                        other.type_str()
+                    ),
+                ));
+            }
+        }
+    }
+    for v in raw.only {
+        let names: Option<Vec<String>> = v
+            .as_array()
+            .and_then(|a| a.iter().map(|n| n.as_str().map(str::to_owned)).collect());
+        let names = names.ok_or_else(|| {
+            (
+                "only",
+                format!(
+                    "takes combinations, arrays of category names ({v} is not one; Picky's \
+                     `only :name` keeps no allocation at all, `only [:name]` is written [[\"name\"]])"
+                ),
+            )
+        })?;
+        opts.only.push(combination("only", names)?);
+    }
+    Ok(opts)
 }
 
 /// One `[[boost]]`: known categories, a finite value.
@@ -796,6 +940,49 @@ mod tests {
         ] {
             let err = parse(&with(bad)).unwrap_err().to_string();
             assert!(err.contains(field), "{bad}: {err}");
+        }
+    }
+
+    /// `[search]`: Picky's Search options, with names checked and the
+    /// combinations that could never match refused.
+    #[test]
+    fn search_options_are_checked() {
+        let with = |t: &str| format!("{BOOKS}\n[search]\n{t}\n");
+        let def = parse(&with(
+            "max_allocations = 3\nterminate_early = 0\nignore = [\"year\", [\"title\", \"author\"]]\n\
+             only = [[\"title\"]]\nignore_unassigned_tokens = true\nunique = true",
+        ))
+        .unwrap();
+        assert_eq!(
+            def.search,
+            SearchOptions {
+                max_allocations: Some(3),
+                terminate_early: Some(0),
+                ignore_categories: vec!["year".into()],
+                ignore_combinations: vec![vec!["title".into(), "author".into()]],
+                only: vec![vec!["title".into()]],
+                ignore_unassigned_tokens: true,
+                unique: true,
+            }
+        );
+        assert_eq!(parse(BOOKS).unwrap().search, SearchOptions::default());
+        for (bad, field, why) in [
+            ("max_allocations = -1", "search.max_allocations", "negative"),
+            ("terminate_early = -2", "search.terminate_early", "negative"),
+            ("ignore = [\"titel\"]", "search.ignore", "titel"),
+            (
+                "ignore = [[\"title\", \"title\"]]",
+                "search.ignore",
+                "never match",
+            ),
+            ("ignore = [3]", "search.ignore", "integer"),
+            ("only = [[\"title\", \"nope\"]]", "search.only", "nope"),
+            ("only = [[]]", "search.only", "at least one"),
+            ("only = [\"title\"]", "search.only", "[[\"name\"]]"),
+            ("bogus = 1", "bogus", ""),
+        ] {
+            let err = parse(&with(bad)).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(why), "{bad}: {err}");
         }
     }
 }

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::def::{Boost, GoldenQuery, IdKind, Number, Similarity, Weight};
+use crate::def::{Boost, GoldenQuery, IdKind, Number, SearchOptions, Similarity, Weight};
 use crate::phonetic;
 use crate::snapshot::{Bytes, Kind, NO_CATEGORY, Snapshot, SnapshotError, U64s, Verify};
 use crate::tokenizer::{Tokenizer, TokenizerSpec};
@@ -36,6 +36,9 @@ pub struct Meta {
     pub searching: TokenizerSpec,
     pub categories: Vec<MetaCategory>,
     pub boosts: Vec<Boost>,
+    /// Picky's Search options (absent: Picky's defaults).
+    #[serde(default)]
+    pub search: SearchOptions,
     pub golden: Vec<GoldenAnswer>,
     pub source: SourceInfo,
     pub searchd_version: String,
@@ -575,6 +578,8 @@ pub struct Engine {
     qualifiers: Vec<(String, usize)>,
     /// Boosts as category-number sequences.
     pub(crate) boosts: Vec<(Vec<usize>, Number)>,
+    /// Picky's Search options, by category number.
+    pub(crate) opts: crate::search::Options,
     /// The index name as a JSON string (every allocation starts with it).
     name_json: Vec<u8>,
     doc_offsets: U64s,
@@ -696,6 +701,8 @@ impl Engine {
             let seq = seq.ok_or_else(|| snapshot.corrupt("a boost names an unknown category"))?;
             boosts.push((seq, b.value));
         }
+        let opts = crate::search::Options::resolve(&meta.search, &by_name, categories.len())
+            .ok_or_else(|| snapshot.corrupt("the search options name an unknown category"))?;
         let doc_offsets = U64s(snapshot.section(Kind::DocOffsets, NO_CATEGORY)?);
         let doc_bytes = snapshot.section(Kind::DocBytes, NO_CATEGORY)?;
         if meta.documents.checked_add(1) != Some(doc_offsets.len() as u64)
@@ -716,6 +723,7 @@ impl Engine {
             categories,
             qualifiers,
             boosts,
+            opts,
             name_json,
             doc_offsets,
             doc_bytes,

@@ -161,3 +161,27 @@ fn shelf_answers_match_picky() {
         replay_with(&shelf, "shelf/shelf_recorded.jsonl", &[]),
     );
 }
+
+/// The catalog with each set of Picky's Search options (one definition per
+/// route of the Picky app: max_allocations, terminate_early with 0 and 2
+/// extra allocations, ignored categories and combinations, only,
+/// ignore_unassigned_tokens, unique, and all of them at once), every query
+/// at six pages: every answer byte for byte.
+#[test]
+fn catalog_search_options_match_picky() {
+    for route in [
+        "plain",
+        "max",
+        "early",
+        "early2",
+        "ignore",
+        "only",
+        "unassigned",
+        "unique",
+        "all",
+    ] {
+        let (_dir, engine) = common::build_def(&format!("catalog/{route}.toml"));
+        let file = format!("catalog/{route}_recorded.jsonl");
+        assert_compared(&file, 174, replay_with(&engine, &file, &[]));
+    }
+}

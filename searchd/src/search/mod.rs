@@ -68,6 +68,64 @@ pub enum SearchError {
     RangeTooLarge(String),
 }
 
+/// Picky's Search options ([`crate::def::SearchOptions`]) with category
+/// numbers for names.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Options {
+    pub(crate) max_allocations: Option<usize>,
+    pub(crate) terminate_early: Option<i64>,
+    /// Per category: left out of allocations after the cut.
+    pub(crate) ignored: Vec<bool>,
+    pub(crate) ignore_combinations: Vec<Vec<usize>>,
+    pub(crate) only: Vec<Vec<usize>>,
+    pub(crate) ignore_unassigned: bool,
+    pub(crate) unique: bool,
+}
+
+impl Options {
+    /// `None` if a name is not one of `by_name`'s.
+    pub(crate) fn resolve(
+        o: &crate::def::SearchOptions,
+        by_name: &std::collections::HashMap<&str, usize>,
+        categories: usize,
+    ) -> Option<Options> {
+        let seq = |names: &Vec<String>| -> Option<Vec<usize>> {
+            names
+                .iter()
+                .map(|n| by_name.get(n.as_str()).copied())
+                .collect()
+        };
+        let mut ignored = vec![false; categories];
+        for n in &o.ignore_categories {
+            ignored[*by_name.get(n.as_str())?] = true;
+        }
+        Some(Options {
+            max_allocations: o
+                .max_allocations
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            terminate_early: o
+                .terminate_early
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            ignored,
+            ignore_combinations: o
+                .ignore_combinations
+                .iter()
+                .map(seq)
+                .collect::<Option<_>>()?,
+            only: o.only.iter().map(seq).collect::<Option<_>>()?,
+            ignore_unassigned: o.ignore_unassigned_tokens,
+            unique: o.unique,
+        })
+    }
+
+    /// Whether an allocation must run through every allocation of the
+    /// product, empty ones included: they take `max_allocations` slots and
+    /// count as `terminate_early`'s extra allocations in Picky.
+    pub(crate) fn keeps_empty(&self) -> bool {
+        self.max_allocations.is_some() || self.terminate_early.is_some()
+    }
+}
+
 /// One allocation in an answer.
 #[derive(Debug, Clone)]
 pub struct Allocation {
@@ -236,12 +294,17 @@ impl Engine {
         starts.clear();
         for t in &tokens {
             let start = all.len();
-            starts.push(start);
             self.token_combinations(t, &mut all)?;
-            any_empty |= all.len() == start;
+            if all.len() == start {
+                // `ignore_unassigned_tokens`: a word found nowhere is left
+                // out; otherwise it leaves no allocation.
+                any_empty |= !self.opts.ignore_unassigned;
+            } else {
+                starts.push(start);
+            }
         }
         starts.push(all.len());
-        if any_empty {
+        if any_empty || starts.len() == 1 {
             return Ok(0);
         }
         let combos = Combos { all, starts };

@@ -22,9 +22,27 @@ struct Found<'a> {
     set: Set<'a>,
 }
 
+/// The ids an allocation shows on the page.
+enum Page {
+    /// Positions in its ids (in Picky's order).
+    Range(std::ops::Range<usize>),
+    /// `unique`'s own selection.
+    Owned(Vec<u32>),
+}
+
+/// A set's ids, ascending.
+fn set_ids<'s>(set: &'s Set<'_>) -> Box<dyn Iterator<Item = u32> + 's> {
+    match set.view() {
+        View::List(l) => Box::new(l.iter()),
+        View::Slice(s) => Box::new(s.iter().copied()),
+    }
+}
+
 impl Engine {
-    /// Walks, scores, sorts and pages the allocations of `combos`, handing
-    /// each to `answer`; returns the total.
+    /// Walks, scores, filters (`only`, ignored combinations), sorts, cuts
+    /// (`max_allocations`) and pages the allocations of `combos` (with
+    /// `terminate_early` and `unique` as Picky does), handing each
+    /// processed one to `answer`; returns the total.
     pub(super) fn answer(
         &self,
         combos: &Combos<'_, '_>,
@@ -41,24 +59,46 @@ impl Engine {
             parts,
             seq,
         } = scratch;
+        let opts = &self.opts;
         let n = combos.tokens();
+        // Per combination: whether its category is ignored (`ignore
+        // :name`); empty (no allocation) when none is.
+        let ignored: Vec<bool> = if opts.ignored.contains(&true) {
+            combos
+                .all
+                .iter()
+                .map(|c| matches!(c.label, Label::Category(ci) if opts.ignored[ci]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let is_ignored = |c: usize| ignored.get(c).copied().unwrap_or(false);
         // Depth-first walk of the product, first token slowest.
         let mut found: Vec<Found<'_>> = Vec::with_capacity(8);
         picks.clear();
-        walk(combos, walk_scratch, &mut |p, set| {
+        let rules = Walk {
+            ignored: &ignored,
+            keep_empty: opts.keeps_empty(),
+        };
+        walk(combos, walk_scratch, &rules, &mut |p, set| {
+            let labels = || p.iter().map(|&c| &combos.all[c].label);
+            if !self.allowed(labels(), seq) {
+                return false;
+            }
             // Ruby: `combinations.inject(0) { |total, c| total + c.weight }
             // + boost` (the boost 0 without one).
             let mut score = Number::Int(0);
             for &c in p {
                 score = score + combos.all[c].weight;
             }
-            score = score + self.boost(p.iter().map(|&c| &combos.all[c].label), seq);
+            score = score + self.boost(labels(), seq);
             found.push(Found {
                 at: picks.len(),
                 score,
                 set,
             });
             picks.extend_from_slice(p);
+            true
         })?;
         // Stable: equal scores keep the product order.
         found.sort_by(|a, b| {
@@ -67,6 +107,13 @@ impl Engine {
                 .partial_cmp(&a.score.value())
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
+        if let Some(max) = opts.max_allocations {
+            for f in found.drain(max.min(found.len())..) {
+                if let Set::Owned(v) = f.set {
+                    walk_scratch.spare.push(v);
+                }
+            }
+        }
 
         fragments.clear();
         // A rendered combination is never empty: empty means not yet.
@@ -75,40 +122,115 @@ impl Engine {
         let mut total = 0u64;
         let mut amount = ids;
         let mut off = offset;
+        let mut extra = opts.terminate_early;
+        let mut seen = opts.unique.then(std::collections::HashSet::new);
+        let mut kept: Vec<usize> = Vec::with_capacity(n);
         for f in found {
-            let picks = &picks[f.at..f.at + n];
-            let ordered = ordered_ids(combos, picks, &f.set);
-            let count = ordered.as_ref().map_or(f.set.len(), |o| o.len());
-            total += count as u64;
-            let page = match ruby::slice(count, off, amount) {
-                Some(r) if !r.is_empty() => r,
-                _ => 0..0,
-            };
-            if page.is_empty() {
-                if off != 0 {
-                    off = off.saturating_sub(count as i64);
+            kept.clear();
+            kept.extend(
+                picks[f.at..f.at + n]
+                    .iter()
+                    .copied()
+                    .filter(|&c| !is_ignored(c)),
+            );
+            let ordered = ordered_ids(combos, &kept, &f.set);
+            let (count, page) = match &mut seen {
+                // Picky's `process_with_illegals!`, quirks included: the
+                // ids seen on the page so far are left out (so counts and
+                // the total depend on `ids`), the page is taken from the
+                // start, then the offset dropped from it.
+                Some(seen) => {
+                    let mut calc: Vec<u32> = match &ordered {
+                        Some(v) => v.iter().copied().filter(|x| !seen.contains(x)).collect(),
+                        None => set_ids(&f.set).filter(|x| !seen.contains(x)).collect(),
+                    };
+                    let count = calc.len();
+                    calc.truncate(usize::try_from(amount).unwrap_or(0));
+                    seen.extend(calc.iter().copied());
+                    let projected = off.saturating_sub(count as i64);
+                    if projected <= 0 {
+                        let drop = usize::try_from(off).unwrap_or(0).min(calc.len());
+                        calc.drain(..drop);
+                    }
+                    off = projected;
+                    if !calc.is_empty() {
+                        amount -= calc.len() as i64;
+                        off = 0;
+                    }
+                    (count, Page::Owned(calc))
                 }
-            } else {
-                amount -= page.len() as i64;
-                off = 0;
-            }
+                None => {
+                    let count = ordered.as_ref().map_or(f.set.len(), |o| o.len());
+                    let page = match ruby::slice(count, off, amount) {
+                        Some(r) if !r.is_empty() => r,
+                        _ => 0..0,
+                    };
+                    if page.is_empty() {
+                        if off != 0 {
+                            off = off.saturating_sub(count as i64);
+                        }
+                    } else {
+                        amount -= page.len() as i64;
+                        off = 0;
+                    }
+                    (count, Page::Range(page))
+                }
+            };
+            total += count as u64;
             parts.clear();
-            for &c in picks {
+            for &c in &kept {
                 if rendered[c].is_empty() {
                     rendered[c] = self.render_combination(&combos.all[c], fragments);
                 }
                 parts.push(rendered[c].clone());
             }
-            let ids = match &ordered {
-                Some(v) => PageIds::Slice(&v[page]),
-                None => PageIds::Set(&f.set, page),
+            let ids = match (&page, &ordered) {
+                (Page::Owned(v), _) => PageIds::Slice(v),
+                (Page::Range(r), Some(v)) => PageIds::Slice(&v[r.clone()]),
+                (Page::Range(r), None) => PageIds::Set(&f.set, r.clone()),
             };
             answer.allocation(f.score, count as u64, parts, fragments, ids);
             if let Set::Owned(v) = f.set {
                 walk_scratch.spare.push(v);
             }
+            // `terminate_early`: once the page is full, this many more.
+            if let Some(te) = &mut extra
+                && amount <= 0
+            {
+                if *te <= 0 {
+                    break;
+                }
+                *te -= 1;
+            }
         }
         Ok(total)
+    }
+
+    /// Picky's `only` and ignored combinations: an allocation's categories,
+    /// neighbouring repeats merged, must be one of `only` (if any) and none
+    /// of the ignored. Joined (OR) labels are no category's.
+    fn allowed<'l>(&self, labels: impl Iterator<Item = &'l Label>, seq: &mut Vec<usize>) -> bool {
+        let opts = &self.opts;
+        if opts.only.is_empty() && opts.ignore_combinations.is_empty() {
+            return true;
+        }
+        seq.clear();
+        let mut joined = false;
+        for l in labels {
+            match l {
+                Label::Category(ci) => {
+                    if seq.last() != Some(ci) {
+                        seq.push(*ci);
+                    }
+                }
+                Label::Joined(_) => joined = true,
+            }
+        }
+        if joined {
+            return opts.only.is_empty();
+        }
+        (opts.only.is_empty() || opts.only.iter().any(|o| o == seq))
+            && !opts.ignore_combinations.iter().any(|o| o == seq)
     }
 
     /// Boost for an allocation's category sequence, neighbouring duplicates
@@ -171,11 +293,38 @@ pub(super) struct WalkScratch {
     /// Per depth, the combination tried there; `cur[..n]` at the last
     /// depth are an allocation's picks.
     pub(super) cur: Vec<usize>,
-    /// `levels[d - 1]`: the intersection of the branch down to depth `d`
-    /// (depth 0's is its combination's own list).
+    /// `levels[d]`: the intersection of the branch down to depth `d`, when
+    /// it had to be computed (see `Acc`).
     pub(super) levels: Vec<Vec<u32>>,
+    /// Per depth, what the branch's intersection down to it is.
+    accs: Vec<Acc>,
     /// Free buffers for the allocations found.
     pub(super) spare: Vec<Vec<u32>>,
+}
+
+/// How the walk treats combinations.
+pub(super) struct Walk<'r> {
+    /// Per combination: its category is ignored (`ignore :name`), so it
+    /// takes no part in intersections (Picky removes it after scoring);
+    /// empty when no category is.
+    pub(super) ignored: &'r [bool],
+    /// Emit empty allocations too, instead of pruning them (see
+    /// [`super::Options::keeps_empty`]); their intersections are not
+    /// computed.
+    pub(super) keep_empty: bool,
+}
+
+/// What a depth's intersection of the branch so far is.
+#[derive(Clone, Copy)]
+enum Acc {
+    /// Every document: no combination taking part yet.
+    All,
+    /// One combination's own list.
+    Combo(usize),
+    /// `levels[d]`.
+    Level(usize),
+    /// Known to be empty.
+    Empty,
 }
 
 /// Walks the product depth-first, first token slowest, without recursion
@@ -183,19 +332,28 @@ pub(super) struct WalkScratch {
 /// unit of work and each one found as many units as the query has tokens
 /// (its picks are copied and its score summed), so both wide and deep
 /// queries stop at the same bound. `emit` gets the picks (indices into
-/// `combos.all`) and the intersection of each allocation found.
+/// `combos.all`) and the intersection of each allocation found, and says
+/// whether it kept the allocation (a filtered one costs no more work).
 fn walk<'a>(
     combos: &'a Combos<'a, '_>,
     scratch: &mut WalkScratch,
-    emit: &mut dyn FnMut(&[usize], Set<'a>),
+    rules: &Walk<'_>,
+    emit: &mut dyn FnMut(&[usize], Set<'a>) -> bool,
 ) -> Result<(), SearchError> {
     let n = combos.tokens();
-    let WalkScratch { cur, levels, spare } = scratch;
+    let WalkScratch {
+        cur,
+        levels,
+        accs,
+        spare,
+    } = scratch;
     cur.clear();
     cur.extend_from_slice(&combos.starts[..n]);
-    if levels.len() + 1 < n {
-        levels.resize_with(n - 1, Vec::new);
+    if levels.len() < n {
+        levels.resize_with(n, Vec::new);
     }
+    accs.clear();
+    accs.resize(n, Acc::All);
     let mut work = 0usize;
     let mut depth = 0usize;
     loop {
@@ -213,56 +371,81 @@ fn walk<'a>(
         if work > MAX_QUERY_WORK {
             return Err(SearchError::TooComplex);
         }
-        let ids = &combos.all[c].ids;
-        // Depth `depth`'s intersection goes to `out`; the branch so far
-        // is in `done`.
-        let (done, out) = levels.split_at_mut(depth.saturating_sub(1));
         let prev = match depth {
-            0 => None,
-            1 => Some(combos.all[cur[0]].ids.view()),
-            d => Some(View::Slice(&done[d - 2])),
+            0 => Acc::All,
+            d => accs[d - 1],
         };
-        if depth + 1 < n {
-            let nonempty = match prev {
-                None => ids.len() > 0,
-                Some(prev) => {
-                    let buf = &mut out[0];
+        let ids = &combos.all[c].ids;
+        let acc = if rules.ignored.get(c).copied().unwrap_or(false) {
+            prev
+        } else {
+            match prev {
+                Acc::Empty => Acc::Empty,
+                Acc::All if ids.len() == 0 => Acc::Empty,
+                Acc::All => Acc::Combo(c),
+                prev => {
+                    // Depth `depth`'s intersection goes to its own level;
+                    // the branch so far is in an earlier one.
+                    let (done, rest) = levels.split_at_mut(depth);
+                    let before = match prev {
+                        Acc::Combo(p) => combos.all[p].ids.view(),
+                        Acc::Level(d) => View::Slice(&done[d]),
+                        Acc::All | Acc::Empty => View::Slice(&[]),
+                    };
+                    let buf = &mut rest[0];
                     buf.clear();
-                    intersect(prev, ids.view(), buf);
-                    !buf.is_empty()
+                    intersect(before, ids.view(), buf);
+                    if buf.is_empty() {
+                        Acc::Empty
+                    } else {
+                        Acc::Level(depth)
+                    }
                 }
-            };
-            if nonempty {
-                depth += 1;
-            } else {
-                cur[depth] += 1;
             }
+        };
+        if matches!(acc, Acc::Empty) && !rules.keep_empty {
+            cur[depth] += 1;
             continue;
         }
-        let set = match prev {
-            None => match ids {
+        if depth + 1 < n {
+            accs[depth] = acc;
+            depth += 1;
+            continue;
+        }
+        let set = match acc {
+            // Every combination ignored: nothing left to find ids with.
+            Acc::All | Acc::Empty => Set::Owned(spare.pop().map_or_else(Vec::new, |mut v| {
+                v.clear();
+                v
+            })),
+            Acc::Combo(p) => match &combos.all[p].ids {
                 Ids::Index(l) => Set::Index(*l),
                 Ids::Merged { sorted, .. } => Set::Slice(sorted),
             },
-            Some(prev) => {
+            Acc::Level(d) => {
                 let mut buf = spare.pop().unwrap_or_default();
-                buf.clear();
-                intersect(prev, ids.view(), &mut buf);
+                if d == depth {
+                    std::mem::swap(&mut buf, &mut levels[d]);
+                } else {
+                    buf.clear();
+                    buf.extend_from_slice(&levels[d]);
+                }
                 Set::Owned(buf)
             }
         };
-        if set.len() == 0 {
+        if set.len() == 0 && !rules.keep_empty {
             if let Set::Owned(v) = set {
                 spare.push(v);
             }
             cur[depth] += 1;
             continue;
         }
-        work += n;
-        if work > MAX_QUERY_WORK {
-            return Err(SearchError::TooComplex);
+        if emit(&cur[..n], set) {
+            work += n;
+            if work > MAX_QUERY_WORK {
+                return Err(SearchError::TooComplex);
+            }
         }
-        emit(&cur[..n], set);
         cur[depth] += 1;
     }
 }

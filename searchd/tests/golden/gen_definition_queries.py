@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes the query lists replayed against Picky for our own definitions
 (agora/agora_queries.jsonl, records/records_queries.jsonl,
-shelf/shelf_queries.jsonl next to this script): one JSON object a line,
-{"id","note","params":{...}}.
+shelf/shelf_queries.jsonl, catalog/catalog_queries.jsonl next to this
+script): one JSON object a line, {"id","note","params":{...}}.
 
 Usage: python3 gen_definition_queries.py   (re-running reproduces the files)
 """
@@ -116,6 +116,23 @@ SHELF_PAGED = [
     ("paging", {"query": "a1 paperback", "ids": "1", "offset": "1"}),
 ]
 
+# The catalog is replayed against one route per set of Search options
+# (catalog/picky_app.rb): every query at several pages, since the options
+# act on paging and totals (terminate_early, unique, max_allocations).
+CATALOG_QUERIES = [
+    "river", "song", "stone", "anna", "peter", "mara", "river song", "song river",
+    "anna peter", "peter anna", "song song", "stone river song", "winter garden",
+    "garden winter", "river xyz", "xyz river", "xyz", "xyz qqq", "title:river song",
+    "author:anna river", "blurb:song", "r", "s", "song|river", "anna|xyz",
+    "the river", "river s", "song winter garden", "peter stone song",
+]
+CATALOG_PAGES = [{}, {"ids": "2"}, {"ids": "3", "offset": "2"}, {"ids": "1", "offset": "5"},
+                 {"ids": "0"}, {"ids": "4", "offset": "9"}]
+CATALOG = [
+    ("search options", dict({"query": q}, **page))
+    for q in CATALOG_QUERIES for page in CATALOG_PAGES
+]
+
 
 def write(path, prefix, entries, paged=()):
     with open(path, "w", encoding="utf-8") as out:
@@ -133,3 +150,4 @@ def write(path, prefix, entries, paged=()):
 write(os.path.join(HERE, "agora", "agora_queries.jsonl"), "a", AGORA, AGORA_PAGED)
 write(os.path.join(HERE, "records", "records_queries.jsonl"), "r", RECORDS)
 write(os.path.join(HERE, "shelf", "shelf_queries.jsonl"), "s", SHELF, SHELF_PAGED)
+write(os.path.join(HERE, "catalog", "catalog_queries.jsonl"), "c", [], CATALOG)
