@@ -224,11 +224,25 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         source,
     })?;
     let source_sha256 = snapshot::hex(&Sha256::digest(&data));
-    let indexing = def.indexing.compile().map_err(|m| BuildError::Record {
-        path: path.clone(),
-        record: 0,
-        message: m,
-    })?;
+    let compile = |spec: &crate::tokenizer::TokenizerSpec| {
+        spec.compile().map_err(|m| BuildError::Record {
+            path: path.clone(),
+            record: 0,
+            message: m,
+        })
+    };
+    let indexing = compile(&def.indexing)?;
+    // A category with its own indexing options uses them instead of the
+    // index's (Picky's per-category `indexing:`, not merged).
+    let tokenizers = def
+        .categories
+        .iter()
+        .map(|c| {
+            c.indexing
+                .as_ref()
+                .map_or_else(|| Ok(indexing.clone()), compile)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (cols, doc_json) = collect(def, &data)?;
     drop(data);
     let documents = doc_json.len() as u64;
@@ -241,8 +255,8 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         let jobs: Vec<_> = cols
             .into_iter()
             .zip(&def.categories)
-            .map(|(col, cdef)| {
-                let indexing = indexing.clone();
+            .zip(tokenizers)
+            .map(|((col, cdef), indexing)| {
                 scope.spawn(move || {
                     let c = index_column(cdef, &indexing, &col);
                     drop(col);

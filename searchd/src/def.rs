@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::tokenizer::{Substitution, TokenizerSpec};
+use crate::tokenizer::TokenizerSpec;
 
 /// Errors from reading or validating an index definition.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +38,9 @@ struct RawDef {
     id: RawId,
     source: RawSource,
     #[serde(default)]
-    indexing: RawTokenizer,
+    indexing: TokenizerSpec,
     #[serde(default)]
-    searching: RawTokenizer,
+    searching: TokenizerSpec,
     #[serde(default, rename = "category")]
     categories: Vec<RawCategory>,
     #[serde(default, rename = "boost")]
@@ -125,20 +125,6 @@ pub enum SourceFormat {
     Jsonl,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTokenizer {
-    #[serde(default)]
-    substitute: Substitution,
-    remove: Option<String>,
-    stopwords: Option<String>,
-    split: Option<String>,
-    #[serde(default)]
-    case_sensitive: bool,
-    #[serde(default)]
-    max_words: Option<usize>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCategory {
@@ -152,6 +138,9 @@ struct RawCategory {
     /// A table (see [`Weight`]) or a bare number: Picky's `weight: 2`
     /// shortcut, a logarithmic weight with that offset.
     weight: Option<toml::Value>,
+    /// Picky's per-category `indexing: { … }`: replaces the index's
+    /// indexing tokenizer for this category (not merged with it).
+    indexing: Option<TokenizerSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -336,6 +325,9 @@ pub struct CategoryDef {
     pub partial: Partial,
     pub similarity: Similarity,
     pub weight: Weight,
+    /// Its own indexing tokenizer, if it has one (searching is the
+    /// index's, always).
+    pub indexing: Option<TokenizerSpec>,
 }
 
 /// A validated boost: an exact category sequence (neighbouring duplicates
@@ -513,24 +505,13 @@ impl IndexDef {
             }
         }
 
-        let indexing = TokenizerSpec::from_raw(
-            raw.indexing.substitute,
-            raw.indexing.remove,
-            raw.indexing.stopwords,
-            raw.indexing.split,
-            raw.indexing.case_sensitive,
-            raw.indexing.max_words,
-        )
-        .map_err(|(field, message)| invalid(&format!("indexing.{field}"), message))?;
-        let searching = TokenizerSpec::from_raw(
-            raw.searching.substitute,
-            raw.searching.remove,
-            raw.searching.stopwords,
-            raw.searching.split,
-            raw.searching.case_sensitive,
-            raw.searching.max_words,
-        )
-        .map_err(|(field, message)| invalid(&format!("searching.{field}"), message))?;
+        raw.indexing
+            .validate()
+            .map_err(|(field, message)| invalid(&format!("indexing.{field}"), message))?;
+        raw.searching
+            .validate()
+            .map_err(|(field, message)| invalid(&format!("searching.{field}"), message))?;
+        let (indexing, searching) = (raw.indexing, raw.searching);
 
         let golden = raw
             .golden
@@ -659,6 +640,21 @@ fn category(
         }
         _ => {}
     }
+    if let Some(t) = &c.indexing {
+        t.validate().map_err(|(field, message)| {
+            (
+                match field {
+                    "remove" => "indexing.remove",
+                    "stopwords" => "indexing.stopwords",
+                    "split" => "indexing.split",
+                    "normalize" => "indexing.normalize",
+                    "max_words" => "indexing.max_words",
+                    _ => "indexing",
+                },
+                message,
+            )
+        })?;
+    }
     Ok(CategoryDef {
         field: c.field.unwrap_or_else(|| c.name.clone()),
         name: c.name,
@@ -666,6 +662,7 @@ fn category(
         partial: c.partial,
         similarity: c.similarity,
         weight,
+        indexing: c.indexing,
     })
 }
 
@@ -983,6 +980,57 @@ mod tests {
         ] {
             let err = parse(&with(bad)).unwrap_err().to_string();
             assert!(err.contains(field) && err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    /// Tokenizer options, the index's and a category's own, are checked
+    /// naming the field.
+    #[test]
+    fn tokenizer_options_name_their_errors() {
+        let ok = BOOKS.replace(
+            "name = \"year\"\n",
+            "name = \"year\"\nindexing = { split = ',', reject = { kind = \"blank\" } }\n",
+        );
+        let def = parse(&ok).unwrap();
+        let own = def.categories[2].indexing.as_ref().unwrap();
+        assert_eq!(own.split.as_deref(), Some(","));
+        assert_eq!(own.remove, None, "not merged with the index's");
+        for (from, to, field) in [
+            (
+                "[indexing]\n",
+                "[indexing]\nnormalize = [['(', 'x']]\n",
+                "indexing.normalize",
+            ),
+            (
+                "[searching]\n",
+                "[searching]\nnormalize = [['a', \"\\\\`\"]]\n",
+                "searching.normalize",
+            ),
+            (
+                "[indexing]\n",
+                "[indexing]\nreject = { kind = \"shorter_than\", chars = 0 }\n",
+                "indexing.reject.chars",
+            ),
+            (
+                "substitute = \"none\"",
+                "substitute = \"klingon\"",
+                "klingon",
+            ),
+            (
+                "name = \"year\"\n",
+                "name = \"year\"\nindexing = { split = '(' }\n",
+                "category[2].indexing.split",
+            ),
+            (
+                "name = \"year\"\n",
+                "name = \"year\"\nindexing = { splits_text_on = ',' }\n",
+                "splits_text_on",
+            ),
+        ] {
+            let bad = BOOKS.replace(from, to);
+            assert_ne!(bad, BOOKS, "{from:?} not in the books definition");
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(err.contains(field), "{to}: {err}");
         }
     }
 }

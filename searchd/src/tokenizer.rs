@@ -3,8 +3,10 @@
 //!
 //! Order of the steps, as Picky applies them: character substitution, removal
 //! of characters, stopwords (skipped when the text is a "single word"),
-//! splitting, dropping empty pieces, lowercasing (Ruby's `downcase`, see
-//! [`crate::ruby::downcase`]), and an optional cap on the number of words.
+//! splitting, normalizing each word (the first matching pattern, all its
+//! matches), rejecting words (empty ones by default), an optional cap on
+//! the number of words, lowercasing (Ruby's `downcase`, see
+//! [`crate::ruby::downcase`]).
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -22,16 +24,54 @@ pub enum Substitution {
     /// Picky's `WestEuropean`: NFKD, `ß` -> `ss`, umlauts -> `ae`/`oe`/`ue`,
     /// then combining marks dropped (`gómez` -> `gomez`).
     WestEuropean,
+    /// Picky's `Polish`: NFKD, `Ł`/`ł` -> `L`/`l`, then combining marks
+    /// dropped (`Łódź` -> `Lodz`; no `ß` or umlaut rule).
+    Polish,
+}
+
+/// Which words are dropped after normalizing (Picky's `rejects_token_if`,
+/// its common forms; it sees the word before lowercasing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reject {
+    /// Empty words (Picky's default, `:empty?.to_proc`).
+    #[default]
+    Empty,
+    /// Words of whitespace only, or empty (`:blank?.to_proc`).
+    Blank,
+    /// Words of fewer than `chars` characters (`lambda { |t| t.size < n }`).
+    ShorterThan { chars: usize },
+}
+
+impl Reject {
+    fn is_default(&self) -> bool {
+        *self == Reject::Empty
+    }
+
+    fn rejects(self, word: &str) -> bool {
+        match self {
+            Reject::Empty => word.is_empty(),
+            Reject::Blank => word.chars().all(char::is_whitespace),
+            Reject::ShorterThan { chars } => word.chars().count() < chars,
+        }
+    }
 }
 
 /// A tokenizer's options as written in the definition and stored in the
 /// snapshot. [`TokenizerSpec::compile`] turns it into a [`Tokenizer`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TokenizerSpec {
     pub substitute: Substitution,
     pub remove: Option<String>,
     pub stopwords: Option<String>,
     pub split: Option<String>,
+    /// Picky's `normalizes_words`: `[pattern, replacement]` pairs, the
+    /// replacement in Ruby's syntax (`\1`, `\0`, `\k<name>`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub normalize: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Reject::is_default")]
+    pub reject: Reject,
     pub case_sensitive: bool,
     pub max_words: Option<usize>,
 }
@@ -41,35 +81,30 @@ const DEFAULT_SPLIT: &str = r"[ \t\n\x0B\x0C\r]";
 
 impl TokenizerSpec {
     /// Validates the patterns; on error returns the offending field and why.
-    pub fn from_raw(
-        substitute: Substitution,
-        remove: Option<String>,
-        stopwords: Option<String>,
-        split: Option<String>,
-        case_sensitive: bool,
-        max_words: Option<usize>,
-    ) -> Result<TokenizerSpec, (&'static str, String)> {
-        let spec = TokenizerSpec {
-            substitute,
-            remove,
-            stopwords,
-            split,
-            case_sensitive,
-            max_words,
-        };
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         for (field, pattern) in [
-            ("remove", &spec.remove),
-            ("stopwords", &spec.stopwords),
-            ("split", &spec.split),
+            ("remove", &self.remove),
+            ("stopwords", &self.stopwords),
+            ("split", &self.split),
         ] {
             if let Some(p) = pattern {
                 compile_pattern(p).map_err(|e| (field, e))?;
             }
         }
-        if spec.max_words == Some(0) {
+        for (pattern, replacement) in &self.normalize {
+            compile_pattern(pattern).map_err(|e| ("normalize", e))?;
+            ruby_replacement(replacement).map_err(|e| ("normalize", e))?;
+        }
+        if self.max_words == Some(0) {
             return Err(("max_words", "must be at least 1 when given".into()));
         }
-        Ok(spec)
+        if self.reject == (Reject::ShorterThan { chars: 0 }) {
+            return Err((
+                "reject.chars",
+                "must be at least 1 (0 rejects nothing)".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn compile(&self) -> Result<Tokenizer, String> {
@@ -79,10 +114,50 @@ impl TokenizerSpec {
             remove: opt(&self.remove)?,
             stopwords: opt(&self.stopwords)?,
             split: compile_pattern(self.split.as_deref().unwrap_or(DEFAULT_SPLIT))?,
+            normalize: self
+                .normalize
+                .iter()
+                .map(|(p, r)| Ok((compile_pattern(p)?, ruby_replacement(r)?)))
+                .collect::<Result<_, String>>()?,
+            reject: self.reject,
             case_sensitive: self.case_sensitive,
             max_words: self.max_words,
         })
     }
+}
+
+/// A Ruby `gsub` replacement (`\\0`/`\\&` the match, `\\1`..`\\9` groups,
+/// `\\k<name>`, `\\\\` a backslash) in the regex crate's syntax.
+fn ruby_replacement(r: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(r.len());
+    let mut chars = r.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => match chars.next() {
+                Some(d @ '0'..='9') => out.push_str(&format!("${{{d}}}")),
+                Some('&') => out.push_str("${0}"),
+                Some('\\') => out.push('\\'),
+                Some('k') if chars.peek() == Some(&'<') => {
+                    chars.next();
+                    let name: String = chars.by_ref().take_while(|&c| c != '>').collect();
+                    out.push_str(&format!("${{{name}}}"));
+                }
+                Some(other @ ('`' | '\'')) => {
+                    return Err(format!(
+                        "replacement {r:?}: \\{other} (the text before/after the match) is not supported"
+                    ));
+                }
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 fn compile_pattern(p: &str) -> Result<Regex, String> {
@@ -99,6 +174,9 @@ pub struct Tokenizer {
     remove: Option<Regex>,
     stopwords: Option<Regex>,
     split: Regex,
+    /// Patterns and replacements in the regex crate's syntax.
+    normalize: Vec<(Regex, String)>,
+    reject: Reject,
     case_sensitive: bool,
     max_words: Option<usize>,
 }
@@ -119,6 +197,8 @@ impl Tokenizer {
             // ASCII is NFKD-invariant and has nothing to substitute.
             Substitution::WestEuropean if text.is_ascii() => Cow::Borrowed(text),
             Substitution::WestEuropean => Cow::Owned(west_european(text)),
+            Substitution::Polish if text.is_ascii() => Cow::Borrowed(text),
+            Substitution::Polish => Cow::Owned(polish(text)),
         };
         if let Some(re) = &self.remove
             && let Cow::Owned(s) = re.replace_all(&text, "")
@@ -138,19 +218,31 @@ impl Tokenizer {
     pub fn each_word(&self, text: &str, mut f: impl FnMut(Cow<'_, str>)) {
         let mut n = 0usize;
         for piece in self.split.split(text) {
-            if piece.is_empty() {
+            let word = self.normalized(piece);
+            if self.reject.rejects(&word) {
                 continue;
             }
             if self.max_words.is_some_and(|m| n >= m) {
                 break;
             }
             n += 1;
-            if self.case_sensitive {
-                f(Cow::Borrowed(piece));
-            } else {
-                f(crate::ruby::downcase(piece));
+            match word {
+                word if self.case_sensitive => f(word),
+                Cow::Borrowed(w) => f(crate::ruby::downcase(w)),
+                Cow::Owned(w) => f(Cow::Owned(crate::ruby::downcase(&w).into_owned())),
             }
         }
+    }
+
+    /// `word` after the first normalizing pattern that matches it (every
+    /// match of it replaced; the others are not tried).
+    fn normalized<'w>(&self, word: &'w str) -> Cow<'w, str> {
+        for (re, replacement) in &self.normalize {
+            if re.is_match(word) {
+                return re.replace_all(word, replacement.as_str());
+            }
+        }
+        Cow::Borrowed(word)
     }
 
     /// The whole pipeline: text in, words out.
@@ -160,6 +252,18 @@ impl Tokenizer {
         self.each_word(&pre, |w| out.push(w.into_owned()));
         out
     }
+}
+
+/// Picky's Polish character substitution.
+pub fn polish(text: &str) -> String {
+    text.nfkd()
+        .filter_map(|c| match c {
+            'Ł' => Some('L'),
+            'ł' => Some('l'),
+            '\u{0300}'..='\u{035F}' => None,
+            c => Some(c),
+        })
+        .collect()
 }
 
 /// Picky's West European character substitution.
@@ -269,5 +373,79 @@ mod tests {
         .compile()
         .unwrap();
         assert_eq!(t.tokenize("a b c"), ["a", "b"]);
+    }
+
+    /// normalizes_words as Picky applies it (its own examples): the first
+    /// pattern that matches rewrites every match of it and ends the
+    /// chain, before rejecting and lowercasing, and is not split again;
+    /// Ruby's back-references become the regex crate's.
+    #[test]
+    fn normalizes_like_picky() {
+        let t = |pairs: &[(&str, &str)], text: &str| {
+            TokenizerSpec {
+                normalize: pairs
+                    .iter()
+                    .map(|(p, r)| (p.to_string(), r.to_string()))
+                    .collect(),
+                ..Default::default()
+            }
+            .compile()
+            .unwrap()
+            .tokenize(text)
+        };
+        assert_eq!(t(&[("aa", "b"), ("b", "c")], "aaaa xbx"), ["bb", "xcx"]);
+        assert_eq!(t(&[("aa", "b"), ("b", "c")], "aab"), ["bb"]);
+        assert_eq!(t(&[("x", "a b")], "x y"), ["a b", "y"]);
+        assert_eq!(t(&[("Foo", "bar")], "Foo foo"), ["bar", "foo"]);
+        assert_eq!(t(&[("zz", "")], "zz yy"), ["yy"]);
+        assert_eq!(
+            t(&[(r"(?i)\A([a-z]+)strasse\z", r"\1 str")], "Hauptstrasse"),
+            ["haupt str"]
+        );
+        assert_eq!(
+            t(&[(r"(?<w>o+)", r"<\k<w>|\0|\&|$1>")], "foo"),
+            ["f<oo|oo|oo|$1>"]
+        );
+        assert!(ruby_replacement(r"\'").is_err());
+    }
+
+    #[test]
+    fn rejects_like_picky() {
+        let t = |reject: Reject, substitute: Substitution, text: &str| {
+            TokenizerSpec {
+                reject,
+                substitute,
+                split: Some(",".into()),
+                ..Default::default()
+            }
+            .compile()
+            .unwrap()
+            .tokenize(text)
+        };
+        let none = Substitution::None;
+        assert_eq!(t(Reject::Empty, none, "a, ,b,,"), ["a", " ", "b"]);
+        assert_eq!(t(Reject::Blank, none, "a, ,b,,\u{a0}"), ["a", "b"]);
+        let short = Reject::ShorterThan { chars: 2 };
+        assert_eq!(t(short, none, "Ä,ä,ab"), ["ab"]);
+        // Characters are counted after substitution: Ä is Ae.
+        assert_eq!(t(short, Substitution::WestEuropean, "Ä,b"), ["ae"]);
+        // Seen before lowercasing.
+        let t2 = TokenizerSpec {
+            reject: Reject::ShorterThan { chars: 3 },
+            ..Default::default()
+        }
+        .compile()
+        .unwrap();
+        assert_eq!(t2.tokenize("İİ ab abc"), ["abc"]);
+    }
+
+    /// Picky's Polish substituter differs from WestEuropean on exactly the
+    /// umlauts, ß and Ł.
+    #[test]
+    fn polish_like_picky() {
+        assert_eq!(polish("Łódź Zażółć gęślą jaźń"), "Lodz Zazolc gesla jazn");
+        assert_eq!(polish("Müller Straße Ä"), "Muller Straße A");
+        assert_eq!(west_european("Müller Straße Ł"), "Mueller Strasse Ł");
+        assert_eq!(polish("…\u{a0}ﬁ"), "... fi");
     }
 }

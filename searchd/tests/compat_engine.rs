@@ -185,3 +185,17 @@ fn catalog_search_options_match_picky() {
         assert_compared(&file, 174, replay_with(&engine, &file, &[]));
     }
 }
+
+/// The street directory (Picky's tokenizer options: the Polish
+/// substituter, normalizes_words with back-references, rejects_token_if
+/// on words shorter than two characters, a category with its own indexing
+/// options): every answer of the Picky app, byte for byte.
+#[test]
+fn streets_answers_match_picky() {
+    let (_dir, streets) = common::build_def("streets/index.toml");
+    assert_compared(
+        "streets/streets_recorded.jsonl",
+        100,
+        replay_with(&streets, "streets/streets_recorded.jsonl", &[]),
+    );
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes the query lists replayed against Picky for our own definitions
 (agora/agora_queries.jsonl, records/records_queries.jsonl,
-shelf/shelf_queries.jsonl, catalog/catalog_queries.jsonl next to this
-script): one JSON object a line, {"id","note","params":{...}}.
+shelf/shelf_queries.jsonl, catalog/catalog_queries.jsonl,
+streets/streets_queries.jsonl next to this script): one JSON object a line, {"id","note","params":{...}}.
 
 Usage: python3 gen_definition_queries.py   (re-running reproduces the files)
 """
@@ -133,6 +133,47 @@ CATALOG = [
     for q in CATALOG_QUERIES for page in CATALOG_PAGES
 ]
 
+STREETS = [
+    # The Polish substituter: Ł -> L, accents dropped, no ß or umlaut rule.
+    ("polish", q) for q in [
+        "lodz", "łódź", "ŁÓDŹ", "Łódź", "krakow", "kraków", "gdansk", "wroclaw",
+        "zolkiewskiego", "żółkiewskiego", "rynek glowny", "glowny", "rynek", "roz",
+        "aleja róż", "lacinski", "łaciński", "poznan", "zurich", "zürich", "zuerich",
+        "straße", "strasse", "strase", "muller", "müller", "mueller", "lowicz",
+        "ostrow", "tumski", "swietej anny", "świętej", "city:łódź", "city:lodz",
+    ]
+] + [
+    # normalizes_words: "St."/"St" -> sankt, "Ul." -> ulica, "…strasse" -> "… str"
+    # (one word with a space: not split again).
+    ("normalize", q) for q in [
+        "st.", "St.", "st", "sankt", "sankt gallen", "st. gallen", "st gallen", "st jakob",
+        "jakob", "ul.", "ul", "ulica", "ulica swietej", "ul. anny", "bahnhof", "bahnhof str",
+        "str", "haupt", "hauptstrasse", "muller str", "title:st", "street:st", "st*",
+        "street:sankt", "sankt*", "peter", "sankt peter strasse", "strasse peter",
+    ]
+] + [
+    # rejects_token_if: words shorter than two characters (the search side
+    # sees the raw word: "a*" and "street:a" are not rejected).
+    ("reject", q) for q in [
+        "a", "b", "a b", "a bb", "bb", "ccc", "a*", "street:a", "x", "x y", "city:x",
+        "c strasse", "ccc a", "a|bb", "bb|ccc", "é", "éé",
+    ]
+] + [
+    # tags have their own indexing options: split on commas only, no removal,
+    # no substitution, no reject, no normalize ("old town" is one token the
+    # search, which splits on spaces, cannot reach).
+    ("per-category indexing", q) for q in [
+        "market", "river", "church", "old", "town", "old town", "tags:market",
+        "tags:old", "shops", "harbour", "island", "park", "tags:x", "tags:bb",
+        "tags:a", "y", "market river", "river market", "tags:river city:łódź",
+    ]
+]
+
+STREETS_PAGED = [
+    ("paging", {"query": "market", "ids": "2", "offset": "1"}),
+    ("paging", {"query": "river", "ids": "0"}),
+]
+
 
 def write(path, prefix, entries, paged=()):
     with open(path, "w", encoding="utf-8") as out:
@@ -151,3 +192,4 @@ write(os.path.join(HERE, "agora", "agora_queries.jsonl"), "a", AGORA, AGORA_PAGE
 write(os.path.join(HERE, "records", "records_queries.jsonl"), "r", RECORDS)
 write(os.path.join(HERE, "shelf", "shelf_queries.jsonl"), "s", SHELF, SHELF_PAGED)
 write(os.path.join(HERE, "catalog", "catalog_queries.jsonl"), "c", [], CATALOG)
+write(os.path.join(HERE, "streets", "streets_queries.jsonl"), "t", STREETS, STREETS_PAGED)
