@@ -275,6 +275,7 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
     }
     let mut meta = Meta {
         name: def.name.clone(),
+        result_identifier: def.result_identifier.clone(),
         id_kind: def.id_kind,
         documents,
         searching: def.searching.clone(),
@@ -351,10 +352,11 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<Column>, Vec<Vec<u8>>), B
     let mut ids: HashMap<Vec<u8>, (u32, u64)> = HashMap::default();
     let mut doc_json: Vec<Vec<u8>> = Vec::new();
 
-    let mut add_record = |record: u64, id: &str, fields: &[Option<&str>]| {
+    let mut add_record = |record: u64, id: &str, fields: &[Field<'_>]| {
         let mut json = Vec::with_capacity(8);
         match def.id_kind {
             IdKind::Integer => json.extend_from_slice(ruby::to_i(id).to_string().as_bytes()),
+            IdKind::Float => ruby::write_float(ruby::to_f(id), &mut json),
             IdKind::String => ruby::write_json_str(id, &mut json),
         }
         if let Some((_, first)) = ids.get(&json) {
@@ -369,10 +371,15 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<Column>, Vec<Vec<u8>>), B
             .map_err(|_| BuildError::TooManyDocuments { path: path.clone() })?;
         ids.insert(json.clone(), (ord, record));
         doc_json.push(json);
-        for (col, text) in cols.iter_mut().zip(fields) {
-            if let Some(text) = text {
+        for (col, field) in cols.iter_mut().zip(fields) {
+            let mut push = |text: &str| {
                 col.text.push_str(text);
                 col.spans.push((ord, col.text.len()));
+            };
+            match field {
+                Field::Text(Some(text)) => push(text),
+                Field::Text(None) => {}
+                Field::Tokens(tokens) => tokens.iter().for_each(|t| push(t)),
             }
         }
         Ok(())
@@ -439,7 +446,8 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<Column>, Vec<Vec<u8>>), B
                         message: format!("has no {:?} column (the id field)", def.id_field),
                     });
                 };
-                let fields: Vec<Option<&str>> = fields_at.iter().map(|i| rec.get(*i)).collect();
+                let fields: Vec<Field<'_>> =
+                    fields_at.iter().map(|i| Field::Text(rec.get(*i))).collect();
                 add_record(n, id, &fields)?;
             }
         }
@@ -473,13 +481,57 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<Column>, Vec<Vec<u8>>), B
                     .iter()
                     .map(|c| obj.get(&c.field).and_then(json_text))
                     .collect();
-                let fields: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+                let mut fields = Vec::with_capacity(texts.len());
+                for (c, text) in def.categories.iter().zip(&texts) {
+                    fields.push(if c.tokenize {
+                        Field::Text(text.as_deref())
+                    } else {
+                        Field::Tokens(json_tokens(obj.get(&c.field)).map_err(|message| {
+                            BuildError::Record {
+                                path: path.clone(),
+                                record: n,
+                                message: format!("category {}: {message}", c.name),
+                            }
+                        })?)
+                    });
+                }
                 add_record(n, &id, &fields)?;
             }
         }
     }
 
     Ok((cols, doc_json))
+}
+
+/// One category's value of a record: text to tokenize, or (with
+/// `tokenize = false`) ready-made tokens.
+enum Field<'a> {
+    Text(Option<&'a str>),
+    Tokens(Vec<Cow<'a, str>>),
+}
+
+/// A `tokenize = false` field's tokens, as Picky takes them: an array
+/// whose strings are tokens as they are (not split, not lowercased),
+/// numbers and booleans as Ruby's `to_s`, nulls skipped.
+fn json_tokens(v: Option<&serde_json::Value>) -> Result<Vec<Cow<'_, str>>, String> {
+    use serde_json::Value;
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter(|i| !i.is_null())
+            .map(|i| match i {
+                Value::Array(_) | Value::Object(_) => {
+                    Err("a token is an array or an object, not a string or a number".to_owned())
+                }
+                i => Ok(json_text(i).unwrap_or_default()),
+            })
+            .collect(),
+        Some(_) => Err(
+            "has tokenize = false, so its field must be an array of tokens (Picky indexes each as given)"
+                .into(),
+        ),
+    }
 }
 
 /// Tokenizes a category's column into its indexes.
@@ -494,6 +546,11 @@ fn index_column(
         similar: (def.similarity != Similarity::None).then(HashMap::default),
     };
     for (ord, text) in col.texts() {
+        if !def.tokenize {
+            // Ready-made tokens: indexed as given (partials still made).
+            c.add(def, text, ord);
+            continue;
+        }
         let pre = indexing.preprocess(text);
         indexing.each_word(&pre, |w| c.add(def, &w, ord));
     }
@@ -783,6 +840,36 @@ mod tests {
         assert_eq!(
             collect(Partial::Infix { min: 1, max: -1 }, "ab"),
             ["ab", "a", "b"]
+        );
+    }
+
+    /// `tokenize = false` takes an array of tokens; anything else in that
+    /// field is refused naming the record and the category.
+    #[test]
+    fn ready_made_tokens_must_be_arrays() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("d.jsonl"),
+            "{\"id\": 1, \"tags\": [\"A b\", 2, null]}\n{\"id\": 2, \"tags\": \"a b\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("index.toml"),
+            "name = \"d\"\n[source]\npath = \"d.jsonl\"\nformat = \"jsonl\"\n\
+             [[category]]\nname = \"tags\"\ntokenize = false\n",
+        )
+        .unwrap();
+        let def = IndexDef::load(&dir.path().join("index.toml")).unwrap();
+        let err = build(&def, &dir.path().join("d.idx"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("record 2") && err.contains("tags") && err.contains("array"),
+            "{err}"
+        );
+        assert_eq!(
+            json_tokens(Some(&serde_json::json!(["A b", 2, null, true]))).unwrap(),
+            ["A b", "2", "true"]
         );
     }
 }

@@ -34,6 +34,8 @@ pub enum DefError {
 #[serde(deny_unknown_fields)]
 struct RawDef {
     name: String,
+    /// Picky's `result_identifier`: what answers name the index.
+    result_identifier: Option<String>,
     #[serde(default)]
     id: RawId,
     source: RawSource,
@@ -98,8 +100,12 @@ pub enum IdKind {
     /// JSON integers, parsed like Ruby's `String#to_i` (Picky's `key_format :to_i`).
     #[default]
     Integer,
-    /// JSON strings, as given in the data.
+    /// JSON strings, as given in the data (Picky's `key_format :to_s`,
+    /// `:to_sym`, or none).
     String,
+    /// JSON floats, parsed like Ruby's `String#to_f` and printed like
+    /// Ruby's `Float#to_s` (Picky's `key_format :to_f`: `12.0`, `1.0e+16`).
+    Float,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +147,9 @@ struct RawCategory {
     /// Picky's per-category `indexing: { … }`: replaces the index's
     /// indexing tokenizer for this category (not merged with it).
     indexing: Option<TokenizerSpec>,
+    /// Picky's `tokenize: false`: the field is an array of tokens.
+    #[serde(default = "yes")]
+    tokenize: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +337,8 @@ pub struct CategoryDef {
     /// Its own indexing tokenizer, if it has one (searching is the
     /// index's, always).
     pub indexing: Option<TokenizerSpec>,
+    /// False: the data gives its tokens (a JSON array), indexed as given.
+    pub tokenize: bool,
 }
 
 /// A validated boost: an exact category sequence (neighbouring duplicates
@@ -388,6 +399,9 @@ pub struct GoldenQuery {
 pub struct IndexDef {
     pub path: PathBuf,
     pub name: String,
+    /// Shown first in every allocation instead of `name` (Picky's
+    /// `result_identifier`); `name` stays the path served.
+    pub result_identifier: Option<String>,
     pub id_field: String,
     pub id_kind: IdKind,
     pub source_path: PathBuf,
@@ -474,6 +488,16 @@ impl IndexDef {
                 .join(&raw.source.path)
         };
         if raw.source.format == SourceFormat::Csv
+            && let Some(i) = categories.iter().position(|c| !c.tokenize)
+        {
+            return Err(invalid(
+                &format!("category[{i}].tokenize"),
+                "false needs a JSON Lines source whose field is an array of tokens (a CSV field is \
+                 text, which Picky cannot take as tokens either)"
+                    .into(),
+            ));
+        }
+        if raw.source.format == SourceFormat::Csv
             && !raw.source.header
             && raw.source.columns.is_empty()
         {
@@ -527,6 +551,7 @@ impl IndexDef {
         Ok(IndexDef {
             path: path.to_owned(),
             name: raw.name,
+            result_identifier: raw.result_identifier,
             id_field: raw.id.field,
             id_kind: raw.id.kind,
             source_path,
@@ -663,6 +688,7 @@ fn category(
         similarity: c.similarity,
         weight,
         indexing: c.indexing,
+        tokenize: c.tokenize,
     })
 }
 
@@ -1032,5 +1058,25 @@ mod tests {
             let err = parse(&bad).unwrap_err().to_string();
             assert!(err.contains(field), "{to}: {err}");
         }
+    }
+
+    #[test]
+    fn result_identifier_and_ready_made_tokens() {
+        let def = parse(&BOOKS.replace(
+            "name = \"books\"\n",
+            "name = \"books\"\nresult_identifier = \"livres\"\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            (def.name.as_str(), def.result_identifier.as_deref()),
+            ("books", Some("livres"))
+        );
+        // The books data is CSV: its fields are text, not arrays of tokens.
+        let bad = BOOKS.replace("name = \"year\"\n", "name = \"year\"\ntokenize = false\n");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("category[2].tokenize") && err.contains("JSON Lines"),
+            "{err}"
+        );
     }
 }

@@ -31,6 +31,10 @@ use crate::tokenizer::{Tokenizer, TokenizerSpec};
 #[serde(deny_unknown_fields)]
 pub struct Meta {
     pub name: String,
+    /// What answers name the index, if not `name` (Picky's
+    /// `result_identifier`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_identifier: Option<String>,
     pub id_kind: IdKind,
     pub documents: u64,
     pub searching: TokenizerSpec,
@@ -713,7 +717,8 @@ impl Engine {
         }
         let digest = snapshot.digest_hex();
         let mut name_json = Vec::new();
-        crate::ruby::write_json_str(&meta.name, &mut name_json);
+        let shown = meta.result_identifier.as_deref().unwrap_or(&meta.name);
+        crate::ruby::write_json_str(shown, &mut name_json);
         Ok(Engine {
             snapshot,
             meta,

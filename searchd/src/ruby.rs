@@ -23,6 +23,56 @@ pub fn to_i(s: &str) -> i64 {
     })
 }
 
+/// Ruby's `String#to_f`: leading whitespace skipped, then the longest
+/// prefix that reads as a decimal number (sign, digits with single
+/// underscores between them, a fraction, an exponent); 0.0 without one.
+pub fn to_f(s: &str) -> f64 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r') {
+        i += 1;
+    }
+    let mut text = String::new();
+    if let Some(&sign @ (b'+' | b'-')) = b.get(i) {
+        if sign == b'-' {
+            text.push('-');
+        }
+        i += 1;
+    }
+    let digits = |i: &mut usize, text: &mut String| {
+        let start = text.len();
+        while let Some(&d) = b.get(*i).filter(|d| d.is_ascii_digit()) {
+            text.push(char::from(d));
+            *i += 1;
+            if b.get(*i) == Some(&b'_') && b.get(*i + 1).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+        }
+        text.len() - start
+    };
+    let mut read = digits(&mut i, &mut text);
+    if b.get(i) == Some(&b'.') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+        text.push('.');
+        i += 1;
+        read += digits(&mut i, &mut text);
+    }
+    if read == 0 {
+        return 0.0;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        let mut j = i + 1;
+        let mut exp = String::from("e");
+        if let Some(&sign @ (b'+' | b'-')) = b.get(j) {
+            exp.push(char::from(sign));
+            j += 1;
+        }
+        if digits(&mut j, &mut exp) > 0 {
+            text.push_str(&exp);
+        }
+    }
+    text.parse().unwrap_or(0.0)
+}
+
 /// Ruby's `String#to_i` on bytes, `None` where Ruby would give a number
 /// beyond the i64 range (a Bignum).
 pub fn to_i_checked(b: &[u8]) -> Option<i64> {
@@ -661,5 +711,50 @@ mod tests {
             write_inspect(s, &mut out);
             assert_eq!(String::from_utf8(out).unwrap(), ruby, "{s:?}");
         }
+    }
+
+    /// `String#to_f` against Ruby 3.1's own answers.
+    #[test]
+    fn to_f_like_ruby() {
+        for (text, ruby) in [
+            ("12", 12.0),
+            ("007", 7.0),
+            ("3.5", 3.5),
+            ("1e3", 1000.0),
+            (" 42x", 42.0),
+            ("12.75", 12.75),
+            ("-4", -4.0),
+            ("1e16", 1.0e+16),
+            ("1e20", 1.0e+20),
+            ("0.1", 0.1),
+            ("abc", 0.0),
+            ("2.5e-5", 2.5e-05),
+            ("-", 0.0),
+            ("+5", 5.0),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("1_000.5", 1000.5),
+            ("1__0", 1.0),
+            ("1e", 1.0),
+            ("1e+", 1.0),
+            ("1e+2x", 100.0),
+            ("0x1A", 0.0),
+            (" \n\t 3", 3.0),
+            ("1e400", f64::INFINITY),
+            ("-1e400", -f64::INFINITY),
+            ("1.2.3", 1.2),
+            ("12e-3_0", 1.2e-29),
+            ("_1", 0.0),
+            ("1_e2", 1.0),
+            ("  -.5e1", -5.0),
+            ("1E2", 100.0),
+            ("+-3", 0.0),
+            ("9007199254740993", 9.007199254740992e+15),
+            ("0.1e-310", 1.0e-311),
+            ("1,5", 1.0),
+        ] {
+            assert_eq!(to_f(text), ruby, "{text:?}");
+        }
+        assert!(to_f("-0").is_sign_negative());
     }
 }

@@ -199,3 +199,17 @@ fn streets_answers_match_picky() {
         replay_with(&streets, "streets/streets_recorded.jsonl", &[]),
     );
 }
+
+/// The same JSON Lines data under Picky's key formats (`to_f`: ids as
+/// Ruby floats, `1.0e+16`, `2.5e-05`; `to_s` and `to_sym`: strings), a
+/// result identifier other than the index name, and `tokenize = false`
+/// (arrays of tokens indexed as given, not lowercased): every answer of
+/// the Picky app, byte for byte.
+#[test]
+fn keys_answers_match_picky() {
+    for route in ["float", "string", "symbol"] {
+        let (_dir, engine) = common::build_def(&format!("keys/{route}.toml"));
+        let file = format!("keys/{route}_recorded.jsonl");
+        assert_compared(&file, 51, replay_with(&engine, &file, &[]));
+    }
+}

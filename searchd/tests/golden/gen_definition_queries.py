@@ -2,7 +2,8 @@
 """Writes the query lists replayed against Picky for our own definitions
 (agora/agora_queries.jsonl, records/records_queries.jsonl,
 shelf/shelf_queries.jsonl, catalog/catalog_queries.jsonl,
-streets/streets_queries.jsonl next to this script): one JSON object a line, {"id","note","params":{...}}.
+streets/streets_queries.jsonl, keys/keys_queries.jsonl next to this
+script): one JSON object a line, {"id","note","params":{...}}.
 
 Usage: python3 gen_definition_queries.py   (re-running reproduces the files)
 """
@@ -174,6 +175,29 @@ STREETS_PAGED = [
     ("paging", {"query": "river", "ids": "0"}),
 ]
 
+# keys: one index per key_format, all answering as "items" (routes /float,
+# /string, /symbol of keys/picky_app.rb); tags are ready-made tokens.
+KEYS = [
+    ("ids", q) for q in [
+        "lamp", "table", "shelf", "chairs", "chair", "box", "blue", "lamp blue",
+        "blue lamp", "secret", "answer", "tiny", "huge", "vast", "speck", "letter",
+        "half", "thousand", "negative", "l", "t", "s",
+    ]
+] + [
+    ("ready-made tokens", q) for q in [
+        "sale", "lighting", "Lighting", "furniture", "storage", "bulk", "Bulk",
+        "spy", "spy gear", "Spy Gear", "small", "small things", "42", "tags:42",
+        "tags:blue", "tags:sale", "tags:lig", "tags:li", "tags:l", "tags:furn",
+        "furn", "stor", "tags:sale title:lamp", "blue sale", "lighting blue",
+        "tags:null", "null",
+    ]
+]
+
+KEYS_PAGED = [
+    ("paging", {"query": "sale", "ids": "2", "offset": "1"}),
+    ("paging", {"query": "furniture", "ids": "3", "offset": "2"}),
+]
+
 
 def write(path, prefix, entries, paged=()):
     with open(path, "w", encoding="utf-8") as out:
@@ -193,3 +217,4 @@ write(os.path.join(HERE, "records", "records_queries.jsonl"), "r", RECORDS)
 write(os.path.join(HERE, "shelf", "shelf_queries.jsonl"), "s", SHELF, SHELF_PAGED)
 write(os.path.join(HERE, "catalog", "catalog_queries.jsonl"), "c", [], CATALOG)
 write(os.path.join(HERE, "streets", "streets_queries.jsonl"), "t", STREETS, STREETS_PAGED)
+write(os.path.join(HERE, "keys", "keys_queries.jsonl"), "k", KEYS, KEYS_PAGED)

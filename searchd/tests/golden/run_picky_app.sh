@@ -6,7 +6,8 @@
 #
 #   PICKY_TREE  an extracted floere/picky snapshot whose server/lib/picky has
 #               picky.so built (/work/shared/picky/run_picky.sh builds it)
-#   DEF_DIR     a directory with picky_app.rb and its CSV (e.g. agora/)
+#   DEF_DIR     a directory with picky_app.rb and its data, CSV or JSON Lines
+#               (e.g. agora/)
 #   NAME        the app's route and index name (agora)
 #   PORT        TCP port; puma binds 127.0.0.1 only
 #
@@ -18,7 +19,8 @@ TREE=$(cd "$1" && pwd); SRC=$(cd "$2" && pwd); NAME=$3; PORT=$4
 LIB="$TREE/server/lib"
 [ -f "$LIB/picky/picky.so" ] || { echo "build picky.so first (run_picky.sh does)" >&2; exit 1; }
 APP=$(mktemp -d "${TMPDIR:-/tmp}/picky-$NAME-XXXX")
-cp "$SRC"/picky_app.rb "$SRC"/*.csv "$APP"/
+shopt -s nullglob
+cp "$SRC"/picky_app.rb "$SRC"/*.csv "$SRC"/*.jsonl "$APP"/
 mkdir -p "$APP/log"
 cat > "$APP/config.ru" <<'RUBY'
 require File.expand_path('picky_app', __dir__)
