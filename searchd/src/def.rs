@@ -435,7 +435,7 @@ impl IndexDef {
     pub fn parse(path: &Path, text: &str) -> Result<IndexDef, DefError> {
         let raw: RawDef = toml::from_str(text).map_err(|e| DefError::Toml {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: with_picky_hint(e.to_string()),
         })?;
         let invalid = |field: &str, message: String| DefError::Invalid {
             path: path.to_owned(),
@@ -690,6 +690,81 @@ fn category(
         indexing: c.indexing,
         tokenize: c.tokenize,
     })
+}
+
+/// What a Picky application may write where index.toml has another
+/// spelling, or nothing on purpose: the hint added to "unknown field".
+const PICKY_HINTS: &[(&str, &str)] = &[
+    (
+        "removes_characters",
+        "index.toml spells Picky's removes_characters `remove`",
+    ),
+    (
+        "splits_text_on",
+        "index.toml spells Picky's splits_text_on `split` (a pattern)",
+    ),
+    (
+        "normalizes_words",
+        "index.toml spells Picky's normalizes_words `normalize`",
+    ),
+    (
+        "rejects_token_if",
+        "index.toml spells Picky's rejects_token_if `reject` (kind = \"shorter_than\", \"blank\" or \"empty\")",
+    ),
+    (
+        "substitutes_characters_with",
+        "index.toml spells Picky's substitutes_characters_with `substitute` (\"west_european\", \"polish\")",
+    ),
+    (
+        "key_format",
+        "index.toml spells Picky's key_format `[id] kind` (\"integer\", \"float\", \"string\")",
+    ),
+    ("qualifier", "index.toml takes a list: `qualifiers = [...]`"),
+    ("from", "index.toml spells Picky's from: `field`"),
+    ("weights", "a category's weight is `weight`"),
+    ("boosts", "boosts are `[[boost]]` tables"),
+    (
+        "stems_with",
+        "stemmers are Ruby objects run on every word, which a definition cannot hold: \
+      stem the data before indexing, or use `normalize` patterns (see PICKY.md)",
+    ),
+    (
+        "tokenizer",
+        "custom tokenizer objects are Ruby code: use the tokenizer options \
+      (remove, split, normalize, reject, substitute; see PICKY.md)",
+    ),
+    (
+        "backend",
+        "a snapshot is always one immutable, memory-mapped file; realtime backends \
+      (Redis, SQLite) and index.add/remove/replace do not apply: rebuild the snapshot and roll it out",
+    ),
+    (
+        "realtime",
+        "a snapshot never changes: rebuild it (searchd index) and roll the new image out",
+    ),
+    (
+        "hints",
+        "Picky's hints only tune its own memory use; searchd needs none",
+    ),
+    (
+        "ranging",
+        "ranged categories are not supported yet (Picky 4.31.3 itself cannot index them)",
+    ),
+];
+
+/// `message` with a hint for Picky's spelling of an unknown field.
+fn with_picky_hint(message: String) -> String {
+    let Some(field) = message
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return message;
+    };
+    match PICKY_HINTS.iter().find(|(name, _)| *name == field) {
+        Some((_, hint)) => format!("{message}\n{hint}"),
+        None => message,
+    }
 }
 
 /// `[search]`: known categories, combinations that can match, counts that
@@ -1078,5 +1153,37 @@ mod tests {
             err.contains("category[2].tokenize") && err.contains("JSON Lines"),
             "{err}"
         );
+    }
+
+    /// An unknown field that is Picky's spelling of an option says what
+    /// index.toml calls it, or why searchd has no such option.
+    #[test]
+    fn picky_spellings_get_a_hint() {
+        for (from, to, hint) in [
+            (
+                "[indexing]\n",
+                "[indexing]\nremoves_characters = 'x'\n",
+                "`remove`",
+            ),
+            (
+                "name = \"year\"\n",
+                "name = \"year\"\nstems_with = 'porter'\n",
+                "stem the data",
+            ),
+            (
+                "name = \"year\"\n",
+                "name = \"year\"\nbackend = 'redis'\n",
+                "roll it out",
+            ),
+            ("[id]\n", "[id]\nkey_format = 'to_i'\n", "[id] kind"),
+        ] {
+            let bad = BOOKS.replace(from, to);
+            assert_ne!(bad, BOOKS, "{from:?}");
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(
+                err.contains("unknown field") && err.contains(hint),
+                "{to}: {err}"
+            );
+        }
     }
 }
