@@ -88,17 +88,22 @@ struct CategoryBuild {
     exact: HashMap<String, Vec<u32>>,
     partial: Partial,
     similar: Option<HashMap<String, Vec<String>>>,
+    /// The exact words in the order first met (kept for facets only).
+    order: Option<Vec<String>>,
 }
 
-fn push_unique(map: &mut HashMap<String, Vec<u32>>, key: &str, ord: u32) {
+/// Adds `ord` to `key`'s list; true if `key` is new.
+fn push_unique(map: &mut HashMap<String, Vec<u32>>, key: &str, ord: u32) -> bool {
     match map.get_mut(key) {
         Some(list) => {
             if list.last() != Some(&ord) {
                 list.push(ord);
             }
+            false
         }
         None => {
             map.insert(key.to_owned(), vec![ord]);
+            true
         }
     }
 }
@@ -179,7 +184,11 @@ fn char_slice(s: &str, start: usize, len: usize) -> &str {
 
 impl CategoryBuild {
     fn add(&mut self, def: &crate::def::CategoryDef, token: &str, ord: u32) {
-        push_unique(&mut self.exact, token, ord);
+        if push_unique(&mut self.exact, token, ord)
+            && let Some(order) = &mut self.order
+        {
+            order.push(token.to_owned());
+        }
         if let Some(similar) = &mut self.similar {
             let Some(code) = index::encode(def.similarity, token) else {
                 return;
@@ -288,6 +297,7 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
                 partial: c.partial != Partial::None,
                 similarity: c.similarity,
                 weight: c.weight,
+                facets: c.facets,
             })
             .collect(),
         boosts: def.boosts.clone(),
@@ -544,6 +554,7 @@ fn index_column(
         exact: HashMap::default(),
         partial: def.partial,
         similar: (def.similarity != Similarity::None).then(HashMap::default),
+        order: def.facets.then(Vec::new),
     };
     for (ord, text) in col.texts() {
         if !def.tokenize {
@@ -583,6 +594,14 @@ fn category_sections(
     documents: usize,
 ) -> Result<Vec<(Kind, Vec<u8>)>, BuildError> {
     let mut sections = Vec::new();
+    if let Some(order) = &c.order {
+        let mut bytes = Vec::new();
+        for word in order {
+            bytes.extend_from_slice(&(word.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(word.as_bytes());
+        }
+        sections.push((Kind::FacetWords, bytes));
+    }
     let exact: BTreeMap<String, Vec<u32>> = c.exact.into_iter().collect();
     let partial = (c.partial != Partial::None).then(|| partial_postings(c.partial, &exact));
     if let Some(similar) = c.similar {

@@ -150,6 +150,9 @@ struct RawCategory {
     /// Picky's `tokenize: false`: the field is an array of tokens.
     #[serde(default = "yes")]
     tokenize: bool,
+    /// Keep the words' first-seen order for Picky's facets.
+    #[serde(default)]
+    facets: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,6 +342,8 @@ pub struct CategoryDef {
     pub indexing: Option<TokenizerSpec>,
     /// False: the data gives its tokens (a JSON array), indexed as given.
     pub tokenize: bool,
+    /// Answers facets (`GET /<index>/facets/<category>`).
+    pub facets: bool,
 }
 
 /// A validated boost: an exact category sequence (neighbouring duplicates
@@ -689,6 +694,7 @@ fn category(
         weight,
         indexing: c.indexing,
         tokenize: c.tokenize,
+        facets: c.facets,
     })
 }
 

@@ -58,6 +58,9 @@ pub struct MetaCategory {
     pub partial: bool,
     pub similarity: Similarity,
     pub weight: Weight,
+    /// Whether the snapshot holds its facet words.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub facets: bool,
 }
 
 /// A golden query with the answer recorded at index time (duration 0).
@@ -475,6 +478,8 @@ pub struct Category {
     pub similarity: Similarity,
     pub weight: Weight,
     similar: Option<SimilarTable>,
+    /// Its exact words in first-seen order (facets), if kept.
+    facet_words: Option<Bytes>,
     /// `name` as a JSON string (answers label combinations with it).
     name_json: Vec<u8>,
 }
@@ -512,6 +517,19 @@ impl Category {
     /// [`Category::name`] as a JSON string.
     pub(crate) fn name_json(&self) -> &[u8] {
         &self.name_json
+    }
+
+    /// Its facet words in the order Picky first met them; `None` unless
+    /// the category keeps them. A damaged section ends the list early.
+    pub fn facet_keys(&self) -> Option<impl Iterator<Item = &str>> {
+        let mut rest = self.facet_words.as_ref()?.as_ref();
+        Some(std::iter::from_fn(move || {
+            let (len, after) = rest.split_first_chunk::<4>()?;
+            let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+            let (word, after) = after.split_at_checked(len)?;
+            rest = after;
+            std::str::from_utf8(word).ok()
+        }))
     }
 
     /// The words similar to phonetic `code`, best first.
@@ -664,9 +682,15 @@ impl Engine {
             for q in &mc.qualifiers {
                 qualifiers.push((q.clone(), i));
             }
+            let facet_words = if mc.facets {
+                Some(snapshot.section(Kind::FacetWords, c)?)
+            } else {
+                None
+            };
             let mut name_json = Vec::new();
             crate::ruby::write_json_str(&mc.name, &mut name_json);
             categories.push(Category {
+                facet_words,
                 name_json,
                 name: mc.name.clone(),
                 exact,

@@ -65,6 +65,9 @@ pub enum Kind {
     SimilarOffsets = 31,
     /// The similar words (u32 length + UTF-8 each), in Picky's order.
     SimilarWords = 32,
+    /// A faceted category's exact words (u32 length + UTF-8 each) in the
+    /// order Picky first met them (its facets' order).
+    FacetWords = 40,
 }
 
 /// Why a snapshot was refused.

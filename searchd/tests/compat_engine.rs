@@ -213,3 +213,42 @@ fn keys_answers_match_picky() {
         assert_compared(&file, 51, replay_with(&engine, &file, &[]));
     }
 }
+
+/// Picky's facets of the catalog (`Search#facets`), of the plain search
+/// and of the one with every search option: no filter, filters, at_least
+/// (applied before the filter searches too), counts=false; every answer
+/// byte for byte.
+#[test]
+fn catalog_facets_match_picky() {
+    for (route, category) in [
+        ("plain", "title"),
+        ("plain", "author"),
+        ("plain", "blurb"),
+        ("all", "author"),
+        ("all", "blurb"),
+    ] {
+        let (_dir, engine) = common::build_def(&format!("catalog/{route}.toml"));
+        let file = format!("catalog/facets_{route}_{category}_recorded.jsonl");
+        let text = std::fs::read_to_string(golden(&file)).unwrap();
+        let mut compared = 0;
+        for line in text.lines() {
+            let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+            let params = &rec["params"];
+            let filter = params["filter"].as_str();
+            let at_least = params["at_least"].as_str().map(searchd::ruby::to_i);
+            let counts = params["counts"].as_str() != Some("false");
+            let mut body = Vec::new();
+            engine
+                .facets_json(category, filter, at_least, counts, &mut body)
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(body).unwrap(),
+                rec["body_text"].as_str().unwrap(),
+                "{file} {}: {params}",
+                rec["id"]
+            );
+            compared += 1;
+        }
+        assert_eq!(compared, 26, "{file}");
+    }
+}

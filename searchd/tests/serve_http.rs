@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use searchd::server::{Config, Phase, Route, auth::Tokens};
-use serve_support::{Conn, Server, books_engine, zero_duration};
+use serve_support::{Conn, Server, books_engine, workspace_root, zero_duration};
 
 fn tokens() -> Tokens {
     Tokens::parse(
@@ -467,4 +467,48 @@ fn connections_beyond_the_limit_wait_in_the_backlog() {
     let (status, waited) = second.join().unwrap();
     assert_eq!(status, 200);
     assert!(waited >= Duration::from_millis(350), "{waited:?}");
+}
+
+/// Facets over HTTP (`/<index>/facets/<category>`): Picky's JSON, the
+/// parameters parsed as for searches, and 404/400 JSON errors for what
+/// has no facets or is refused (Picky raises: a 500).
+#[test]
+fn facets_answer_over_http() {
+    let def_path = workspace_root().join("searchd/tests/golden/catalog/plain.toml");
+    let def = searchd::def::IndexDef::load(&def_path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("catalog.idx");
+    searchd::build::build(&def, &out).unwrap();
+    let server = Server::start_unloaded(Config::default());
+    server
+        .state
+        .install(searchd::index::Engine::open(&out, searchd::snapshot::Verify::Full).unwrap())
+        .unwrap();
+    let mut conn = Conn::open(server.addr);
+    let r = conn.get("/catalog/facets/author?at_least=5");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, r#"{"anna":5,"peter":6,"mara":5}"#)
+    );
+    let r = conn.get("/catalog/facets/author?filter=river%20song&counts=false");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().starts_with("[\"anna\""), "{}", r.text());
+    for (target, status, code) in [
+        ("/catalog/facets/nope", 404, "no_facets"),
+        (
+            "/catalog/facets/author?at_least[]=1",
+            400,
+            "invalid_integer",
+        ),
+        ("/catalog/facets/author?filter=%E9", 400, "invalid_utf8"),
+        ("/catalog/facets/", 404, "not_found"),
+        ("/catalog/facets/author/x", 404, "not_found"),
+    ] {
+        let r = conn.get(target);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (status, code),
+            "{target}"
+        );
+    }
 }

@@ -89,6 +89,47 @@ pub fn search_params(qs: &[u8]) -> Result<SearchParams<'_>, ParamError> {
     Ok(SearchParams { query, ids, offset })
 }
 
+/// The parameters of a facets request (`GET /<index>/facets/<category>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FacetParams<'a> {
+    /// `filter`: a query whose results the counts are taken over (absent:
+    /// every document; empty: still a filter, as in Picky).
+    pub filter: Option<Cow<'a, str>>,
+    /// `at_least` (Ruby's `to_i`): leave out words counted fewer times.
+    pub at_least: Option<i64>,
+    /// `counts=false`: the words only, as a JSON array.
+    pub counts: bool,
+}
+
+/// Parses a facets request's query string.
+pub fn facet_params(qs: &[u8]) -> Result<FacetParams<'_>, ParamError> {
+    let mut params = parse(qs)?;
+    let filter = match params.take(b"filter") {
+        None | Some(Value::Nil) => None,
+        Some(Value::Str(Cow::Borrowed(b))) => Some(Cow::Borrowed(
+            std::str::from_utf8(b).map_err(|_| ParamError::QueryNotUtf8)?,
+        )),
+        Some(Value::Str(Cow::Owned(b))) => Some(Cow::Owned(
+            String::from_utf8(b).map_err(|_| ParamError::QueryNotUtf8)?,
+        )),
+        Some(v) => {
+            let mut out = Vec::new();
+            inspect(&v, &mut out);
+            Some(Cow::Owned(String::from_utf8_lossy(&out).into_owned()))
+        }
+    };
+    let at_least = match params.get(b"at_least") {
+        None | Some(Value::Nil) => None,
+        Some(_) => Some(integer(&params, "at_least", 0)?),
+    };
+    let counts = !matches!(params.get(b"counts"), Some(Value::Str(s)) if s.as_ref() == b"false");
+    Ok(FacetParams {
+        filter,
+        at_least,
+        counts,
+    })
+}
+
 /// Picky's `(params[name] || default).to_i`.
 fn integer(params: &Map<'_>, name: &'static str, default: i64) -> Result<i64, ParamError> {
     match params.get(name.as_bytes()) {

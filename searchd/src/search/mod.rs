@@ -39,7 +39,7 @@ use std::ops::Range;
 use crate::def::Number;
 use crate::index::Engine;
 use combine::Combos;
-use query::Words;
+use query::{Part, Token, Words};
 use render::{Answer, JSON_HEAD, JsonAnswer, write_json_tail};
 use walk::WalkScratch;
 
@@ -123,6 +123,39 @@ impl Options {
     /// count as `terminate_early`'s extra allocations in Picky.
     pub(crate) fn keeps_empty(&self) -> bool {
         self.max_allocations.is_some() || self.terminate_early.is_some()
+    }
+}
+
+/// More facet words than this with a filter (one search each) is refused.
+pub const MAX_FACET_SEARCHES: usize = 10_000;
+
+/// Why facets were not answered.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FacetError {
+    #[error("no category {0:?}")]
+    UnknownCategory(String),
+    #[error("category {0:?} has no facets (set facets = true on it in the index definition)")]
+    NotFaceted(String),
+    #[error(
+        "the category has {0} words; facets with a filter run one search per word, at most {MAX_FACET_SEARCHES}"
+    )]
+    TooMany(usize),
+    #[error(transparent)]
+    Search(#[from] SearchError),
+}
+
+/// An answer that only counts (facets need just the total).
+struct Count;
+
+impl render::Answer for Count {
+    fn allocation(
+        &mut self,
+        _score: Number,
+        _count: u64,
+        _parts: &[Range<u32>],
+        _fragments: &[u8],
+        _ids: render::PageIds<'_>,
+    ) {
     }
 }
 
@@ -289,10 +322,23 @@ impl Engine {
         if tokens.is_empty() {
             return Ok(0);
         }
+        let Some(combos) = self.combos(&tokens, starts)? else {
+            return Ok(0);
+        };
+        self.answer(&combos, ids, offset, self.opts.unique, scratch, answer)
+    }
+
+    /// Every token's combinations; `None` when the query can have no
+    /// allocation (a token found nowhere, unless such tokens are ignored).
+    fn combos<'a, 's>(
+        &'a self,
+        tokens: &'a [Token<'_>],
+        starts: &'s mut Vec<usize>,
+    ) -> Result<Option<Combos<'a, 's>>, SearchError> {
         let mut all = Vec::with_capacity(tokens.len() * self.categories.len());
         let mut any_empty = false;
         starts.clear();
-        for t in &tokens {
+        for t in tokens {
             let start = all.len();
             self.token_combinations(t, &mut all)?;
             if all.len() == start {
@@ -305,9 +351,99 @@ impl Engine {
         }
         starts.push(all.len());
         if any_empty || starts.len() == 1 {
-            return Ok(0);
+            return Ok(None);
         }
-        let combos = Combos { all, starts };
-        self.answer(&combos, ids, offset, scratch, answer)
+        Ok(Some(Combos { all, starts }))
+    }
+
+    /// [`Engine::facets`] as Picky's JSON: `{"word":count,…}`, or with
+    /// `counts` false `["word",…]`.
+    pub fn facets_json(
+        &self,
+        category: &str,
+        filter: Option<&str>,
+        at_least: Option<i64>,
+        counts: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FacetError> {
+        let facets = self.facets(category, filter, at_least)?;
+        out.push(if counts { b'{' } else { b'[' });
+        for (i, (word, n)) in facets.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            crate::ruby::write_json_str(word, out);
+            if counts {
+                out.push(b':');
+                out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes());
+            }
+        }
+        out.push(if counts { b'}' } else { b']' });
+        Ok(())
+    }
+
+    /// Picky's facets of `category` (which must have `facets = true`):
+    /// each word indexed there, in the order Picky first met it, with its
+    /// count. Without a filter the count is its number of documents
+    /// (`Index#facets`; `at_least` keeps those with at least that many).
+    /// With one it is the total of the filter query plus that word,
+    /// exact, in that category (`Search#facets`: the filter's last word not
+    /// made partial, ids 1000 with `unique`, the search options applied;
+    /// `at_least` defaults to 1 there).
+    pub fn facets(
+        &self,
+        category: &str,
+        filter: Option<&str>,
+        at_least: Option<i64>,
+    ) -> Result<Vec<(&str, u64)>, FacetError> {
+        let ci = self
+            .categories
+            .iter()
+            .position(|c| c.name == category)
+            .ok_or_else(|| FacetError::UnknownCategory(category.to_owned()))?;
+        let cat = &self.categories[ci];
+        let keys = cat
+            .facet_keys()
+            .ok_or_else(|| FacetError::NotFaceted(category.to_owned()))?;
+        // `Index#facets`: every word with its documents, `at_least` (no
+        // default) applied. With a filter Picky starts from these, so
+        // `at_least` thins the words before the searches too.
+        let counted = keys.filter_map(|k| {
+            let n = cat.exact.get(k).map_or(0, |l| l.len()) as u64;
+            at_least.is_none_or(|m| n as i64 >= m).then_some((k, n))
+        });
+        let Some(filter) = filter else {
+            return Ok(counted.collect());
+        };
+        let minimal = at_least.unwrap_or(1);
+        let keys: Vec<&str> = counted.map(|(k, _)| k).collect();
+        if keys.len() > MAX_FACET_SEARCHES {
+            return Err(FacetError::TooMany(keys.len()));
+        }
+        with_scratch(|s| {
+            let Scratch {
+                words,
+                starts,
+                answer: scratch,
+            } = s;
+            self.words(filter, words);
+            // A word that is only `|` fails Picky's parse: no facet then.
+            let Some(mut tokens) = self.parse_with(words, false) else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for key in keys {
+                tokens.push(Token::One(Part::exact_in(ci, key)));
+                let total = match self.combos(&tokens, starts)? {
+                    Some(combos) => self.answer(&combos, 1000, 0, true, scratch, &mut Count)?,
+                    None => 0,
+                };
+                tokens.pop();
+                if total as i64 >= minimal {
+                    out.push((key, total));
+                }
+            }
+            Ok(out)
+        })
     }
 }

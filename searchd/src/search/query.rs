@@ -48,6 +48,21 @@ pub(super) enum Token<'w> {
     Or(Vec<Part<'w>>),
 }
 
+impl<'w> Part<'w> {
+    /// A word looked up as it is in one category only, exact (Picky's
+    /// facet key token).
+    pub(super) fn exact_in(category: usize, text: &'w str) -> Part<'w> {
+        Part {
+            categories: Some(vec![category]),
+            text: Cow::Borrowed(text),
+            original: Cow::Borrowed(text),
+            similar: false,
+            partial: Some(false),
+            range: None,
+        }
+    }
+}
+
 impl Engine {
     fn parse_part<'w>(&self, raw: &'w str, original: Option<&'w str>) -> Part<'w> {
         let (categories, text) = match raw.split_once(':') {
@@ -108,6 +123,16 @@ impl Engine {
     /// Parses the words into tokens; `None` where Picky fails (a word that
     /// is only `|`), which searchd answers with an empty result.
     pub(super) fn parse<'w>(&self, words: &'w Words) -> Option<Vec<Token<'w>>> {
+        self.parse_with(words, true)
+    }
+
+    /// [`Engine::parse`]; `partial_last: false` leaves the last token as
+    /// it is (Picky's `tokenized(text, false)`, facet filters).
+    pub(super) fn parse_with<'w>(
+        &self,
+        words: &'w Words,
+        partial_last: bool,
+    ) -> Option<Vec<Token<'w>>> {
         let mut tokens = Vec::with_capacity(words.ends.len());
         for word in words.iter() {
             if !word.contains('|') {
@@ -124,7 +149,7 @@ impl Engine {
             }
         }
         // The last token is partial unless it said otherwise.
-        if let Some(last) = tokens.last_mut() {
+        if let Some(last) = tokens.last_mut().filter(|_| partial_last) {
             let parts: &mut [Part<'w>] = match last {
                 Token::One(p) => std::slice::from_mut(p),
                 Token::Or(ps) => ps,

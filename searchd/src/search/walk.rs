@@ -48,6 +48,7 @@ impl Engine {
         combos: &Combos<'_, '_>,
         ids: i64,
         offset: i64,
+        unique: bool,
         scratch: &mut AnswerScratch,
         answer: &mut impl Answer,
     ) -> Result<u64, SearchError> {
@@ -123,7 +124,7 @@ impl Engine {
         let mut amount = ids;
         let mut off = offset;
         let mut extra = opts.terminate_early;
-        let mut seen = opts.unique.then(std::collections::HashSet::new);
+        let mut seen = unique.then(std::collections::HashSet::new);
         let mut kept: Vec<usize> = Vec::with_capacity(n);
         for f in found {
             kept.clear();

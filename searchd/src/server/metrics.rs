@@ -16,6 +16,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Search,
+    Facets,
     Live,
     Ready,
     Version,
@@ -25,8 +26,9 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 6] = [
+    const ALL: [Route; 7] = [
         Route::Search,
+        Route::Facets,
         Route::Live,
         Route::Ready,
         Route::Version,
@@ -37,6 +39,7 @@ impl Route {
     pub fn label(self) -> &'static str {
         match self {
             Route::Search => "search",
+            Route::Facets => "facets",
             Route::Live => "live",
             Route::Ready => "ready",
             Route::Version => "version",

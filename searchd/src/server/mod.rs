@@ -7,6 +7,9 @@
 //! Endpoints:
 //! - `GET /<index>?query=&ids=&offset=`: Picky's search (see PICKY.md);
 //!   parameters are parsed by [`crate::params`] exactly like Rack does.
+//! - `GET /<index>/facets/<category>?filter=&at_least=&counts=false`:
+//!   Picky's `Search#facets` of a category with `facets = true` (404 for
+//!   any other category).
 //! - `GET /live`: 200 while the process runs.
 //! - `GET /ready`: 200 once the snapshot is loaded and its golden queries
 //!   answered as recorded; 503 before that and again while draining.
@@ -14,7 +17,7 @@
 //!   snapshot is loaded).
 //! - `GET /metrics`: Prometheus text ([`metrics`]).
 //!
-//! With a tokens file, search and `/metrics` need a bearer token ([`auth`]);
+//! With a tokens file, search, facets and `/metrics` need a bearer token ([`auth`]);
 //! the health endpoints stay open for load balancers.
 //!
 //! Every answer is JSON (`application/json`) except `/metrics`; errors are
@@ -54,7 +57,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::index::Engine;
-use crate::search::SearchError;
+use crate::search::{FacetError, SearchError};
 use crate::snapshot::{SnapshotError, Verify};
 use crate::{params, ruby};
 
@@ -294,6 +297,7 @@ impl State {
             "/version" => Route::Version,
             "/metrics" => Route::Metrics,
             p if loaded.is_some_and(|l| l.path == p) => Route::Search,
+            p if loaded.is_some_and(|l| facet_category(&l.path, p).is_some()) => Route::Facets,
             _ => Route::Other,
         };
         if route != Route::Other && !matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -337,6 +341,14 @@ impl State {
                 Some(l) => self.search(&l.engine, req.uri().query().unwrap_or(""), started),
                 None => not_ready(),
             },
+            Route::Facets if !self.authorized(req) => unauthorized(),
+            Route::Facets => match loaded {
+                Some(l) => {
+                    let category = facet_category(&l.path, path).unwrap_or_default();
+                    self.facets(&l.engine, category, req.uri().query().unwrap_or(""))
+                }
+                None => not_ready(),
+            },
             Route::Other if loaded.is_none() => not_ready(),
             Route::Other => error(
                 StatusCode::NOT_FOUND,
@@ -345,6 +357,66 @@ impl State {
             ),
         };
         (route, response)
+    }
+
+    /// Picky's facets of `category` (`/<index>/facets/<category>`).
+    fn facets(&self, engine: &Engine, category: &str, qs: &str) -> Response<Body> {
+        if qs.len() > self.config.max_query_bytes {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "query_too_long",
+                &format!(
+                    "the query string is {} bytes long; at most {} are accepted",
+                    qs.len(),
+                    self.config.max_query_bytes
+                ),
+            );
+        }
+        let p = match params::facet_params(qs.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
+        };
+        let category = match params::unescape(category.as_bytes()) {
+            Ok(c) => String::from_utf8_lossy(&c).into_owned(),
+            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_path", &e.to_string()),
+        };
+        let mut body = Vec::with_capacity(256);
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.facets_json(
+                &category,
+                p.filter.as_deref(),
+                p.at_least,
+                p.counts,
+                &mut body,
+            )
+        }));
+        match answer {
+            Ok(Ok(())) => json(StatusCode::OK, Bytes::from(body)),
+            Ok(Err(e)) => {
+                // Exhaustive on purpose, as for searches: never a 500.
+                let (status, code) = match &e {
+                    FacetError::UnknownCategory(_) | FacetError::NotFaceted(_) => {
+                        (StatusCode::NOT_FOUND, "no_facets")
+                    }
+                    FacetError::TooMany(_) => (StatusCode::BAD_REQUEST, "too_many_facets"),
+                    FacetError::Search(SearchError::TooComplex) => {
+                        (StatusCode::BAD_REQUEST, "query_too_complex")
+                    }
+                    FacetError::Search(SearchError::RangeTooLarge(_)) => {
+                        (StatusCode::BAD_REQUEST, "range_too_large")
+                    }
+                };
+                error(status, code, &e.to_string())
+            }
+            Err(_) => {
+                tracing::error!(category, "the facets panicked (a bug): answered 500");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the facets failed unexpectedly; this is a bug in searchd",
+                )
+            }
+        }
     }
 
     /// Whether the request may use a guarded endpoint.
@@ -683,4 +755,11 @@ pub async fn serve(
             Drained { abandoned }
         }
     }
+}
+
+/// The category of a facets path `<search path>/facets/<category>`.
+fn facet_category<'p>(search_path: &str, path: &'p str) -> Option<&'p str> {
+    path.strip_prefix(search_path)?
+        .strip_prefix("/facets/")
+        .filter(|c| !c.is_empty() && !c.contains('/'))
 }

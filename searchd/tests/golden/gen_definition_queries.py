@@ -198,6 +198,22 @@ KEYS_PAGED = [
     ("paging", {"query": "furniture", "ids": "3", "offset": "2"}),
 ]
 
+# Facets of the catalog (routes /plain/facets/<category> and
+# /all/facets/<category>): no filter, filters (several words, qualifiers,
+# `|`, `*`, a last word that stays exact), at_least, counts=false.
+CATALOG_FACETS = [
+    ("facets", params) for params in [
+        {}, {"at_least": "2"}, {"at_least": "0"}, {"at_least": "-1"}, {"at_least": "9"},
+        {"counts": "false"}, {"counts": "false", "at_least": "3"}, {"filter": ""},
+        {"filter": "river"}, {"filter": "song"}, {"filter": "river song"}, {"filter": "anna"},
+        {"filter": "riv"}, {"filter": "riv*"}, {"filter": "title:river"}, {"filter": "author:anna"},
+        {"filter": "song|winter"}, {"filter": "xyz"}, {"filter": "river xyz"},
+        {"filter": "stone", "at_least": "2"}, {"filter": "song", "counts": "false"},
+        {"filter": "the river", "at_least": "1"}, {"filter": "peter stone song"},
+        {"filter": "garden", "at_least": "3"}, {"filter": "mara"}, {"filter": "s*"},
+    ]
+]
+
 
 def write(path, prefix, entries, paged=()):
     with open(path, "w", encoding="utf-8") as out:
@@ -216,5 +232,6 @@ write(os.path.join(HERE, "agora", "agora_queries.jsonl"), "a", AGORA, AGORA_PAGE
 write(os.path.join(HERE, "records", "records_queries.jsonl"), "r", RECORDS)
 write(os.path.join(HERE, "shelf", "shelf_queries.jsonl"), "s", SHELF, SHELF_PAGED)
 write(os.path.join(HERE, "catalog", "catalog_queries.jsonl"), "c", [], CATALOG)
+write(os.path.join(HERE, "catalog", "facets_queries.jsonl"), "f", [], CATALOG_FACETS)
 write(os.path.join(HERE, "streets", "streets_queries.jsonl"), "t", STREETS, STREETS_PAGED)
 write(os.path.join(HERE, "keys", "keys_queries.jsonl"), "k", KEYS, KEYS_PAGED)

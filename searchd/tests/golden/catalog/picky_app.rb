@@ -63,6 +63,18 @@ SEARCHES = {
 UNIQUE = %w[unique all]
 
 class CatalogApp < Sinatra::Application
+  # Facets (Picky's Search#facets) of the plain search and of the one with
+  # every option: filter (absent: none; present, even empty: a filter),
+  # at_least (to_i), counts=false for the words only.
+  %w[plain all].each do |route|
+    get "/#{route}/facets/:category" do
+      options = { counts: params[:counts] != 'false' }
+      options[:filter] = params[:filter] if params.key?('filter')
+      options[:at_least] = params[:at_least].to_i if params[:at_least]
+      SEARCHES[route].facets(params[:category].to_sym, options).to_json
+    end
+  end
+
   SEARCHES.each do |route, search|
     get "/#{route}" do
       options = UNIQUE.include?(route) ? { unique: true } : {}
