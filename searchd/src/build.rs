@@ -36,15 +36,6 @@ pub enum BuildError {
         record: u64,
         message: String,
     },
-    #[error(
-        "data source {path}, record {record}: duplicate id {id} (first seen in record {first})"
-    )]
-    DuplicateId {
-        path: PathBuf,
-        record: u64,
-        id: String,
-        first: u64,
-    },
     #[error("data source {path} has more than {max} documents", max = u32::MAX)]
     TooManyDocuments { path: PathBuf },
     #[error("cannot write snapshot {path}: {source}")]
@@ -90,13 +81,24 @@ struct CategoryBuild {
     similar: Option<HashMap<String, Vec<String>>>,
     /// The exact words in the order first met (kept for facets only).
     order: Option<Vec<String>>,
+    /// Set when a repeated id added words to a document after later ones:
+    /// then lists are in Picky's order (each id where its word first met
+    /// it), not ascending, and the partial index is built per occurrence
+    /// (in that order) instead of derived from the exact one.
+    ordered: Option<HashMap<String, Vec<u32>>>,
 }
 
-/// Adds `ord` to `key`'s list; true if `key` is new.
-fn push_unique(map: &mut HashMap<String, Vec<u32>>, key: &str, ord: u32) -> bool {
+/// Adds `ord` to `key`'s list unless it is there; true if `key` is new.
+/// Only a merged document (`anywhere`) can be in the list before its end.
+fn push_unique(map: &mut HashMap<String, Vec<u32>>, key: &str, ord: u32, anywhere: bool) -> bool {
     match map.get_mut(key) {
         Some(list) => {
-            if list.last() != Some(&ord) {
+            let there = if anywhere {
+                list.contains(&ord)
+            } else {
+                list.last() == Some(&ord)
+            };
+            if !there {
                 list.push(ord);
             }
             false
@@ -183,11 +185,18 @@ fn char_slice(s: &str, start: usize, len: usize) -> &str {
 }
 
 impl CategoryBuild {
-    fn add(&mut self, def: &crate::def::CategoryDef, token: &str, ord: u32) {
-        if push_unique(&mut self.exact, token, ord)
+    /// Adds an occurrence of `token` in document `ord`; `merged`: a
+    /// repeated id's words, added after later documents'.
+    fn add(&mut self, def: &crate::def::CategoryDef, token: &str, ord: u32, merged: bool) {
+        if push_unique(&mut self.exact, token, ord, merged)
             && let Some(order) = &mut self.order
         {
             order.push(token.to_owned());
+        }
+        if let Some(partial) = &mut self.ordered {
+            partials(self.partial, token.chars().count(), |start, len| {
+                push_unique(partial, char_slice(token, start, len), ord, merged);
+            });
         }
         if let Some(similar) = &mut self.similar {
             let Some(code) = index::encode(def.similarity, token) else {
@@ -277,7 +286,9 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
             .map(|j| j.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect::<Result<Vec<_>, _>>()
     })?;
+    let mut ordered = Vec::with_capacity(sections.len());
     for (i, category) in sections.into_iter().enumerate() {
+        ordered.push(category.iter().any(|(kind, _)| *kind == Kind::Orders));
         for (kind, bytes) in category {
             w.add(kind, i as u32, bytes);
         }
@@ -291,7 +302,9 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         categories: def
             .categories
             .iter()
-            .map(|c| MetaCategory {
+            .zip(&ordered)
+            .map(|(c, &ordered)| MetaCategory {
+                ordered,
                 name: c.name.clone(),
                 qualifiers: c.qualifiers.clone(),
                 partial: c.partial != Partial::None,
@@ -369,18 +382,18 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<Column>, Vec<Vec<u8>>), B
             IdKind::Float => ruby::write_float(ruby::to_f(id), &mut json),
             IdKind::String => ruby::write_json_str(id, &mut json),
         }
-        if let Some((_, first)) = ids.get(&json) {
-            return Err(BuildError::DuplicateId {
-                path: path.clone(),
-                record,
-                id: String::from_utf8_lossy(&json).into_owned(),
-                first: *first,
-            });
-        }
-        let ord = u32::try_from(doc_json.len())
-            .map_err(|_| BuildError::TooManyDocuments { path: path.clone() })?;
-        ids.insert(json.clone(), (ord, record));
-        doc_json.push(json);
+        // A repeated id is the same document: its words are merged into
+        // it, as Picky merges them (each id once per word).
+        let ord = match ids.get(&json) {
+            Some(&(ord, _)) => ord,
+            None => {
+                let ord = u32::try_from(doc_json.len())
+                    .map_err(|_| BuildError::TooManyDocuments { path: path.clone() })?;
+                ids.insert(json.clone(), (ord, record));
+                doc_json.push(json);
+                ord
+            }
+        };
         for (col, field) in cols.iter_mut().zip(fields) {
             let mut push = |text: &str| {
                 col.text.push_str(text);
@@ -392,7 +405,7 @@ fn collect(def: &IndexDef, data: &[u8]) -> Result<(Vec<Column>, Vec<Vec<u8>>), B
                 Field::Tokens(tokens) => tokens.iter().for_each(|t| push(t)),
             }
         }
-        Ok(())
+        Ok::<(), BuildError>(())
     };
 
     match def.source_format {
@@ -555,15 +568,30 @@ fn index_column(
         partial: def.partial,
         similar: (def.similarity != Similarity::None).then(HashMap::default),
         order: def.facets.then(Vec::new),
+        ordered: None,
     };
+    // A repeated id's record comes after documents with higher numbers:
+    // lists follow Picky's order then (see `CategoryBuild::ordered`).
+    let mut highest = None;
+    let merges = col.spans.iter().any(|&(ord, _)| {
+        let merged = highest.is_some_and(|h| ord < h);
+        highest = highest.max(Some(ord));
+        merged
+    });
+    if merges && def.partial != Partial::None {
+        c.ordered = Some(HashMap::default());
+    }
+    let mut highest = None;
     for (ord, text) in col.texts() {
+        let merged = highest.is_some_and(|h| ord < h);
+        highest = highest.max(Some(ord));
         if !def.tokenize {
             // Ready-made tokens: indexed as given (partials still made).
-            c.add(def, text, ord);
+            c.add(def, text, ord, merged);
             continue;
         }
         let pre = indexing.preprocess(text);
-        indexing.each_word(&pre, |w| c.add(def, &w, ord));
+        indexing.each_word(&pre, |w| c.add(def, &w, ord, merged));
     }
     c
 }
@@ -602,8 +630,15 @@ fn category_sections(
         }
         sections.push((Kind::FacetWords, bytes));
     }
-    let exact: BTreeMap<String, Vec<u32>> = c.exact.into_iter().collect();
-    let partial = (c.partial != Partial::None).then(|| partial_postings(c.partial, &exact));
+    let mut exact: BTreeMap<String, Vec<u32>> = c.exact.into_iter().collect();
+    let mut partial = match c.ordered {
+        Some(per_occurrence) => Some(per_occurrence.into_iter().collect()),
+        None => (c.partial != Partial::None).then(|| partial_postings(c.partial, &exact)),
+    };
+    // Lists out of ascending order (merged ids) are stored sorted, their
+    // Picky order beside them.
+    let exact_order = picky_orders(&mut exact);
+    let partial_order = partial.as_mut().map(picky_orders).unwrap_or_default();
     if let Some(similar) = c.similar {
         let similar: BTreeMap<String, Vec<String>> = similar.into_iter().collect();
         let mut fst = fst::MapBuilder::memory();
@@ -631,7 +666,36 @@ fn category_sections(
         sections.push((Kind::PartialFst, lists.table(out, &partial)?));
     }
     sections.push((Kind::Lists, lists.bytes));
+    if !exact_order.is_empty() || !partial_order.is_empty() {
+        let mut orders = Vec::new();
+        for (kind, table) in [
+            (Kind::ExactOrder, exact_order),
+            (Kind::PartialOrder, partial_order),
+        ] {
+            let mut fst = fst::MapBuilder::memory();
+            for (term, ords) in &table {
+                fst.insert(term, orders.len() as u64)
+                    .map_err(|e| fst_error(out, e))?;
+                postings::encode_order(ords, &mut orders);
+            }
+            sections.push((kind, fst.into_inner().map_err(|e| fst_error(out, e))?));
+        }
+        sections.push((Kind::Orders, orders));
+    }
     Ok(sections)
+}
+
+/// Sorts every list of `table` that is not ascending and returns those
+/// lists' original (Picky's) order, by term.
+fn picky_orders(table: &mut BTreeMap<String, Vec<u32>>) -> BTreeMap<String, Vec<u32>> {
+    let mut orders = BTreeMap::new();
+    for (term, list) in table.iter_mut() {
+        if !list.is_sorted() {
+            orders.insert(term.clone(), list.clone());
+            list.sort_unstable();
+        }
+    }
+    orders
 }
 
 /// The partial index from the exact one: each word's partials (prefixes or
@@ -812,9 +876,9 @@ mod tests {
                 let mut each: HashMap<String, Vec<u32>> = HashMap::default();
                 for (ord, words) in docs.iter().enumerate() {
                     for w in words {
-                        push_unique(&mut exact, w, ord as u32);
+                        push_unique(&mut exact, w, ord as u32, false);
                         partials(kind, w.chars().count(), |start, len| {
-                            push_unique(&mut each, char_slice(w, start, len), ord as u32);
+                            push_unique(&mut each, char_slice(w, start, len), ord as u32, false);
                         });
                     }
                 }

@@ -74,7 +74,6 @@ impl Error {
                 BuildError::Read { source, .. } => reading(source),
                 // The data, or its golden queries, do not fit the definition.
                 BuildError::Record { .. }
-                | BuildError::DuplicateId { .. }
                 | BuildError::TooManyDocuments { .. }
                 | BuildError::GoldenTooFew { .. }
                 | BuildError::Golden { .. } => exit::USAGE,

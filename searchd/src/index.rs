@@ -61,6 +61,10 @@ pub struct MetaCategory {
     /// Whether the snapshot holds its facet words.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub facets: bool,
+    /// Whether some lists are not ascending (documents merged from a
+    /// repeated id) and have their Picky order stored beside them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered: bool,
 }
 
 /// A golden query with the answer recorded at index time (duration 0).
@@ -99,6 +103,9 @@ pub struct Postings {
     fst: fst::Map<Bytes>,
     starts: Starts,
     lists: Bytes,
+    /// Terms whose list is not ascending: term -> its Picky order in the
+    /// orders section.
+    orders: Option<(fst::Map<Bytes>, Bytes)>,
     /// The index's document count: no sound list is longer, so a damaged
     /// length cannot make a query decode more than this.
     documents: usize,
@@ -396,8 +403,32 @@ impl Postings {
             fst,
             starts,
             lists,
+            orders: None,
             documents,
         })
+    }
+
+    /// Reads the Picky orders of the terms whose lists are not ascending.
+    fn with_orders(
+        mut self,
+        snap: &Snapshot,
+        kind: Kind,
+        category: u32,
+    ) -> Result<Postings, SnapshotError> {
+        self.orders = Some((
+            open_fst(snap, kind, category)?,
+            snap.section(Kind::Orders, category)?,
+        ));
+        Ok(self)
+    }
+
+    /// `term`'s documents in Picky's order, if that is not ascending (its
+    /// list merged documents of a repeated id); `None` otherwise.
+    pub fn picky_order(&self, term: &str) -> Option<Vec<u32>> {
+        let (fst, orders) = self.orders.as_ref()?;
+        let at = usize::try_from(fst_get(fst.as_fst(), term.as_bytes())?).ok()?;
+        let bytes = orders.as_ref().get(at..)?;
+        Some(crate::postings::decode_order(bytes, self.documents))
     }
 
     /// [`fst::Map::get`], starting three bytes down (see [`Starts`]).
@@ -656,9 +687,17 @@ impl Engine {
         for (i, mc) in meta.categories.iter().enumerate() {
             let c = i as u32;
             let documents = usize::try_from(meta.documents).unwrap_or(usize::MAX);
-            let exact = Postings::open(&snapshot, Kind::ExactFst, c, documents)?;
+            let mut exact = Postings::open(&snapshot, Kind::ExactFst, c, documents)?;
+            if mc.ordered {
+                exact = exact.with_orders(&snapshot, Kind::ExactOrder, c)?;
+            }
             let partial = if mc.partial {
-                Some(Postings::open(&snapshot, Kind::PartialFst, c, documents)?)
+                let partial = Postings::open(&snapshot, Kind::PartialFst, c, documents)?;
+                Some(if mc.ordered {
+                    partial.with_orders(&snapshot, Kind::PartialOrder, c)?
+                } else {
+                    partial
+                })
             } else {
                 None
             };

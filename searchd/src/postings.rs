@@ -97,6 +97,31 @@ pub fn encode_packed(list: &[u32], out: &mut Vec<u8>) {
     }
 }
 
+/// Appends a list in its own (Picky's) order, not necessarily ascending:
+/// a varint count, then each number as a varint. Only lists of documents
+/// merged from a repeated id are stored so, beside their sorted form.
+pub fn encode_order(list: &[u32], out: &mut Vec<u8>) {
+    push_varint(list.len() as u64, out);
+    for &x in list {
+        push_varint(u64::from(x), out);
+    }
+}
+
+/// The numbers of an order stored by [`encode_order`] at the start of
+/// `bytes`, at most `max` of them; a damaged one ends early.
+pub fn decode_order(bytes: &[u8], max: usize) -> Vec<u32> {
+    let mut at = 0;
+    let n = read_varint(bytes, &mut at).map_or(0, |n| usize::try_from(n).unwrap_or(0));
+    let mut out = Vec::with_capacity(n.min(max).min(bytes.len()));
+    while out.len() < n.min(max) {
+        match read_varint(bytes, &mut at).and_then(|x| u32::try_from(x).ok()) {
+            Some(x) => out.push(x),
+            None => break,
+        }
+    }
+    out
+}
+
 /// What a block stores for `x` after `prev` (BitPacker4x's strictly
 /// sorted delta: `x` itself for the first number).
 fn delta(prev: Option<u32>, x: u32) -> u32 {

@@ -58,8 +58,16 @@ pub enum Kind {
     /// The category's posting lists (format: [`crate::postings`]), each
     /// distinct list once.
     Lists = 13,
+    /// Exact words whose list is not ascending (documents merged from a
+    /// repeated id): term -> byte offset of its Picky order in `Orders`.
+    ExactOrder = 14,
+    /// The Picky orders of `ExactOrder` and `PartialOrder` (see
+    /// [`crate::postings::encode_order`]).
+    Orders = 15,
     /// Partial words: term -> byte offset of its list in `Lists`.
     PartialFst = 20,
+    /// As `ExactOrder`, for partial words.
+    PartialOrder = 24,
     /// Similarity: phonetic code -> list number.
     SimilarFst = 30,
     SimilarOffsets = 31,

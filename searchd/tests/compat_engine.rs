@@ -252,3 +252,38 @@ fn catalog_facets_match_picky() {
         assert_eq!(compared, 26, "{file}");
     }
 }
+
+/// Records sharing ids (`"1"`, `"01"`, `"1x"` are all id 1 under to_i),
+/// merged into one document each as Picky merges them: lists in Picky's
+/// order (an id a later record adds a word to comes after the documents
+/// that had it), exact, partial and similar, and facets counting each
+/// document once: every answer byte for byte.
+#[test]
+fn dupes_answers_match_picky() {
+    let (_dir, dupes) = common::build_def("dupes/index.toml");
+    assert_eq!(dupes.documents(), 6);
+    assert_compared(
+        "dupes/dupes_recorded.jsonl",
+        55,
+        replay_with(&dupes, "dupes/dupes_recorded.jsonl", &[]),
+    );
+    let text = std::fs::read_to_string(golden("dupes/facets_author_recorded.jsonl")).unwrap();
+    for line in text.lines() {
+        let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        let params = &rec["params"];
+        let mut body = Vec::new();
+        dupes
+            .facets_json(
+                "author",
+                params["filter"].as_str(),
+                None,
+                params["counts"].as_str() != Some("false"),
+                &mut body,
+            )
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            rec["body_text"].as_str().unwrap()
+        );
+    }
+}

@@ -234,16 +234,6 @@ fn bad_data_is_named() {
         "{err}"
     );
 
-    let f = Fixture::new(&[
-        ("index.toml", def),
-        ("d.jsonl", "{\"id\": 1}\n{\"id\": \"1\"}\n"),
-    ]);
-    let err = f.build().unwrap_err();
-    assert!(
-        err.contains("duplicate id 1") && err.contains("record 1"),
-        "{err}"
-    );
-
     let f = Fixture::new(&[("index.toml", def), ("d.jsonl", "{\"t\": \"a\"}\n")]);
     let err = f.build().unwrap_err();
     assert!(err.contains("record 1") && err.contains("\"id\""), "{err}");
@@ -314,4 +304,34 @@ fn a_shared_qualifier_is_warned_about_at_index_time() {
     assert_eq!(cats("name:gomez"), ["maker"]);
     assert_eq!(cats("t:honey"), ["tag"]);
     assert_eq!(cats("title:honey"), ["title"]);
+}
+
+/// A repeated id is one document whose words are merged, as Picky merges
+/// them: each id once per word, and a word the repeated record adds puts
+/// the id after the documents that had it already (Picky's order, not the
+/// ascending one), in exact and partial lists alike.
+#[test]
+fn repeated_ids_are_merged_in_pickys_order() {
+    let def = "name = \"x\"\n[source]\npath = \"d.jsonl\"\nformat = \"jsonl\"\n\
+               [[category]]\nname = \"t\"\npartial = { kind = \"substring\", from = 1 }\n";
+    let f = Fixture::new(&[
+        ("index.toml", def),
+        (
+            "d.jsonl",
+            "{\"id\": 1, \"t\": \"alpha beta\"}\n{\"id\": 2, \"t\": \"beta gamma\"}\n\
+             {\"id\": 1, \"t\": \"gamma beta alpha\"}\n{\"id\": 3, \"t\": \"gamma\"}\n",
+        ),
+    ]);
+    let e = f.build().unwrap();
+    assert_eq!(e.documents(), 3);
+    let ids = |q: &str| answer(&e, q)["allocations"][0][4].clone();
+    assert_eq!(ids("beta\""), serde_json::json!([1, 2]));
+    // gamma: document 2 first, then the merged 1, then 3.
+    assert_eq!(ids("gamma\""), serde_json::json!([2, 1, 3]));
+    assert_eq!(ids("gam"), serde_json::json!([2, 1, 3]));
+    assert_eq!(ids("alpha gamma"), serde_json::json!([1]));
+    assert_eq!(
+        answer(&e, "gamma\"")["allocations"][0][1],
+        serde_json::json!(1.099)
+    );
 }

@@ -316,16 +316,15 @@ fn row_2_bad_input_to_index() {
         "path = \"books.csv\"",
         "path = \"gone.csv\"",
     );
-    let duplicate = fx.path("dup.csv");
-    let mut csv = std::fs::read_to_string(fx.path("books.csv")).unwrap();
-    let first = csv.lines().next().unwrap().to_owned();
-    if !csv.ends_with('\n') {
-        csv.push('\n');
+    // A record that is not UTF-8 (bad data, not a machine failure).
+    let bad_data = fx.path("bad.csv");
+    let mut csv = std::fs::read(fx.path("books.csv")).unwrap();
+    if !csv.ends_with(b"\n") {
+        csv.push(b'\n');
     }
-    csv.push_str(&first);
-    csv.push('\n');
-    std::fs::write(&duplicate, csv).unwrap();
-    let dup = fx.def_with("dup.toml", "path = \"books.csv\"", "path = \"dup.csv\"");
+    csv.extend_from_slice(b"9999,Caf\xe9,Nobody,1999,x,y\n");
+    std::fs::write(&bad_data, csv).unwrap();
+    let bad = fx.def_with("bad.toml", "path = \"books.csv\"", "path = \"bad.csv\"");
     let too_few = fx.def_with("few.toml", "min_total = 3", "min_total = 3000");
     let missing = fx.path("missing.toml");
 
@@ -334,7 +333,7 @@ fn row_2_bad_input_to_index() {
         (&not_toml, "not valid TOML"),
         (&invalid, "name"),
         (&no_data, "gone.csv"),
-        (&dup, "duplicate id"),
+        (&bad, "record 541"),
         (&too_few, "min_total"),
     ] {
         expect(

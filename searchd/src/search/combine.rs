@@ -9,7 +9,7 @@ use super::query::{Part, Token};
 use super::sets::View;
 use super::{MAX_RANGE_TEXTS, SearchError};
 use crate::def::{Number, Weight};
-use crate::index::{Engine, PostingList};
+use crate::index::{Engine, PostingList, Postings};
 use crate::ruby;
 
 /// A posting list as a combination sees it.
@@ -22,7 +22,20 @@ pub(super) enum Ids<'a> {
     Merged { ordered: Vec<u32>, sorted: Vec<u32> },
 }
 
-impl Ids<'_> {
+impl<'a> Ids<'a> {
+    /// `text`'s ids from `table` (its list `list`): in Picky's order when
+    /// that is not ascending (documents merged from a repeated id).
+    fn of(table: &'a Postings, text: &str, list: PostingList<'a>) -> Ids<'a> {
+        match table.picky_order(text) {
+            Some(ordered) => {
+                let mut sorted = Vec::with_capacity(list.len());
+                list.decode_into(&mut sorted);
+                Ids::Merged { ordered, sorted }
+            }
+            None => Ids::Index(list),
+        }
+    }
+
     /// No ids: a constant-weight candidate for a text its category lacks.
     fn empty() -> Self {
         Ids::Merged {
@@ -94,7 +107,7 @@ impl Engine {
                         out.push(Combination {
                             label: Label::Category(ci),
                             weight: cat.weight_of(list),
-                            ids: Ids::Index(list),
+                            ids: Ids::of(&cat.exact, word, list),
                             original: Cow::Borrowed(word),
                             text: Cow::Borrowed(word),
                         });
@@ -141,7 +154,7 @@ impl Engine {
             };
             let ids = match &texts {
                 None => match table.get(&part.text) {
-                    Some(list) => Some((cat.weight_of(list), Ids::Index(list))),
+                    Some(list) => Some((cat.weight_of(list), Ids::of(table, &part.text, list))),
                     None => constant.map(|w| (w, Ids::empty())),
                 },
                 // Picky sums the weights of the texts that have one (with a
@@ -157,7 +170,10 @@ impl Engine {
                             weight = Some(w + weight.unwrap_or(Number::Int(0)));
                         }
                         if let Some(list) = found {
-                            ordered.extend(list.iter());
+                            match table.picky_order(t) {
+                                Some(order) => ordered.extend(order),
+                                None => ordered.extend(list.iter()),
+                            }
                         }
                     }
                     weight.map(|w| {

@@ -2,8 +2,8 @@
 """Writes the query lists replayed against Picky for our own definitions
 (agora/agora_queries.jsonl, records/records_queries.jsonl,
 shelf/shelf_queries.jsonl, catalog/catalog_queries.jsonl,
-streets/streets_queries.jsonl, keys/keys_queries.jsonl next to this
-script): one JSON object a line, {"id","note","params":{...}}.
+streets/streets_queries.jsonl, keys/keys_queries.jsonl,
+dupes/dupes_queries.jsonl next to this script): one JSON object a line, {"id","note","params":{...}}.
 
 Usage: python3 gen_definition_queries.py   (re-running reproduces the files)
 """
@@ -214,6 +214,26 @@ CATALOG_FACETS = [
     ]
 ]
 
+# dupes: records sharing ids, merged into one document each (Picky's order).
+DUPES = [
+    ("merged ids", q) for q in [
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "soup",
+        "alphabet", "alpha\"", "beta\"", "gamma\"", "a", "al", "alp", "b", "g", "ga",
+        "gam", "d", "e", "alpha beta", "beta alpha", "gamma beta", "beta gamma",
+        "gamma delta", "delta gamma", "alpha gamma", "gamma alpha", "ann", "lee",
+        "ann lee", "bo", "chan", "cy", "moss", "dee", "ray", "lee gamma", "gamma lee",
+        "chan beta", "beta|gamma", "gamma|alpha", "alpha|zeta", "title:gamma",
+        "author:ann", "gama~", "alfa~", "betta~", "title:a author:a", "gamma*",
+        "alpha* beta*",
+    ]
+]
+
+DUPES_PAGED = [
+    ("paging", {"query": "gamma", "ids": "2", "offset": "1"}),
+    ("paging", {"query": "beta", "ids": "1", "offset": "2"}),
+    ("paging", {"query": "a", "ids": "3", "offset": "2"}),
+]
+
 
 def write(path, prefix, entries, paged=()):
     with open(path, "w", encoding="utf-8") as out:
@@ -235,3 +255,4 @@ write(os.path.join(HERE, "catalog", "catalog_queries.jsonl"), "c", [], CATALOG)
 write(os.path.join(HERE, "catalog", "facets_queries.jsonl"), "f", [], CATALOG_FACETS)
 write(os.path.join(HERE, "streets", "streets_queries.jsonl"), "t", STREETS, STREETS_PAGED)
 write(os.path.join(HERE, "keys", "keys_queries.jsonl"), "k", KEYS, KEYS_PAGED)
+write(os.path.join(HERE, "dupes", "dupes_queries.jsonl"), "d", DUPES, DUPES_PAGED)
