@@ -359,10 +359,10 @@ impl State {
         (route, response)
     }
 
-    /// Picky's facets of `category` (`/<index>/facets/<category>`).
-    fn facets(&self, engine: &Engine, category: &str, qs: &str) -> Response<Body> {
-        if qs.len() > self.config.max_query_bytes {
-            return error(
+    /// The 400 for a query string longer than `--max-query-bytes`.
+    fn too_long(&self, qs: &str) -> Option<Response<Body>> {
+        (qs.len() > self.config.max_query_bytes).then(|| {
+            error(
                 StatusCode::BAD_REQUEST,
                 "query_too_long",
                 &format!(
@@ -370,7 +370,14 @@ impl State {
                     qs.len(),
                     self.config.max_query_bytes
                 ),
-            );
+            )
+        })
+    }
+
+    /// Picky's facets of `category` (`/<index>/facets/<category>`).
+    fn facets(&self, engine: &Engine, category: &str, qs: &str) -> Response<Body> {
+        if let Some(refused) = self.too_long(qs) {
+            return refused;
         }
         let p = match params::facet_params(qs.as_bytes()) {
             Ok(p) => p,
@@ -435,16 +442,8 @@ impl State {
     /// `duration` counts from there (parameter parsing included, a fraction
     /// of a microsecond), which saves a clock read per request.
     fn search(&self, engine: &Engine, qs: &str, started: Instant) -> Response<Body> {
-        if qs.len() > self.config.max_query_bytes {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "query_too_long",
-                &format!(
-                    "the query string is {} bytes long; at most {} are accepted",
-                    qs.len(),
-                    self.config.max_query_bytes
-                ),
-            );
+        if let Some(refused) = self.too_long(qs) {
+            return refused;
         }
         let p = match params::search_params(qs.as_bytes()) {
             Ok(p) => p,
