@@ -45,7 +45,8 @@ pub enum Command {
     /// Build a snapshot from an index definition and its data.
     #[command(after_help = after_help())]
     Index(index::Args),
-    /// Serve a snapshot over HTTP (Picky's API plus /live, /ready, /version, /metrics).
+    /// Serve a snapshot over HTTP (Picky's API: search at /<index>, facets at
+    /// /<index>/facets/<category>; plus /live, /ready, /version, /metrics).
     #[command(after_help = after_help())]
     Serve(serve::Args),
     /// Answer one query from a snapshot and print the JSON the server would send.

@@ -63,7 +63,7 @@ pub struct Args {
     /// not at all (`structure`: for files `searchd check` verified).
     #[arg(long, value_enum, default_value = "background")]
     pub verify: VerifyArg,
-    /// Require `Authorization: Bearer <token>` on search and /metrics;
+    /// Require `Authorization: Bearer <token>` on search, facets and /metrics;
     /// the file holds one token a line (`#` comments). /live, /ready and
     /// /version stay open for health checks.
     #[arg(long, value_name = "PATH")]
