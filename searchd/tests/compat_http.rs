@@ -217,3 +217,105 @@ fn picky_security_headers_are_kept() {
     assert_eq!(r.header("x-xss-protection"), Some("1; mode=block"));
     assert_eq!(server.get("/books/").status, 404);
 }
+
+/// Our own recorded definitions (tests/golden/*/: agora, records, shelf,
+/// streets, keys, dupes, catalog with its search options and facets)
+/// replayed over HTTP: each record's request target, its Picky route
+/// swapped for the path searchd serves the definition at, answers byte for
+/// byte (the engine replays are in compat_engine.rs).
+#[test]
+fn own_definitions_replay_over_http() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut cases: Vec<(String, String, String)> = [
+        ("agora/index.toml", "agora/agora_recorded.jsonl", "/agora"),
+        (
+            "records/index.toml",
+            "records/records_recorded.jsonl",
+            "/records",
+        ),
+        ("shelf/index.toml", "shelf/shelf_recorded.jsonl", "/shelf"),
+        (
+            "streets/index.toml",
+            "streets/streets_recorded.jsonl",
+            "/streets",
+        ),
+        ("dupes/index.toml", "dupes/dupes_recorded.jsonl", "/dupes"),
+        (
+            "dupes/index.toml",
+            "dupes/facets_author_recorded.jsonl",
+            "/dupes",
+        ),
+    ]
+    .iter()
+    .map(|(d, f, r)| (d.to_string(), f.to_string(), r.to_string()))
+    .collect();
+    for key in ["float", "string", "symbol"] {
+        cases.push((
+            format!("keys/{key}.toml"),
+            format!("keys/{key}_recorded.jsonl"),
+            format!("/{key}"),
+        ));
+    }
+    for route in [
+        "plain",
+        "max",
+        "early",
+        "early2",
+        "ignore",
+        "only",
+        "unassigned",
+        "unique",
+        "all",
+    ] {
+        cases.push((
+            format!("catalog/{route}.toml"),
+            format!("catalog/{route}_recorded.jsonl"),
+            format!("/{route}"),
+        ));
+    }
+    for (route, category) in [
+        ("plain", "title"),
+        ("plain", "author"),
+        ("plain", "blurb"),
+        ("all", "author"),
+        ("all", "blurb"),
+    ] {
+        cases.push((
+            format!("catalog/{route}.toml"),
+            format!("catalog/facets_{route}_{category}_recorded.jsonl"),
+            format!("/{route}"),
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut replayed = 0;
+    for (def, file, route) in &cases {
+        let def = searchd::def::IndexDef::load(&root.join(def)).unwrap();
+        let out = dir.path().join(format!("{replayed}.idx"));
+        searchd::build::build(&def, &out).unwrap();
+        let server = Server::start_unloaded(Config::default());
+        server
+            .state
+            .install(searchd::index::Engine::open(&out, searchd::snapshot::Verify::Full).unwrap())
+            .unwrap();
+        let mut conn = Conn::open(server.addr);
+        for rec in records(file) {
+            let url = rec["url"].as_str().unwrap();
+            let target = format!("/{}{}", def.name, url.strip_prefix(route.as_str()).unwrap());
+            let resp = conn.get(&target);
+            let body = String::from_utf8(resp.body.clone()).unwrap();
+            let want = rec["body_text"].as_str().unwrap();
+            if rec["id"] == "r014" {
+                // A range beyond MAX_RANGE_TEXTS (compat_engine.rs says why).
+                assert_eq!(
+                    (resp.status, resp.error_code().as_str()),
+                    (400, "range_too_large")
+                );
+                continue;
+            }
+            assert_eq!(resp.status, 200, "{file} {target}: {body}");
+            assert_eq!(zero_duration(&body), want, "{file} {target}");
+            replayed += 1;
+        }
+    }
+    assert_eq!(replayed, 2253, "answers replayed");
+}
