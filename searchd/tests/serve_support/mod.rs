@@ -321,7 +321,7 @@ impl Daemon {
         let stderr = child.stderr.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        {
+        let reader = {
             let lines = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
@@ -331,8 +331,9 @@ impl Daemon {
                     }
                     lines.lock().unwrap().push(line);
                 }
-            });
-        }
+            })
+        };
+        let mut reader = Some(reader);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(20)) {
@@ -343,8 +344,11 @@ impl Daemon {
                 });
             }
             if let Some(status) = child.try_wait().unwrap() {
-                // Let the reader thread collect the last lines.
-                std::thread::sleep(Duration::from_millis(100));
+                // The pipe closed with the process: the reader ends once it
+                // has every line (a fixed wait lost them on a busy machine).
+                if let Some(reader) = reader.take() {
+                    let _ = reader.join();
+                }
                 let text = lines.lock().unwrap().join("\n");
                 return Err((status.code(), text));
             }
