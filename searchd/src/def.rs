@@ -469,6 +469,12 @@ impl IndexDef {
         for (i, c) in raw.categories.into_iter().enumerate() {
             let c = category(c, &mut seen)
                 .map_err(|(field, message)| invalid(&format!("category[{i}].{field}"), message))?;
+            // Its own indexing options, checked as the index's are.
+            if let Some(t) = &c.indexing {
+                t.validate().map_err(|(field, message)| {
+                    invalid(&format!("category[{i}].indexing.{field}"), message)
+                })?;
+            }
             categories.push(c);
         }
 
@@ -669,21 +675,6 @@ fn category(
             return Err(("weight.offset", "must be a finite number".into()));
         }
         _ => {}
-    }
-    if let Some(t) = &c.indexing {
-        t.validate().map_err(|(field, message)| {
-            (
-                match field {
-                    "remove" => "indexing.remove",
-                    "stopwords" => "indexing.stopwords",
-                    "split" => "indexing.split",
-                    "normalize" => "indexing.normalize",
-                    "max_words" => "indexing.max_words",
-                    _ => "indexing",
-                },
-                message,
-            )
-        })?;
     }
     Ok(CategoryDef {
         field: c.field.unwrap_or_else(|| c.name.clone()),
@@ -1127,6 +1118,11 @@ mod tests {
                 "name = \"year\"\n",
                 "name = \"year\"\nindexing = { split = '(' }\n",
                 "category[2].indexing.split",
+            ),
+            (
+                "name = \"year\"\n",
+                "name = \"year\"\nindexing = { reject = { kind = \"shorter_than\", chars = 0 } }\n",
+                "category[2].indexing.reject.chars",
             ),
             (
                 "name = \"year\"\n",

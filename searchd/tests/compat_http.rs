@@ -5,6 +5,7 @@
 //! Picky failed (500) or refused (400), searchd's documented deliberate
 //! behaviour is asserted case by case (PICKY.md, src/params/).
 
+mod golden_defs;
 mod serve_support;
 
 use std::collections::HashMap;
@@ -249,37 +250,21 @@ fn own_definitions_replay_over_http() {
     .iter()
     .map(|(d, f, r)| (d.to_string(), f.to_string(), r.to_string()))
     .collect();
-    for key in ["float", "string", "symbol"] {
+    for key in golden_defs::KEY_ROUTES {
         cases.push((
             format!("keys/{key}.toml"),
             format!("keys/{key}_recorded.jsonl"),
             format!("/{key}"),
         ));
     }
-    for route in [
-        "plain",
-        "max",
-        "early",
-        "early2",
-        "ignore",
-        "only",
-        "unassigned",
-        "unique",
-        "all",
-    ] {
+    for route in golden_defs::CATALOG_ROUTES {
         cases.push((
             format!("catalog/{route}.toml"),
             format!("catalog/{route}_recorded.jsonl"),
             format!("/{route}"),
         ));
     }
-    for (route, category) in [
-        ("plain", "title"),
-        ("plain", "author"),
-        ("plain", "blurb"),
-        ("all", "author"),
-        ("all", "blurb"),
-    ] {
+    for (route, category) in golden_defs::CATALOG_FACETS {
         cases.push((
             format!("catalog/{route}.toml"),
             format!("catalog/facets_{route}_{category}_recorded.jsonl"),

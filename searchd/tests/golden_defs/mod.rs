@@ -1,0 +1,30 @@
+//! The routes of our own recorded Picky apps (tests/golden/*/picky_app.rb),
+//! replayed through the engine (compat_engine.rs) and over HTTP
+//! (compat_http.rs).
+
+/// catalog: one definition (`catalog/<route>.toml`) and one recording
+/// (`catalog/<route>_recorded.jsonl`) per set of Search options.
+pub const CATALOG_ROUTES: [&str; 9] = [
+    "plain",
+    "max",
+    "early",
+    "early2",
+    "ignore",
+    "only",
+    "unassigned",
+    "unique",
+    "all",
+];
+
+/// catalog facets: `(route, category)`, recorded in
+/// `catalog/facets_<route>_<category>_recorded.jsonl`.
+pub const CATALOG_FACETS: [(&str, &str); 5] = [
+    ("plain", "title"),
+    ("plain", "author"),
+    ("plain", "blurb"),
+    ("all", "author"),
+    ("all", "blurb"),
+];
+
+/// keys: one definition and recording per key format.
+pub const KEY_ROUTES: [&str; 3] = ["float", "string", "symbol"];
