@@ -122,7 +122,8 @@ struct RawLogs {
 /// Where the snapshot comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotSource {
-    /// Build it from this index definition (deterministic bytes).
+    /// Build it from this index (or search) definition (deterministic
+    /// bytes).
     Index(PathBuf),
     /// Install this prebuilt snapshot file.
     Prebuilt(PathBuf),

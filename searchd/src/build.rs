@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::def::{IdKind, IndexDef, Partial, Similarity, SourceFormat};
+use crate::def::{
+    Definition, GoldenQuery, IdKind, IndexDef, Partial, SearchDef, Similarity, SourceFormat,
+};
 use crate::index::{Engine, GoldenAnswer, Meta, MetaCategory, SourceInfo};
 use crate::phonetic::levenshtein;
 use crate::snapshot::{self, Kind, NO_CATEGORY, Snapshot, Verify, Writer};
@@ -236,6 +238,87 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
     for w in &def.warnings {
         eprintln!("searchd: warning: {w}");
     }
+    let (bytes, report) = snapshot_bytes(def, out)?;
+    write(out, &bytes)?;
+    Ok(report)
+}
+
+/// [`build`] for either kind of definition.
+pub fn build_definition(def: &Definition, out: &Path) -> Result<BuildReport, BuildError> {
+    match def {
+        Definition::Index(d) => build(d, out),
+        Definition::Search(d) => build_search(d, out),
+    }
+}
+
+/// Builds the snapshot of a search over several indexes: each index's own
+/// snapshot (the bytes [`build`] would write for it) nested in one
+/// [`Kind::Index`] section, in the search's order, beside the search's
+/// metadata (its tokenizer, boosts, options and golden answers) and an
+/// empty document table. Deterministic like an index's.
+pub fn build_search(def: &SearchDef, out: &Path) -> Result<BuildReport, BuildError> {
+    for w in &def.warnings {
+        eprintln!("searchd: warning: {w}");
+    }
+    let mut w = Writer::default();
+    let mut documents = 0u64;
+    let mut sources = Sha256::new();
+    let mut files = Vec::with_capacity(def.indexes.len());
+    for (i, index) in def.indexes.iter().enumerate() {
+        let (bytes, report) = snapshot_bytes(index, out)?;
+        documents += report.documents;
+        sources.update(report.digest.as_bytes());
+        files.push(report.index.clone());
+        w.add(Kind::Index, i as u32, bytes);
+    }
+    w.add(Kind::DocOffsets, NO_CATEGORY, snapshot::u64s_to_bytes(&[0]));
+    w.add(Kind::DocBytes, NO_CATEGORY, Vec::new());
+    let mut meta = Meta {
+        name: def.name.clone(),
+        result_identifier: None,
+        id_kind: IdKind::Integer,
+        documents,
+        searching: def.searching.clone(),
+        categories: Vec::new(),
+        boosts: def.boosts.clone(),
+        search: def.search.clone(),
+        golden: Vec::new(),
+        source: SourceInfo {
+            // The indexes, in order, and the sha256 of their snapshots'
+            // digests.
+            file: files.join(", "),
+            sha256: snapshot::hex(&sources.finalize()),
+        },
+        indexes: def.indexes.iter().map(|d| d.name.clone()).collect(),
+        searchd_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    meta.golden = golden_answers(&def.golden, out, &mut w, &meta)?;
+    let golden = meta.golden.len();
+    w.add(Kind::Meta, NO_CATEGORY, meta_bytes(&meta));
+    let (bytes, digest) = w.finish();
+    write(out, &bytes)?;
+    Ok(BuildReport {
+        index: def.name.clone(),
+        snapshot: out.to_owned(),
+        digest: snapshot::hex(&digest),
+        bytes: bytes.len() as u64,
+        documents,
+        source_sha256: meta.source.sha256,
+        golden,
+        warnings: def.warnings.clone(),
+    })
+}
+
+fn write(out: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    snapshot::write_atomically(out, bytes).map_err(|source| BuildError::Write {
+        path: out.to_owned(),
+        source,
+    })
+}
+
+/// The bytes of `def`'s snapshot (`out` names it in messages) and the
+/// report of building it.
+fn snapshot_bytes(def: &IndexDef, out: &Path) -> Result<(Vec<u8>, BuildReport), BuildError> {
     let path = &def.source_path;
     let data = std::fs::read(path).map_err(|source| BuildError::Read {
         path: path.clone(),
@@ -323,20 +406,17 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
                 .unwrap_or_default(),
             sha256: source_sha256.clone(),
         },
+        indexes: Vec::new(),
         searchd_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
 
     // First pass without answers: open it in memory and let the engine answer
     // the golden queries, so the stored answers are exactly what serve says.
-    meta.golden = golden_answers(def, out, &mut w, &meta)?;
+    meta.golden = golden_answers(&def.golden, out, &mut w, &meta)?;
     let golden_count = meta.golden.len();
     w.add(Kind::Meta, NO_CATEGORY, meta_bytes(&meta));
     let (bytes, digest) = w.finish();
-    snapshot::write_atomically(out, &bytes).map_err(|source| BuildError::Write {
-        path: out.to_owned(),
-        source,
-    })?;
-    Ok(BuildReport {
+    let report = BuildReport {
         index: def.name.clone(),
         snapshot: out.to_owned(),
         digest: snapshot::hex(&digest),
@@ -345,7 +425,8 @@ pub fn build(def: &IndexDef, out: &Path) -> Result<BuildReport, BuildError> {
         source_sha256,
         golden: golden_count,
         warnings: def.warnings.clone(),
-    })
+    };
+    Ok((bytes, report))
 }
 
 /// One category's field of every record that has it, back to back: record
@@ -728,12 +809,12 @@ fn partial_postings(
 /// The golden queries answered by the engine itself over the snapshot
 /// built so far (in memory, with `meta` as it will be, minus the answers).
 fn golden_answers(
-    def: &IndexDef,
+    golden: &[GoldenQuery],
     out: &Path,
     w: &mut Writer,
     meta: &Meta,
 ) -> Result<Vec<GoldenAnswer>, BuildError> {
-    if def.golden.is_empty() {
+    if golden.is_empty() {
         return Ok(Vec::new());
     }
     w.add(Kind::Meta, NO_CATEGORY, meta_bytes(meta));
@@ -741,8 +822,8 @@ fn golden_answers(
     w.pop();
     let snap = Snapshot::from_bytes(out, bytes, Verify::Structure)?;
     let engine = Engine::from_snapshot(snap)?;
-    let mut answers = Vec::with_capacity(def.golden.len());
-    for g in &def.golden {
+    let mut answers = Vec::with_capacity(golden.len());
+    for g in golden {
         let result = engine
             .search(&g.query, g.ids, g.offset)
             .map_err(|e| BuildError::Golden {

@@ -178,6 +178,190 @@ fn default_ids() -> i64 {
     20
 }
 
+impl RawGolden {
+    fn validated(self) -> GoldenQuery {
+        GoldenQuery {
+            query: self.query,
+            ids: self.ids,
+            offset: self.offset,
+            min_total: self.min_total,
+        }
+    }
+}
+
+/// A search definition: one search over several indexes (Picky's
+/// `Search.new(books, films)`), with the search's own query tokenizer,
+/// boosts and options. The indexes' own `[searching]`, `[[boost]]` and
+/// `[search]` are for their own searches and play no part here.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSearchDef {
+    name: String,
+    /// Index definitions, relative to this file, in the search's order.
+    indexes: Vec<PathBuf>,
+    #[serde(default)]
+    searching: TokenizerSpec,
+    #[serde(default, rename = "boost")]
+    boosts: Vec<RawBoost>,
+    #[serde(default, rename = "golden")]
+    golden: Vec<RawGolden>,
+    #[serde(default)]
+    search: RawSearch,
+}
+
+/// Most indexes one search may hold.
+pub const MAX_SEARCH_INDEXES: usize = 64;
+
+/// A validated search definition (see [`Definition`]).
+#[derive(Debug, Clone)]
+pub struct SearchDef {
+    pub path: PathBuf,
+    /// The path served (`/<name>`) and the snapshot's name.
+    pub name: String,
+    /// In the search's order: allocations of equal score keep it.
+    pub indexes: Vec<IndexDef>,
+    pub searching: TokenizerSpec,
+    /// By category name: an allocation of an index without one of the
+    /// categories never matches it.
+    pub boosts: Vec<Boost>,
+    pub golden: Vec<GoldenQuery>,
+    pub search: SearchOptions,
+    pub warnings: Vec<String>,
+}
+
+/// What `searchd index --def` reads: an index definition, or a search
+/// definition (it has `indexes = [...]`) over several of them.
+// Read once per build: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Definition {
+    Index(IndexDef),
+    Search(SearchDef),
+}
+
+impl Definition {
+    pub fn load(path: &Path) -> Result<Definition, DefError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DefError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let is_search =
+            toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("indexes"));
+        if is_search {
+            SearchDef::parse(path, &text).map(Definition::Search)
+        } else {
+            IndexDef::parse(path, &text).map(Definition::Index)
+        }
+    }
+
+    /// The path served (`/<name>`).
+    pub fn name(&self) -> &str {
+        match self {
+            Definition::Index(d) => &d.name,
+            Definition::Search(d) => &d.name,
+        }
+    }
+
+    /// What is valid but probably not meant.
+    pub fn warnings(&self) -> &[String] {
+        match self {
+            Definition::Index(d) => &d.warnings,
+            Definition::Search(d) => &d.warnings,
+        }
+    }
+}
+
+impl SearchDef {
+    /// Validates search definition text and loads each index definition
+    /// it names (relative to `path`'s directory).
+    pub fn parse(path: &Path, text: &str) -> Result<SearchDef, DefError> {
+        let raw: RawSearchDef = toml::from_str(text).map_err(|e| DefError::Toml {
+            path: path.to_owned(),
+            message: with_picky_hint(e.to_string()),
+        })?;
+        let invalid = |field: &str, message: String| DefError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+        if !valid_name(&raw.name) {
+            return Err(invalid(
+                "name",
+                format!(
+                    "{:?} must be 1-64 characters of a-z, 0-9, '_' or '-'",
+                    raw.name
+                ),
+            ));
+        }
+        if raw.indexes.is_empty() || raw.indexes.len() > MAX_SEARCH_INDEXES {
+            return Err(invalid(
+                "indexes",
+                format!(
+                    "names 1 to {MAX_SEARCH_INDEXES} index definitions (got {})",
+                    raw.indexes.len()
+                ),
+            ));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut indexes: Vec<IndexDef> = Vec::with_capacity(raw.indexes.len());
+        for (i, p) in raw.indexes.iter().enumerate() {
+            let p = dir.join(p);
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                invalid(
+                    &format!("indexes[{i}]"),
+                    format!("cannot read index definition {}: {e}", p.display()),
+                )
+            })?;
+            if toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("indexes")) {
+                return Err(invalid(
+                    &format!("indexes[{i}]"),
+                    format!(
+                        "{} is a search definition; a search holds indexes, not searches",
+                        p.display()
+                    ),
+                ));
+            }
+            let def = IndexDef::parse(&p, &text)?;
+            if let Some(j) = indexes.iter().position(|d| d.name == def.name) {
+                return Err(invalid(
+                    &format!("indexes[{i}]"),
+                    format!("index {:?} is indexes[{j}] already", def.name),
+                ));
+            }
+            indexes.push(def);
+        }
+        // Names known to some index: a boost or option naming none of them
+        // is a typo (one an index lacks just never matches its allocations).
+        let known: HashSet<String> = indexes
+            .iter()
+            .flat_map(|d| d.categories.iter().map(|c| c.name.clone()))
+            .collect();
+        let mut boosts = Vec::with_capacity(raw.boosts.len());
+        for (i, b) in raw.boosts.into_iter().enumerate() {
+            boosts
+                .push(boost(b, &known).map_err(|(field, message)| {
+                    invalid(&format!("boost[{i}].{field}"), message)
+                })?);
+        }
+        let search = search_options(raw.search, &known)
+            .map_err(|(field, message)| invalid(&format!("search.{field}"), message))?;
+        raw.searching
+            .validate()
+            .map_err(|(field, message)| invalid(&format!("searching.{field}"), message))?;
+        let warnings = indexes.iter().flat_map(|d| d.warnings.clone()).collect();
+        Ok(SearchDef {
+            path: path.to_owned(),
+            name: raw.name,
+            indexes,
+            searching: raw.searching,
+            boosts,
+            golden: raw.golden.into_iter().map(RawGolden::validated).collect(),
+            search,
+            warnings,
+        })
+    }
+}
+
 /// Which prefixes (or infixes) of a token go into a category's partial index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -548,16 +732,7 @@ impl IndexDef {
             .map_err(|(field, message)| invalid(&format!("searching.{field}"), message))?;
         let (indexing, searching) = (raw.indexing, raw.searching);
 
-        let golden = raw
-            .golden
-            .into_iter()
-            .map(|g| GoldenQuery {
-                query: g.query,
-                ids: g.ids,
-                offset: g.offset,
-                min_total: g.min_total,
-            })
-            .collect();
+        let golden = raw.golden.into_iter().map(RawGolden::validated).collect();
 
         Ok(IndexDef {
             path: path.to_owned(),

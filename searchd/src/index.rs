@@ -45,6 +45,11 @@ pub struct Meta {
     pub search: SearchOptions,
     pub golden: Vec<GoldenAnswer>,
     pub source: SourceInfo,
+    /// A search over several indexes: their names, in order, each a
+    /// snapshot nested in a [`Kind::Index`] section (the search has no
+    /// categories or documents of its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<String>,
     pub searchd_version: String,
 }
 
@@ -81,6 +86,21 @@ pub struct GoldenAnswer {
 pub struct SourceInfo {
     pub file: String,
     pub sha256: String,
+}
+
+/// Boosts as category-number sequences; `None` if `category` gives no
+/// number for a name.
+fn resolve_boosts(
+    boosts: &[Boost],
+    category: impl Fn(&str) -> Option<usize>,
+) -> Option<Vec<(Vec<usize>, Number)>> {
+    boosts
+        .iter()
+        .map(|b| {
+            let seq: Option<Vec<usize>> = b.categories.iter().map(|n| category(n)).collect();
+            Some((seq?, b.value))
+        })
+        .collect()
 }
 
 /// The phonetic code of `word` under `similarity`, if it has one.
@@ -637,6 +657,10 @@ pub struct Engine {
     name_json: Vec<u8>,
     doc_offsets: U64s,
     doc_bytes: Bytes,
+    /// A search over several indexes: them, in order (empty for an index).
+    /// The search itself has no categories or documents; its tokenizer
+    /// reads the query, its paging options page the allocations of all.
+    pub(crate) members: Vec<Engine>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -758,21 +782,26 @@ impl Engine {
             .enumerate()
             .map(|(i, c)| (c.name.as_str(), i))
             .collect();
-        let mut boosts = Vec::with_capacity(meta.boosts.len());
-        for b in &meta.boosts {
-            let seq: Option<Vec<usize>> = b
-                .categories
-                .iter()
-                .map(|n| by_name.get(n.as_str()).copied())
-                .collect();
-            let seq = seq.ok_or_else(|| snapshot.corrupt("a boost names an unknown category"))?;
-            boosts.push((seq, b.value));
-        }
-        let opts = crate::search::Options::resolve(&meta.search, &by_name, categories.len())
+        // A search's own names are its indexes' (each resolves them).
+        let members = Self::wire_members(&snapshot, &meta)?;
+        let search = !members.is_empty();
+        let strict = |n: &str| match by_name.get(n) {
+            Some(&i) => Some(i),
+            None => search.then_some(usize::MAX),
+        };
+        let boosts = resolve_boosts(&meta.boosts, strict)
+            .ok_or_else(|| snapshot.corrupt("a boost names an unknown category"))?;
+        let opts = crate::search::Options::resolve(&meta.search, strict, categories.len())
             .ok_or_else(|| snapshot.corrupt("the search options name an unknown category"))?;
         let doc_offsets = U64s(snapshot.section(Kind::DocOffsets, NO_CATEGORY)?);
         let doc_bytes = snapshot.section(Kind::DocBytes, NO_CATEGORY)?;
-        if meta.documents.checked_add(1) != Some(doc_offsets.len() as u64)
+        // A search's documents are its indexes'.
+        let own_documents = if members.is_empty() {
+            meta.documents
+        } else {
+            0
+        };
+        if own_documents.checked_add(1) != Some(doc_offsets.len() as u64)
             || doc_offsets.get(doc_offsets.len().saturating_sub(1))
                 != Some(doc_bytes.as_ref().len() as u64)
         {
@@ -795,7 +824,54 @@ impl Engine {
             name_json,
             doc_offsets,
             doc_bytes,
+            members,
         })
+    }
+
+    /// A search's indexes (none for an index), each opened from its nested
+    /// snapshot, with the search's boosts and options in place of its own
+    /// (resolved by category name: what names a category an index lacks
+    /// matches none of its allocations).
+    fn wire_members(snapshot: &Snapshot, meta: &Meta) -> Result<Vec<Engine>, SnapshotError> {
+        if meta.indexes.len() > crate::def::MAX_SEARCH_INDEXES {
+            return Err(snapshot.corrupt("the search holds too many indexes"));
+        }
+        let mut members = Vec::with_capacity(meta.indexes.len());
+        for (i, name) in meta.indexes.iter().enumerate() {
+            let nested = snapshot.nested(Kind::Index, i as u32, Verify::Structure)?;
+            let mut m = Self::wire(nested)?;
+            if m.meta.name != *name || !m.members.is_empty() {
+                return Err(snapshot.corrupt(format!(
+                    "index {i} of the search is not the index {name:?} it names"
+                )));
+            }
+            let by_name: HashMap<&str, usize> = m
+                .categories
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.as_str(), i))
+                .collect();
+            let lenient = |n: &str| Some(by_name.get(n).copied().unwrap_or(usize::MAX));
+            let boosts = resolve_boosts(&meta.boosts, lenient).unwrap_or_default();
+            let opts = crate::search::Options::resolve(&meta.search, lenient, m.categories.len())
+                .unwrap_or_default();
+            drop(by_name);
+            m.boosts = boosts;
+            m.opts = opts;
+            members.push(m);
+        }
+        Ok(members)
+    }
+
+    /// Index `i` of a search over several indexes; an index is its own
+    /// index 0 (and any other).
+    pub fn index_at(&self, i: usize) -> &Engine {
+        self.members.get(i).unwrap_or(self)
+    }
+
+    /// A search's indexes, in order (empty for an index).
+    pub fn indexes(&self) -> &[Engine] {
+        &self.members
     }
 
     /// The snapshot file (names it in messages).

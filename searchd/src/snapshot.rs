@@ -76,6 +76,9 @@ pub enum Kind {
     /// A faceted category's exact words (u32 length + UTF-8 each) in the
     /// order Picky first met them (its facets' order).
     FacetWords = 40,
+    /// A search over several indexes: index `category` of the search, a
+    /// whole snapshot of its own (header, sections, trailer) nested here.
+    Index = 50,
 }
 
 /// Why a snapshot was refused.
@@ -156,6 +159,8 @@ impl std::fmt::Debug for Bytes {
 pub struct Snapshot {
     path: PathBuf,
     map: Arc<Backing>,
+    /// Where in `map` this snapshot lies (all of it, unless nested).
+    whole: Range<usize>,
     sections: Vec<(u32, u32, Range<usize>)>,
     digest: [u8; 32],
 }
@@ -241,7 +246,39 @@ impl Snapshot {
 
     fn from_backing(path: &Path, map: Backing, verify: Verify) -> Result<Snapshot, SnapshotError> {
         let map = Arc::new(map);
-        let b: &[u8] = &map;
+        let whole = 0..map.len();
+        Self::within(path, map, whole, verify)
+    }
+
+    /// The snapshot nested in section `(kind, category)` (an index of a
+    /// search, [`Kind::Index`]): its ranges stay offsets into the same
+    /// mapping. Its own sha256 is checked with `verify` (the enclosing
+    /// file's covers it too).
+    pub fn nested(
+        &self,
+        kind: Kind,
+        category: u32,
+        verify: Verify,
+    ) -> Result<Snapshot, SnapshotError> {
+        let range = self.section(kind, category)?.range;
+        if range.len() < HEADER_LEN + TRAILER_LEN {
+            return Err(self.corrupt(format!(
+                "section {kind:?} {category} is too short to hold a snapshot"
+            )));
+        }
+        Self::within(&self.path, self.map.clone(), range, verify)
+    }
+
+    /// Opens the snapshot in `map[range]` (at least header and trailer
+    /// long); section ranges are kept as offsets into `map`.
+    fn within(
+        path: &Path,
+        map: Arc<Backing>,
+        range: Range<usize>,
+        verify: Verify,
+    ) -> Result<Snapshot, SnapshotError> {
+        let base = range.start;
+        let b: &[u8] = &map[range];
         let len = b.len();
         let corrupt = |why: String| SnapshotError::Corrupt {
             path: path.to_owned(),
@@ -292,7 +329,7 @@ impl Snapshot {
             let end = off.checked_add(slen);
             match end {
                 Some(end) if off >= table_end as u64 && end <= body_end as u64 => {
-                    sections.push((kind, cat, off as usize..end as usize));
+                    sections.push((kind, cat, base + off as usize..base + end as usize));
                 }
                 _ => {
                     return Err(corrupt(format!(
@@ -304,6 +341,7 @@ impl Snapshot {
         Ok(Snapshot {
             path: path.to_owned(),
             map,
+            whole: base..base + len,
             sections,
             digest,
         })
@@ -316,7 +354,7 @@ impl Snapshot {
     /// The whole-file sha256 check that [`Verify::Structure`] skipped: for
     /// a server that starts on the structure check and hashes afterwards.
     pub fn verify_checksum(&self) -> Result<(), SnapshotError> {
-        let b: &[u8] = &self.map;
+        let b: &[u8] = &self.map[self.whole.clone()];
         check_sum(&self.path, &b[..b.len() - TRAILER_LEN], &self.digest)
     }
 
@@ -325,11 +363,11 @@ impl Snapshot {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.whole.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.whole.is_empty()
     }
 
     /// A section's bytes, or a `Corrupt` error naming what is missing.

@@ -651,16 +651,17 @@ async fn mark_complete(
 pub(crate) fn gather(r: &Recipe, tmp: &Path) -> Result<Inputs, BakeError> {
     let (snapshot, index_name) = match &r.snapshot {
         SnapshotSource::Index(def_path) => {
-            let def = searchd::def::IndexDef::load(def_path).map_err(|e| BakeError::Snapshot {
+            let def =
+                searchd::def::Definition::load(def_path).map_err(|e| BakeError::Snapshot {
+                    path: def_path.clone(),
+                    source: e.into(),
+                })?;
+            let out = tmp.join(format!("{}.idx", def.name()));
+            searchd::build::build_definition(&def, &out).map_err(|e| BakeError::Snapshot {
                 path: def_path.clone(),
                 source: e.into(),
             })?;
-            let out = tmp.join(format!("{}.idx", def.name));
-            searchd::build::build(&def, &out).map_err(|e| BakeError::Snapshot {
-                path: def_path.clone(),
-                source: e.into(),
-            })?;
-            (out, def.name)
+            (out, def.name().to_owned())
         }
         SnapshotSource::Prebuilt(p) => {
             // Only the name is needed here; whether the snapshot is sound is

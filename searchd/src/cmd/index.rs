@@ -3,12 +3,15 @@
 use std::path::PathBuf;
 
 use crate::build;
-use crate::def::IndexDef;
+use crate::def::Definition;
 use crate::error::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Index definition (TOML). Its data source path is relative to this file.
+    /// Index definition (TOML; its data source path is relative to this
+    /// file), or a search definition: one search over several indexes
+    /// (`indexes = ["books.toml", "films.toml"]`, relative to this file),
+    /// which builds one snapshot holding all of them.
     #[arg(long, value_name = "PATH")]
     pub def: PathBuf,
     /// Where to write the snapshot (written atomically: temp file + rename).
@@ -20,9 +23,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
-    let def = IndexDef::load(&args.def)?;
+    let def = Definition::load(&args.def)?;
     let started = std::time::Instant::now();
-    let report = build::build(&def, &args.out)?;
+    let report = build::build_definition(&def, &args.out)?;
     eprintln!(
         "searchd: indexed {} documents into {} ({} bytes, {} golden queries) in {:.2}s",
         report.documents,

@@ -41,7 +41,7 @@ use crate::index::Engine;
 use combine::Combos;
 use query::{Part, Token, Words};
 use render::{Answer, JSON_HEAD, JsonAnswer, write_json_tail};
-use walk::WalkScratch;
+use walk::{Member, WalkScratch};
 
 /// Picky's range character: `1990…2000` matches every text from one end to
 /// the other (Ruby's `String#upto`). West European substitution turns `…`
@@ -83,21 +83,22 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    /// `None` if a name is not one of `by_name`'s.
+    /// `category` gives a name's number; `None` if it gives none for a
+    /// name. A number past `categories` (an index of a search without the
+    /// category) matches no allocation.
     pub(crate) fn resolve(
         o: &crate::def::SearchOptions,
-        by_name: &std::collections::HashMap<&str, usize>,
+        category: impl Fn(&str) -> Option<usize>,
         categories: usize,
     ) -> Option<Options> {
         let seq = |names: &Vec<String>| -> Option<Vec<usize>> {
-            names
-                .iter()
-                .map(|n| by_name.get(n.as_str()).copied())
-                .collect()
+            names.iter().map(|n| category(n)).collect()
         };
         let mut ignored = vec![false; categories];
         for n in &o.ignore_categories {
-            ignored[*by_name.get(n.as_str())?] = true;
+            if let Some(i) = ignored.get_mut(category(n)?) {
+                *i = true;
+            }
         }
         Some(Options {
             max_allocations: o
@@ -140,6 +141,10 @@ pub enum FacetError {
         "the category has {0} words; facets with a filter run one search per word, at most {MAX_FACET_SEARCHES}"
     )]
     TooMany(usize),
+    #[error(
+        "facets are per index, and this is a search over several indexes (Picky's Search#facets refuses them too)"
+    )]
+    SeveralIndexes,
     #[error(transparent)]
     Search(#[from] SearchError),
 }
@@ -150,6 +155,7 @@ struct Count;
 impl render::Answer for Count {
     fn allocation(
         &mut self,
+        _index: usize,
         _score: Number,
         _count: u64,
         _parts: &[Range<u32>],
@@ -162,6 +168,9 @@ impl render::Answer for Count {
 /// One allocation in an answer.
 #[derive(Debug, Clone)]
 pub struct Allocation {
+    /// Which of the search's indexes it is of ([`Engine::index_at`]; 0 for
+    /// an index).
+    pub index: usize,
     /// An integer when every weight and the boost were (as in Ruby).
     pub score: Number,
     pub count: u64,
@@ -316,6 +325,9 @@ impl Engine {
             answer: scratch,
         } = s;
         self.words(query, words);
+        if !self.members.is_empty() {
+            return self.search_indexes(words, ids, offset, scratch, answer);
+        }
         let Some(tokens) = self.parse(words) else {
             return Ok(0);
         };
@@ -326,6 +338,61 @@ impl Engine {
             return Ok(0);
         };
         self.answer(&combos, ids, offset, self.opts.unique, scratch, answer)
+    }
+
+    /// [`Engine::search_with`] for a search over several indexes: the
+    /// words (read by the search's tokenizer) parsed by each index (its
+    /// qualifiers), each index's combinations found, then all allocations
+    /// answered as one list.
+    fn search_indexes(
+        &self,
+        words: &Words,
+        ids: i64,
+        offset: i64,
+        scratch: &mut AnswerScratch,
+        answer: &mut impl Answer,
+    ) -> Result<u64, SearchError> {
+        let mut tokens = Vec::with_capacity(self.members.len());
+        for m in &self.members {
+            // Only the qualifiers' categories differ between indexes: a
+            // word that fails to parse (only `|`) fails in every one.
+            match m.parse(words) {
+                Some(t) if !t.is_empty() => tokens.push(t),
+                _ => return Ok(0),
+            }
+        }
+        let mut starts = vec![Vec::new(); self.members.len()];
+        let mut found = Vec::with_capacity(self.members.len());
+        for (index, ((m, t), s)) in self
+            .members
+            .iter()
+            .zip(&tokens)
+            .zip(&mut starts)
+            .enumerate()
+        {
+            // An index where some word is found nowhere has no allocations
+            // (unless such words are ignored); the others still answer.
+            if let Some(combos) = m.combos(t, s)? {
+                found.push((index, m, combos));
+            }
+        }
+        let members: Vec<Member<'_, '_>> = found
+            .iter()
+            .map(|(index, engine, combos)| Member {
+                index: *index,
+                engine,
+                combos,
+            })
+            .collect();
+        walk::answer_all(
+            &self.opts,
+            &members,
+            ids,
+            offset,
+            self.opts.unique,
+            scratch,
+            answer,
+        )
     }
 
     /// Every token's combinations; `None` when the query can have no
@@ -396,6 +463,9 @@ impl Engine {
         filter: Option<&str>,
         at_least: Option<i64>,
     ) -> Result<Vec<(&str, u64)>, FacetError> {
+        if !self.members.is_empty() {
+            return Err(FacetError::SeveralIndexes);
+        }
         let ci = self
             .categories
             .iter()

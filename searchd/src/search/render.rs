@@ -34,10 +34,12 @@ impl PageIds<'_> {
 /// What the paging loop hands each allocation to: a [`Results`] being
 /// built, or JSON being written.
 pub(super) trait Answer {
-    /// One allocation: its score, count, combination (`parts` of
-    /// `fragments`, one per token) and the ids it shows on this page.
+    /// One allocation: which of the search's indexes it is of (0 for an
+    /// index), its score, count, combination (`parts` of `fragments`, one
+    /// per token) and the ids it shows on this page.
     fn allocation(
         &mut self,
+        index: usize,
         score: Number,
         count: u64,
         parts: &[Range<u32>],
@@ -49,6 +51,7 @@ pub(super) trait Answer {
 impl Answer for Results<'_> {
     fn allocation(
         &mut self,
+        index: usize,
         score: Number,
         count: u64,
         parts: &[Range<u32>],
@@ -60,6 +63,7 @@ impl Answer for Results<'_> {
         let mut page = Vec::new();
         ids.for_each(|id| page.push(id));
         self.allocations.push(Allocation {
+            index,
             score,
             count,
             ids: page,
@@ -71,8 +75,7 @@ impl Answer for Results<'_> {
 /// Writes each allocation as JSON as soon as it is paged.
 pub(super) struct JsonAnswer<'o, 'e> {
     out: &'o mut Vec<u8>,
-    name: &'e [u8],
-    docs: crate::index::Docs<'e>,
+    engine: &'e Engine,
     first: bool,
 }
 
@@ -81,8 +84,7 @@ impl<'o, 'e> JsonAnswer<'o, 'e> {
     pub(super) fn new(out: &'o mut Vec<u8>, engine: &'e Engine) -> Self {
         JsonAnswer {
             out,
-            name: engine.name_json(),
-            docs: engine.docs(),
+            engine,
             first: true,
         }
     }
@@ -91,6 +93,7 @@ impl<'o, 'e> JsonAnswer<'o, 'e> {
 impl Answer for JsonAnswer<'_, '_> {
     fn allocation(
         &mut self,
+        index: usize,
         score: Number,
         count: u64,
         parts: &[Range<u32>],
@@ -98,11 +101,13 @@ impl Answer for JsonAnswer<'_, '_> {
         ids: PageIds<'_>,
     ) {
         let out = &mut *self.out;
-        if !write_allocation_head(out, &mut self.first, self.name, score, count) {
+        // Each allocation names its own index and shows its own ids.
+        let index = self.engine.index_at(index);
+        if !write_allocation_head(out, &mut self.first, index.name_json(), score, count) {
             return;
         }
         write_parts(out, parts.iter().map(|r| fragment(fragments, r)));
-        let docs = self.docs;
+        let docs = index.docs();
         let mut first = true;
         ids.for_each(|id| {
             if !first {
@@ -182,6 +187,7 @@ impl Results<'_> {
         let mut json = JsonAnswer::new(&mut *out, self.engine);
         for a in &self.allocations {
             json.allocation(
+                a.index,
                 a.score,
                 a.count,
                 &self.parts[a.parts.clone()],

@@ -14,12 +14,15 @@ use crate::index::Engine;
 use crate::ruby;
 
 /// One allocation that survived the walk; its picks are
-/// `picks[at..at + tokens]` of the walk's flat list.
+/// `picks[at..at + tokens]` of the walk's flat list, indices into its
+/// index's combinations.
 #[derive(Debug)]
 struct Found<'a> {
     at: usize,
     score: Number,
     set: Set<'a>,
+    /// Its index: a position in `answer_all`'s members.
+    member: usize,
 }
 
 /// The ids an allocation shows on the page.
@@ -38,6 +41,15 @@ fn set_ids<'s>(set: &'s Set<'_>) -> Box<dyn Iterator<Item = u32> + 's> {
     }
 }
 
+/// One index's part of an answer: the index and the query's combinations
+/// in it (a search over several indexes has one each).
+pub(super) struct Member<'a, 'c> {
+    /// Which of the search's indexes (0 for an index).
+    pub(super) index: usize,
+    pub(super) engine: &'a Engine,
+    pub(super) combos: &'c Combos<'a, 'c>,
+}
+
 impl Engine {
     /// Walks, scores, filters (`only`, ignored combinations), sorts, cuts
     /// (`max_allocations`) and pages the allocations of `combos` (with
@@ -52,38 +64,76 @@ impl Engine {
         scratch: &mut AnswerScratch,
         answer: &mut impl Answer,
     ) -> Result<u64, SearchError> {
-        let AnswerScratch {
-            walk: walk_scratch,
-            picks,
-            fragments,
-            rendered,
-            parts,
-            seq,
-        } = scratch;
-        let opts = &self.opts;
-        let n = combos.tokens();
-        // Per combination: whether its category is ignored (`ignore
-        // :name`); empty (no allocation) when none is.
-        let ignored: Vec<bool> = if opts.ignored.contains(&true) {
-            combos
-                .all
-                .iter()
-                .map(|c| matches!(c.label, Label::Category(ci) if opts.ignored[ci]))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let is_ignored = |c: usize| ignored.get(c).copied().unwrap_or(false);
+        let members = [Member {
+            index: 0,
+            engine: self,
+            combos,
+        }];
+        answer_all(&self.opts, &members, ids, offset, unique, scratch, answer)
+    }
+}
+
+/// [`Engine::answer`] over the indexes of a search: each index's
+/// allocations walked, scored and filtered with its own combinations and
+/// categories, in the search's order; then all of them sorted (stably:
+/// equal scores keep that order), cut and paged as one list, with the
+/// search's options (`opts`).
+pub(super) fn answer_all(
+    opts: &super::Options,
+    members: &[Member<'_, '_>],
+    ids: i64,
+    offset: i64,
+    unique: bool,
+    scratch: &mut AnswerScratch,
+    answer: &mut impl Answer,
+) -> Result<u64, SearchError> {
+    let AnswerScratch {
+        walk: walk_scratch,
+        picks,
+        fragments,
+        rendered,
+        parts,
+        seq,
+    } = scratch;
+    // Where each index's combinations start in the numbering of all of
+    // them (`ignored` and `rendered` are indexed by it).
+    let mut bases = Vec::with_capacity(members.len());
+    let mut combinations = 0;
+    for m in members {
+        bases.push(combinations);
+        combinations += m.combos.all.len();
+    }
+    // Per combination: whether its category is ignored (`ignore :name`);
+    // empty (no allocation) when none is.
+    let ignored: Vec<bool> = if members
+        .iter()
+        .any(|m| m.engine.opts.ignored.contains(&true))
+    {
+        members
+            .iter()
+            .flat_map(|m| {
+                m.combos
+                    .all
+                    .iter()
+                    .map(|c| matches!(c.label, Label::Category(ci) if m.engine.opts.ignored[ci]))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let is_ignored = |c: usize| ignored.get(c).copied().unwrap_or(false);
+    let mut found: Vec<Found<'_>> = Vec::with_capacity(8);
+    picks.clear();
+    for (member, (m, &base)) in members.iter().zip(&bases).enumerate() {
+        let (engine, combos) = (m.engine, m.combos);
         // Depth-first walk of the product, first token slowest.
-        let mut found: Vec<Found<'_>> = Vec::with_capacity(8);
-        picks.clear();
         let rules = Walk {
-            ignored: &ignored,
+            ignored: ignored.get(base..base + combos.all.len()).unwrap_or(&[]),
             keep_empty: opts.keeps_empty(),
         };
         walk(combos, walk_scratch, &rules, &mut |p, set| {
             let labels = || p.iter().map(|&c| &combos.all[c].label);
-            if !self.allowed(labels(), seq) {
+            if !engine.allowed(labels(), seq) {
                 return false;
             }
             // Ruby: `combinations.inject(0) { |total, c| total + c.weight }
@@ -92,121 +142,135 @@ impl Engine {
             for &c in p {
                 score = score + combos.all[c].weight;
             }
-            score = score + self.boost(labels(), seq);
+            score = score + engine.boost(labels(), seq);
             found.push(Found {
                 at: picks.len(),
                 score,
                 set,
+                member,
             });
             picks.extend_from_slice(p);
             true
         })?;
-        // Stable: equal scores keep the product order.
-        found.sort_by(|a, b| {
-            b.score
-                .value()
-                .partial_cmp(&a.score.value())
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        if let Some(max) = opts.max_allocations {
-            for f in found.drain(max.min(found.len())..) {
-                if let Set::Owned(v) = f.set {
-                    walk_scratch.spare.push(v);
-                }
-            }
-        }
-
-        fragments.clear();
-        // A rendered combination is never empty: empty means not yet.
-        rendered.clear();
-        rendered.resize(combos.all.len(), 0..0);
-        let mut total = 0u64;
-        let mut amount = ids;
-        let mut off = offset;
-        let mut extra = opts.terminate_early;
-        let mut seen = unique.then(std::collections::HashSet::new);
-        let mut kept: Vec<usize> = Vec::with_capacity(n);
-        for f in found {
-            kept.clear();
-            kept.extend(
-                picks[f.at..f.at + n]
-                    .iter()
-                    .copied()
-                    .filter(|&c| !is_ignored(c)),
-            );
-            let ordered = ordered_ids(combos, &kept, &f.set);
-            let (count, page) = match &mut seen {
-                // Picky's `process_with_illegals!`, quirks included: the
-                // ids seen on the page so far are left out (so counts and
-                // the total depend on `ids`), the page is taken from the
-                // start, then the offset dropped from it.
-                Some(seen) => {
-                    let mut calc: Vec<u32> = match &ordered {
-                        Some(v) => v.iter().copied().filter(|x| !seen.contains(x)).collect(),
-                        None => set_ids(&f.set).filter(|x| !seen.contains(x)).collect(),
-                    };
-                    let count = calc.len();
-                    calc.truncate(usize::try_from(amount).unwrap_or(0));
-                    seen.extend(calc.iter().copied());
-                    let projected = off.saturating_sub(count as i64);
-                    if projected <= 0 {
-                        let drop = usize::try_from(off).unwrap_or(0).min(calc.len());
-                        calc.drain(..drop);
-                    }
-                    off = projected;
-                    if !calc.is_empty() {
-                        amount -= calc.len() as i64;
-                        off = 0;
-                    }
-                    (count, Page::Owned(calc))
-                }
-                None => {
-                    let count = ordered.as_ref().map_or(f.set.len(), |o| o.len());
-                    let page = match ruby::slice(count, off, amount) {
-                        Some(r) if !r.is_empty() => r,
-                        _ => 0..0,
-                    };
-                    if page.is_empty() {
-                        if off != 0 {
-                            off = off.saturating_sub(count as i64);
-                        }
-                    } else {
-                        amount -= page.len() as i64;
-                        off = 0;
-                    }
-                    (count, Page::Range(page))
-                }
-            };
-            total += count as u64;
-            parts.clear();
-            for &c in &kept {
-                if rendered[c].is_empty() {
-                    rendered[c] = self.render_combination(&combos.all[c], fragments);
-                }
-                parts.push(rendered[c].clone());
-            }
-            let ids = match (&page, &ordered) {
-                (Page::Owned(v), _) => PageIds::Slice(v),
-                (Page::Range(r), Some(v)) => PageIds::Slice(&v[r.clone()]),
-                (Page::Range(r), None) => PageIds::Set(&f.set, r.clone()),
-            };
-            answer.allocation(f.score, count as u64, parts, fragments, ids);
+    }
+    // Stable: equal scores keep the product order.
+    found.sort_by(|a, b| {
+        b.score
+            .value()
+            .partial_cmp(&a.score.value())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    if let Some(max) = opts.max_allocations {
+        for f in found.drain(max.min(found.len())..) {
             if let Set::Owned(v) = f.set {
                 walk_scratch.spare.push(v);
             }
-            // `terminate_early`: once the page is full, this many more.
-            if let Some(te) = &mut extra
-                && amount <= 0
-            {
-                if *te <= 0 {
-                    break;
-                }
-                *te -= 1;
-            }
         }
-        Ok(total)
     }
 
+    fragments.clear();
+    // A rendered combination is never empty: empty means not yet.
+    rendered.clear();
+    rendered.resize(combinations, 0..0);
+    let mut total = 0u64;
+    let mut amount = ids;
+    let mut off = offset;
+    let mut extra = opts.terminate_early;
+    // `unique` compares ids as Ruby does (`Array#-`): by value, so the
+    // same id in two indexes of a search is one; their JSON says it.
+    let mut seen = unique.then(std::collections::HashSet::<&[u8]>::new);
+    let mut kept: Vec<usize> = Vec::new();
+    for f in found {
+        let Member {
+            index,
+            engine,
+            combos,
+        } = members[f.member];
+        let base = bases[f.member];
+        let n = combos.tokens();
+        kept.clear();
+        kept.extend(
+            picks[f.at..f.at + n]
+                .iter()
+                .copied()
+                .filter(|&c| !is_ignored(base + c)),
+        );
+        let ordered = ordered_ids(combos, &kept, &f.set);
+        let (count, page) = match &mut seen {
+            // Picky's `process_with_illegals!`, quirks included: the
+            // ids seen on the page so far are left out (so counts and
+            // the total depend on `ids`), the page is taken from the
+            // start, then the offset dropped from it.
+            Some(seen) => {
+                let docs = engine.docs();
+                let fresh = |x: &u32| !seen.contains(docs.json(*x));
+                let mut calc: Vec<u32> = match &ordered {
+                    Some(v) => v.iter().copied().filter(fresh).collect(),
+                    None => set_ids(&f.set).filter(fresh).collect(),
+                };
+                let count = calc.len();
+                calc.truncate(usize::try_from(amount).unwrap_or(0));
+                seen.extend(calc.iter().map(|&x| docs.json(x)));
+                let projected = off.saturating_sub(count as i64);
+                if projected <= 0 {
+                    let drop = usize::try_from(off).unwrap_or(0).min(calc.len());
+                    calc.drain(..drop);
+                }
+                off = projected;
+                if !calc.is_empty() {
+                    amount -= calc.len() as i64;
+                    off = 0;
+                }
+                (count, Page::Owned(calc))
+            }
+            None => {
+                let count = ordered.as_ref().map_or(f.set.len(), |o| o.len());
+                let page = match ruby::slice(count, off, amount) {
+                    Some(r) if !r.is_empty() => r,
+                    _ => 0..0,
+                };
+                if page.is_empty() {
+                    if off != 0 {
+                        off = off.saturating_sub(count as i64);
+                    }
+                } else {
+                    amount -= page.len() as i64;
+                    off = 0;
+                }
+                (count, Page::Range(page))
+            }
+        };
+        total += count as u64;
+        parts.clear();
+        for &c in &kept {
+            if rendered[base + c].is_empty() {
+                rendered[base + c] = engine.render_combination(&combos.all[c], fragments);
+            }
+            parts.push(rendered[base + c].clone());
+        }
+        let ids = match (&page, &ordered) {
+            (Page::Owned(v), _) => PageIds::Slice(v),
+            (Page::Range(r), Some(v)) => PageIds::Slice(&v[r.clone()]),
+            (Page::Range(r), None) => PageIds::Set(&f.set, r.clone()),
+        };
+        answer.allocation(index, f.score, count as u64, parts, fragments, ids);
+        if let Set::Owned(v) = f.set {
+            walk_scratch.spare.push(v);
+        }
+        // `terminate_early`: once the page is full, this many more.
+        if let Some(te) = &mut extra
+            && amount <= 0
+        {
+            if *te <= 0 {
+                break;
+            }
+            *te -= 1;
+        }
+    }
+    Ok(total)
+}
+
+impl Engine {
     /// Picky's `only` and ignored combinations: an allocation's categories,
     /// neighbouring repeats merged, must be one of `only` (if any) and none
     /// of the ignored. Joined (OR) labels are no category's.

@@ -402,9 +402,9 @@ impl State {
             Ok(Err(e)) => {
                 // Exhaustive on purpose, as for searches: never a 500.
                 let (status, code) = match &e {
-                    FacetError::UnknownCategory(_) | FacetError::NotFaceted(_) => {
-                        (StatusCode::NOT_FOUND, "no_facets")
-                    }
+                    FacetError::UnknownCategory(_)
+                    | FacetError::NotFaceted(_)
+                    | FacetError::SeveralIndexes => (StatusCode::NOT_FOUND, "no_facets"),
                     FacetError::TooMany(_) => (StatusCode::BAD_REQUEST, "too_many_facets"),
                     FacetError::Search(SearchError::TooComplex) => {
                         (StatusCode::BAD_REQUEST, "query_too_complex")

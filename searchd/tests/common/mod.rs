@@ -36,13 +36,14 @@ pub fn books() -> &'static Engine {
     .1
 }
 
-/// Builds the definition `tests/golden/<def>` (its data next to it) into a
+/// Builds the definition `tests/golden/<def>` (its data next to it; an
+/// index or a search definition) into a
 /// temporary directory; the engine lives as long as the directory.
 pub fn build_def(def: &str) -> (tempfile::TempDir, Engine) {
-    let def = IndexDef::load(&golden(def)).expect("definition");
+    let def = searchd::def::Definition::load(&golden(def)).expect("definition");
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("index.idx");
-    searchd::build::build(&def, &out).expect("index builds");
+    searchd::build::build_definition(&def, &out).expect("index builds");
     let e = Engine::open(&out, Verify::Full).expect("snapshot opens");
     (dir, e)
 }
