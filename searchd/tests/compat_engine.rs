@@ -265,3 +265,17 @@ fn dupes_answers_match_picky() {
         4
     );
 }
+
+/// One search over three indexes (Picky's `Search.new(books, films,
+/// music)`: integer ids shared by books and films, string ids and a result
+/// identifier in music, qualifiers each index maps to its own category),
+/// with each set of Search options: every answer byte for byte.
+#[test]
+fn media_searches_over_several_indexes_match_picky() {
+    for route in golden_defs::MEDIA_ROUTES {
+        let (_dir, engine) = common::build_def(&format!("media/{route}.toml"));
+        assert_eq!(engine.indexes().len(), 3);
+        let file = format!("media/{route}_recorded.jsonl");
+        assert_compared(&file, 150, replay_with(&engine, &file, &[]));
+    }
+}

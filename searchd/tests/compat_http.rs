@@ -220,7 +220,8 @@ fn picky_security_headers_are_kept() {
 }
 
 /// Our own recorded definitions (tests/golden/*/: agora, records, shelf,
-/// streets, keys, dupes, catalog with its search options and facets)
+/// streets, keys, dupes, catalog with its search options and facets,
+/// media: searches over three indexes)
 /// replayed over HTTP: each record's request target, its Picky route
 /// swapped for the path searchd serves the definition at, answers byte for
 /// byte (the engine replays are in compat_engine.rs).
@@ -264,6 +265,13 @@ fn own_definitions_replay_over_http() {
             format!("/{route}"),
         ));
     }
+    for route in golden_defs::MEDIA_ROUTES {
+        cases.push((
+            format!("media/{route}.toml"),
+            format!("media/{route}_recorded.jsonl"),
+            format!("/{route}"),
+        ));
+    }
     for (route, category) in golden_defs::CATALOG_FACETS {
         cases.push((
             format!("catalog/{route}.toml"),
@@ -274,9 +282,9 @@ fn own_definitions_replay_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let mut replayed = 0;
     for (def, file, route) in &cases {
-        let def = searchd::def::IndexDef::load(&root.join(def)).unwrap();
+        let def = searchd::def::Definition::load(&root.join(def)).unwrap();
         let out = dir.path().join(format!("{replayed}.idx"));
-        searchd::build::build(&def, &out).unwrap();
+        searchd::build::build_definition(&def, &out).unwrap();
         let server = Server::start_unloaded(Config::default());
         server
             .state
@@ -285,7 +293,11 @@ fn own_definitions_replay_over_http() {
         let mut conn = Conn::open(server.addr);
         for rec in records(file) {
             let url = rec["url"].as_str().unwrap();
-            let target = format!("/{}{}", def.name, url.strip_prefix(route.as_str()).unwrap());
+            let target = format!(
+                "/{}{}",
+                def.name(),
+                url.strip_prefix(route.as_str()).unwrap()
+            );
             let resp = conn.get(&target);
             let body = String::from_utf8(resp.body.clone()).unwrap();
             let want = rec["body_text"].as_str().unwrap();
@@ -302,5 +314,5 @@ fn own_definitions_replay_over_http() {
             replayed += 1;
         }
     }
-    assert_eq!(replayed, 2253, "answers replayed");
+    assert_eq!(replayed, 4062, "answers replayed");
 }

@@ -3,7 +3,7 @@
 (agora/agora_queries.jsonl, records/records_queries.jsonl,
 shelf/shelf_queries.jsonl, catalog/catalog_queries.jsonl,
 streets/streets_queries.jsonl, keys/keys_queries.jsonl,
-dupes/dupes_queries.jsonl next to this script): one JSON object a line, {"id","note","params":{...}}.
+dupes/dupes_queries.jsonl, media/media_queries.jsonl next to this script): one JSON object a line, {"id","note","params":{...}}.
 
 Usage: python3 gen_definition_queries.py   (re-running reproduces the files)
 """
@@ -235,6 +235,95 @@ DUPES_PAGED = [
 ]
 
 
+# media: one search over three indexes (books, films, music answered as
+# "tracks"; media/picky_app.rb), replayed against one route per set of
+# Search options. Words found in one, two or all three indexes, qualifiers
+# that only some indexes know, and pages that span the indexes'
+# allocations (books and films share integer ids, music's are strings).
+MEDIA = [
+    ("one index", q) for q in [
+        "björk", "lisboa", "nosferatu", "akunin", "kierkegaard", "bergman",
+        "1843", "prince",
+    ]
+] + [
+    ("two indexes", q) for q in [
+        "lisbon", "velvet", "nocturne", "dancing", "secret", "schöne", "nachtzug",
+        "grüne", "train", "1999", "woody",
+    ]
+] + [
+    ("three indexes", q) for q in [
+        "river", "stone", "night", "winter", "garden", "blue", "summer", "love",
+        "song", "moon", "rain", "café", "heart", "letters", "moonlight", "über",
+        "øresund", "θάλασσα",
+    ]
+] + [
+    ("names", q) for q in [
+        "anna", "peter", "berg", "müller", "holm", "søren", "jørgensen", "élodie",
+        "weiß", "παππά", "θεοδωράκης", "αγγελόπουλος",
+    ]
+] + [
+    ("qualifiers", q) for q in [
+        "author:anna", "a:anna", "director:anna", "d:anna", "artist:anna", "by:anna",
+        "by:müller", "by:stone", "by:björk", "d:björk", "y:1999", "year:2016",
+        "title:river", "title:1999", "title:stone song", "foo:river", "t:river",
+        "author:river", "artist:1999", "author,director:anna", "artist,title:river",
+        "d,a:berg", "by,y:1999", "d:woody allen", "stone by:peter", "by:peter stone",
+        "by:anna y:1999", "by:", "foo:river stone", "BY:anna",
+    ]
+] + [
+    ("several words", q) for q in [
+        "river stone", "stone river", "anna berg", "berg anna", "peter müller",
+        "winter garden", "garden winter", "night train", "love letters", "blue river",
+        "stone song", "summer night", "anna 1999", "1999 river", "café society",
+        "night train lisbon", "river 1999 berg", "blue moon", "the river",
+        "heart of winter", "θάλασσα παππά", "peter stone",
+        "anna holm summer",
+    ]
+] + [
+    ("partial", q) for q in [
+        "riv", "ber", "mül", "st", "s", "a", "moon*", "win* garden",
+        "garden win", "anna b", "by:an", "d:wood", "bjö", "θάλ",
+    ]
+] + [
+    ("exact", q) for q in [
+        "river\"", "moon\"", "\"stone\"", "stone\" song", "rain\"", "\"1999\"",
+    ]
+] + [
+    ("or", q) for q in [
+        "river|stone", "björk|bergman", "anna|peter", "lisbon|lisboa", "xyz|river",
+        "river|xyz", "by:anna|peter", "winter|summer night", "1999|2016",
+        "moon|moonlight",
+    ]
+] + [
+    ("found nowhere", q) for q in [
+        "xyz", "qqq zzz", "river xyz", "xyz river", "zzz*", "björk river",
+        "river björk", "bergman björk", "lisboa 1999", "velvet d:lynch",
+    ]
+] + [
+    ("non-ascii", q) for q in [
+        "uber", "ÜBER", "cafe", "CAFÉ", "straße", "strasse", "oresund", "ØRESUND",
+        "ΘΆΛΑΣΣΑ", "θαλασσα", "νύχτα", "Ζορμπάς", "ängel", "kieślowski",
+        "μίκης θεοδωράκης",
+    ]
+] + [
+    ("similarity", q) for q in [
+        "rivver~", "stoen~", "lisbn~", "anna~", "moon~ river",
+    ]
+]
+
+MEDIA_PAGE_QUERIES = ["river", "stone", "anna", "peter", "a", "river|stone", "by:berg"]
+MEDIA_PAGES = [{"ids": "0"}, {"ids": "2"}, {"ids": "3", "offset": "4"},
+               {"ids": "5", "offset": "5"}, {"ids": "4", "offset": "9"}]
+MEDIA_PAGED = [
+    ("paging", dict({"query": q}, **page))
+    for q in MEDIA_PAGE_QUERIES for page in MEDIA_PAGES
+] + [
+    ("paging", {"query": "river", "ids": "1", "offset": "13"}),
+    ("paging", {"query": "river", "ids": "20", "offset": "100"}),
+    ("paging", {"query": "night", "ids": "3", "offset": "6"}),
+    ("paging", {"query": "stone song", "ids": "2", "offset": "1"}),
+]
+
 def write(path, prefix, entries, paged=()):
     with open(path, "w", encoding="utf-8") as out:
         n = 0
@@ -256,3 +345,4 @@ write(os.path.join(HERE, "catalog", "facets_queries.jsonl"), "f", [], CATALOG_FA
 write(os.path.join(HERE, "streets", "streets_queries.jsonl"), "t", STREETS, STREETS_PAGED)
 write(os.path.join(HERE, "keys", "keys_queries.jsonl"), "k", KEYS, KEYS_PAGED)
 write(os.path.join(HERE, "dupes", "dupes_queries.jsonl"), "d", DUPES, DUPES_PAGED)
+write(os.path.join(HERE, "media", "media_queries.jsonl"), "md", MEDIA, MEDIA_PAGED)

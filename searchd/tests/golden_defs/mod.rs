@@ -28,3 +28,18 @@ pub const CATALOG_FACETS: [(&str, &str); 5] = [
 
 /// keys: one definition and recording per key format.
 pub const KEY_ROUTES: [&str; 3] = ["float", "string", "symbol"];
+
+/// media: one search over three indexes (books, films, music: Picky's
+/// `Search.new(books, films, music)`), one search definition
+/// (`media/<route>.toml`) and recording per set of Search options.
+pub const MEDIA_ROUTES: [&str; 9] = [
+    "plain",
+    "max",
+    "early",
+    "early2",
+    "ignore",
+    "only",
+    "unassigned",
+    "unique",
+    "all",
+];
