@@ -57,6 +57,14 @@ pub enum BuildError {
     Snapshot(#[from] snapshot::SnapshotError),
     #[error("golden query {query:?} failed: {message}")]
     Golden { query: String, message: String },
+    #[error(
+        "data source {path}: ranged category {category:?}: {value:?} is not a number its grid can hold (infinite, or more than 2^53 cells from the anchor)"
+    )]
+    Ranged {
+        path: PathBuf,
+        category: String,
+        value: String,
+    },
 }
 
 /// What `searchd index` reports.
@@ -334,14 +342,15 @@ fn snapshot_bytes(def: &IndexDef, out: &Path) -> Result<(Vec<u8>, BuildReport), 
     };
     let indexing = compile(&def.indexing)?;
     // A category with its own indexing options uses them instead of the
-    // index's (Picky's per-category `indexing:`, not merged).
+    // index's (Picky's per-category `indexing:`, not merged); a ranged
+    // one, Picky's default tokenizer (`Category::Location#tokenizer`).
     let tokenizers = def
         .categories
         .iter()
-        .map(|c| {
-            c.indexing
-                .as_ref()
-                .map_or_else(|| Ok(indexing.clone()), compile)
+        .map(|c| match (&c.indexing, c.ranged) {
+            (Some(own), _) => compile(own),
+            (None, Some(_)) => compile(&crate::tokenizer::TokenizerSpec::default()),
+            (None, None) => Ok(indexing.clone()),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (cols, doc_json) = collect(def, &data)?;
@@ -359,7 +368,13 @@ fn snapshot_bytes(def: &IndexDef, out: &Path) -> Result<(Vec<u8>, BuildReport), 
             .zip(tokenizers)
             .map(|((col, cdef), indexing)| {
                 scope.spawn(move || {
-                    let c = index_column(cdef, &indexing, &col);
+                    let c = index_column(cdef, &indexing, &col).map_err(|value| {
+                        BuildError::Ranged {
+                            path: path.clone(),
+                            category: cdef.name.clone(),
+                            value,
+                        }
+                    })?;
                     drop(col);
                     category_sections(out, c, documents as usize)
                 })
@@ -394,6 +409,7 @@ fn snapshot_bytes(def: &IndexDef, out: &Path) -> Result<(Vec<u8>, BuildReport), 
                 similarity: c.similarity,
                 weight: c.weight,
                 facets: c.facets,
+                ranged: c.ranged,
             })
             .collect(),
         boosts: def.boosts.clone(),
@@ -638,12 +654,13 @@ fn json_tokens(v: Option<&serde_json::Value>) -> Result<Vec<Cow<'_, str>>, Strin
     }
 }
 
-/// Tokenizes a category's column into its indexes.
+/// Tokenizes a category's column into its indexes; a value a ranged
+/// category cannot place on its grid is the error.
 fn index_column(
     def: &crate::def::CategoryDef,
     indexing: &crate::tokenizer::Tokenizer,
     col: &Column,
-) -> CategoryBuild {
+) -> Result<CategoryBuild, String> {
     let mut c = CategoryBuild {
         exact: HashMap::default(),
         partial: def.partial,
@@ -663,18 +680,33 @@ fn index_column(
         c.ordered = Some(HashMap::default());
     }
     let mut highest = None;
+    let mut unplaced = None;
     for (ord, text) in col.texts() {
         let merged = highest.is_some_and(|h| ord < h);
         highest = highest.max(Some(ord));
+        let mut add = |word: &str| match def.ranged {
+            // Picky's `Location#add`: the word's `to_f` under each of its
+            // grid keys, in ascending order.
+            Some(r) => match r.keys(ruby::to_f(word)) {
+                Some(keys) => keys.for_each(|k| c.add(def, &k.to_string(), ord, merged)),
+                None => {
+                    unplaced.get_or_insert_with(|| word.to_owned());
+                }
+            },
+            None => c.add(def, word, ord, merged),
+        };
         if !def.tokenize {
             // Ready-made tokens: indexed as given (partials still made).
-            c.add(def, text, ord, merged);
+            add(text);
             continue;
         }
         let pre = indexing.preprocess(text);
-        indexing.each_word(&pre, |w| c.add(def, &w, ord, merged));
+        indexing.each_word(&pre, |w| add(&w));
     }
-    c
+    match unplaced {
+        Some(value) => Err(value),
+        None => Ok(c),
+    }
 }
 
 /// The documents' ids as JSON, and where each one starts.

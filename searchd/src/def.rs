@@ -137,10 +137,12 @@ struct RawCategory {
     name: String,
     field: Option<String>,
     qualifiers: Option<Vec<String>>,
-    #[serde(default)]
-    partial: Partial,
+    /// Default: postfix, or none for a ranged category (as in Picky).
+    partial: Option<Partial>,
     #[serde(default)]
     similarity: Similarity,
+    /// Picky's `ranged_category` (and each half of `geo_categories`).
+    ranged: Option<RawRanged>,
     /// A table (see [`Weight`]) or a bare number: Picky's `weight: 2`
     /// shortcut, a logarithmic weight with that offset.
     weight: Option<toml::Value>,
@@ -154,6 +156,74 @@ struct RawCategory {
     #[serde(default)]
     facets: bool,
 }
+
+/// `ranged = { range = 2.5, precision = 1, anchor = 0.0 }`, or a geo
+/// half: `lat_radius_km = 1.5` / `lng_radius_km = 1.5` instead of `range`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRanged {
+    range: Option<Number>,
+    lat_radius_km: Option<Number>,
+    lng_radius_km: Option<Number>,
+    #[serde(default = "one_u32")]
+    precision: u32,
+    #[serde(default)]
+    anchor: Number,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+/// Picky's `ranged_category :age, range, precision:, anchor:` (a
+/// `Calculations::Location`): a number is found by the documents whose
+/// values lie within about `range` of it. Each value `v` is indexed under
+/// the grid cells `cell(v) - precision ..= cell(v) + precision`, a query
+/// word looked up under `cell(to_f(word))`. Geo categories are two of
+/// these, their ranges a radius in degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ranged {
+    pub range: f64,
+    pub precision: u32,
+    pub anchor: f64,
+}
+
+/// Kilometres to degrees of latitude and (on the 45th parallel, as Picky
+/// takes it) of longitude: Picky's `geo_categories` factors.
+pub const KM_LAT: f64 = 0.00898312;
+pub const KM_LNG: f64 = 0.01796624;
+
+/// A grid cell further than this from the anchor is refused at index time
+/// (integers beyond 2^53 are not exact in a float); a query's is found
+/// nowhere.
+pub const MAX_CELL: f64 = 9_007_199_254_740_992.0;
+
+impl Ranged {
+    fn grid(&self) -> f64 {
+        self.range / (f64::from(self.precision) + 0.5)
+    }
+
+    /// Ruby: `((location - @anchor) / @grid).floor`, the anchor moved
+    /// down by one range and one grid (`Calculations::Location#anchor=`).
+    pub fn cell(&self, value: f64) -> Option<i64> {
+        let grid = self.grid();
+        let anchor = self.anchor - self.range - grid;
+        let cell = ((value - anchor) / grid).floor();
+        (cell.is_finite() && cell.abs() <= MAX_CELL).then_some(cell as i64)
+    }
+
+    /// The index keys of a value: its cell and `precision` cells on each
+    /// side, in Picky's order (ascending).
+    pub fn keys(&self, value: f64) -> Option<impl Iterator<Item = i64>> {
+        let cell = self.cell(value)?;
+        let p = i64::from(self.precision);
+        Some(cell - p..=cell + p)
+    }
+}
+
+/// Most cells on each side of a value.
+pub const MAX_PRECISION: u32 = 64;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -528,6 +598,8 @@ pub struct CategoryDef {
     pub tokenize: bool,
     /// Answers facets (`GET /<index>/facets/<category>`).
     pub facets: bool,
+    /// Picky's `ranged_category` (or half of `geo_categories`).
+    pub ranged: Option<Ranged>,
 }
 
 /// A validated boost: an exact category sequence (neighbouring duplicates
@@ -791,7 +863,31 @@ fn category(
             ));
         }
     }
-    match c.partial {
+    let ranged = c.ranged.map(ranged).transpose()?;
+    if ranged.is_some() {
+        let conflict = if c.partial.is_some_and(|p| p != Partial::None) {
+            Some("partial")
+        } else if c.similarity != Similarity::None {
+            Some("similarity")
+        } else if c.facets {
+            Some("facets")
+        } else {
+            None
+        };
+        if let Some(field) = conflict {
+            return Err((
+                field,
+                "a ranged category looks numbers up by grid cell; it has no partial, similar or                  facet words (as in Picky, whose ranged categories replace both their indexes)"
+                    .into(),
+            ));
+        }
+    }
+    let partial = match (c.partial, &ranged) {
+        (Some(p), _) => p,
+        (None, Some(_)) => Partial::None,
+        (None, None) => Partial::default(),
+    };
+    match partial {
         Partial::Substring { from, to } if from == 0 || to == 0 => {
             return Err(("partial", "from and to must not be 0".into()));
         }
@@ -855,12 +951,48 @@ fn category(
         field: c.field.unwrap_or_else(|| c.name.clone()),
         name: c.name,
         qualifiers,
-        partial: c.partial,
+        partial,
         similarity: c.similarity,
         weight,
         indexing: c.indexing,
         tokenize: c.tokenize,
         facets: c.facets,
+        ranged,
+    })
+}
+
+/// `ranged = { … }`: one of range, lat_radius_km, lng_radius_km, positive
+/// and finite; a precision that keeps the keys per value few.
+fn ranged(r: RawRanged) -> Result<Ranged, (&'static str, String)> {
+    let range = match (r.range, r.lat_radius_km, r.lng_radius_km) {
+        (Some(range), None, None) => ("ranged.range", range.value()),
+        (None, Some(km), None) => ("ranged.lat_radius_km", km.value() * KM_LAT),
+        (None, None, Some(km)) => ("ranged.lng_radius_km", km.value() * KM_LNG),
+        _ => {
+            return Err((
+                "ranged",
+                "takes one of range (Picky's ranged_category), lat_radius_km or lng_radius_km \
+                 (a half of its geo_categories)"
+                    .into(),
+            ));
+        }
+    };
+    if !(range.1.is_finite() && range.1 > 0.0) {
+        return Err((range.0, "must be a positive number".into()));
+    }
+    if r.precision > MAX_PRECISION {
+        return Err((
+            "ranged.precision",
+            format!("must be at most {MAX_PRECISION} (Picky suggests 1 to 5)"),
+        ));
+    }
+    if !r.anchor.is_usable() {
+        return Err(("ranged.anchor", "must be a finite number".into()));
+    }
+    Ok(Ranged {
+        range: range.1,
+        precision: r.precision,
+        anchor: r.anchor.value(),
     })
 }
 
@@ -920,7 +1052,14 @@ const PICKY_HINTS: &[(&str, &str)] = &[
     ),
     (
         "ranging",
-        "ranged categories are not supported yet (Picky 4.31.3 itself cannot index them)",
+        "index.toml spells Picky's ranged_category `ranged = { range = 2.5, precision = 1, \
+      anchor = 0.0 }` on the category (geo_categories: `ranged = { lat_radius_km = 1.5 }` and \
+      `ranged = { lng_radius_km = 1.5 }` on two categories)",
+    ),
+    (
+        "geo",
+        "index.toml spells Picky's geo_categories as two categories with `ranged = { \
+      lat_radius_km = 1.5 }` and `ranged = { lng_radius_km = 1.5 }`",
     ),
 ];
 

@@ -75,6 +75,7 @@ impl Error {
                 // The data, or its golden queries, do not fit the definition.
                 BuildError::Record { .. }
                 | BuildError::TooManyDocuments { .. }
+                | BuildError::Ranged { .. }
                 | BuildError::GoldenTooFew { .. }
                 | BuildError::Golden { .. } => exit::USAGE,
                 BuildError::Write { .. } => exit::FAILURE,

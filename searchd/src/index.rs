@@ -21,7 +21,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::def::{Boost, GoldenQuery, IdKind, Number, SearchOptions, Similarity, Weight};
+use crate::def::{Boost, GoldenQuery, IdKind, Number, Ranged, SearchOptions, Similarity, Weight};
 use crate::phonetic;
 use crate::snapshot::{Bytes, Kind, NO_CATEGORY, Snapshot, SnapshotError, U64s, Verify};
 use crate::tokenizer::{Tokenizer, TokenizerSpec};
@@ -70,6 +70,9 @@ pub struct MetaCategory {
     /// repeated id) and have their Picky order stored beside them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ordered: bool,
+    /// A ranged category: its words are grid cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranged: Option<Ranged>,
 }
 
 /// A golden query with the answer recorded at index time (duration 0).
@@ -524,6 +527,8 @@ impl SimilarTable {
 
 pub struct Category {
     pub name: String,
+    /// A ranged category: words are looked up by grid cell ([`Category::key`]).
+    pub ranged: Option<Ranged>,
     pub exact: Postings,
     pub partial: Option<Postings>,
     pub similarity: Similarity,
@@ -550,6 +555,18 @@ static LOG_WEIGHT_TABLE: std::sync::LazyLock<Vec<f64>> =
     std::sync::LazyLock::new(|| (0..LOG_WEIGHTS).map(log_weight).collect());
 
 impl Category {
+    /// What `text` is looked up as: itself, or in a ranged category its
+    /// grid cell (Picky's `Calculation#ids`: `calculate(text.to_f).to_s`);
+    /// `None` for a number no cell holds.
+    pub fn key<'t>(&self, text: &'t str) -> Option<std::borrow::Cow<'t, str>> {
+        match self.ranged {
+            None => Some(std::borrow::Cow::Borrowed(text)),
+            Some(r) => r
+                .cell(crate::ruby::to_f(text))
+                .map(|c| std::borrow::Cow::Owned(c.to_string())),
+        }
+    }
+
     /// Picky's weight of a text found with `list`: `offset +
     /// round(ln(n), 3)` (a float, whatever the offset) or the constant.
     pub fn weight_of(&self, list: PostingList<'_>) -> Number {
@@ -753,6 +770,7 @@ impl Engine {
             let mut name_json = Vec::new();
             crate::ruby::write_json_str(&mc.name, &mut name_json);
             categories.push(Category {
+                ranged: mc.ranged,
                 facet_words,
                 name_json,
                 name: mc.name.clone(),

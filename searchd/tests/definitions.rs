@@ -335,3 +335,98 @@ fn repeated_ids_are_merged_in_pickys_order() {
         serde_json::json!(1.099)
     );
 }
+
+const PLACES: &str = "name = \"places\"\n[source]\npath = \"p.csv\"\nformat = \"csv\"\n[indexing]\nremove = '[.]'\n[[category]]\nname = \"name\"\n[[category]]\nname = \"height\"\nranged = { range = 2, precision = 1 }\n";
+
+#[test]
+fn ranged_categories_find_numbers_within_their_range() {
+    // range 2, precision 1: grid 2 / 1.5, the anchor moved to -2 - grid;
+    // 12.5 is cell 11 (keys 10..=12), 14 cell 13, 20 cell 17, 13.1 cell 12.
+    let f = Fixture::new(&[
+        ("index.toml", PLACES),
+        (
+            "p.csv",
+            "id,name,height\n1,anna,12.5\n2,bob,14\n3,carl,20\n4,dora,13.1\n5,eve,n/a\n",
+        ),
+    ]);
+    let e = f.build().unwrap();
+    // The index's indexing (which removes '.') is not a ranged category's:
+    // 12.5 stays 12.5 (Picky's default tokenizer).
+    let near = |q: &str| -> Vec<serde_json::Value> {
+        allocs(&e, q)
+            .into_iter()
+            .filter(|(c, _)| c == "height")
+            .flat_map(|(_, ids)| ids)
+            .collect()
+    };
+    assert_eq!(near("height:13"), [1, 2, 4]);
+    assert_eq!(near("height:19"), [3]);
+    assert_eq!(near("height:16"), [2]);
+    assert_eq!(near("height:40"), Vec::<serde_json::Value>::new());
+    // Ruby's to_f: not a number is 0.0, so "n/a" and "abc" meet at 0.
+    assert_eq!(near("height:abc"), [5]);
+    // The allocation shows the word typed, not its cell.
+    assert_eq!(
+        answer(&e, "height:13")["allocations"][0][3],
+        serde_json::json!([["height", "height:13", "13"]])
+    );
+}
+
+#[test]
+fn ranged_categories_are_checked() {
+    let refused = |ranged: &str, needle: &str| {
+        let def = PLACES.replace("ranged = { range = 2, precision = 1 }", ranged);
+        let err = Fixture::new(&[("index.toml", &def), ("p.csv", "id,name,height\n")])
+            .build()
+            .unwrap_err();
+        assert!(err.contains(needle), "{ranged}\n -> {err}");
+    };
+    refused(
+        "ranged = { precision = 1 }",
+        "category[1].ranged: takes one of range",
+    );
+    refused(
+        "ranged = { range = 1, lat_radius_km = 2 }",
+        "category[1].ranged: takes one of range",
+    );
+    refused(
+        "ranged = { range = 0 }",
+        "ranged.range: must be a positive number",
+    );
+    refused(
+        "ranged = { lng_radius_km = -1 }",
+        "ranged.lng_radius_km: must be a positive number",
+    );
+    refused(
+        "ranged = { range = 1, precision = 65 }",
+        "ranged.precision: must be at most 64",
+    );
+    refused(
+        "ranged = { range = 1, anchor = nan }",
+        "ranged.anchor: must be a finite number",
+    );
+    refused(
+        "ranged = { range = 1 }\npartial = { kind = \"substring\" }",
+        "category[1].partial: a ranged category",
+    );
+    refused(
+        "ranged = { range = 1 }\nsimilarity = { kind = \"soundex\" }",
+        "category[1].similarity: a ranged category",
+    );
+    refused(
+        "ranged = { range = 1 }\nfacets = true",
+        "category[1].facets: a ranged category",
+    );
+    // Picky's spelling gets a hint.
+    refused("ranging = true", "ranged = { range = 2.5");
+    // A value no grid cell holds is named.
+    let f = Fixture::new(&[
+        ("index.toml", PLACES),
+        ("p.csv", "id,name,height\n1,a,1e400\n"),
+    ]);
+    let err = f.build().unwrap_err();
+    assert!(
+        err.contains("ranged category \"height\": \"1e400\" is not a number its grid can hold"),
+        "{err}"
+    );
+}

@@ -153,8 +153,8 @@ impl Engine {
                 Weight::Logarithmic { .. } => None,
             };
             let ids = match &texts {
-                None => match table.get(&part.text) {
-                    Some(list) => Some((cat.weight_of(list), Ids::of(table, &part.text, list))),
+                None => match cat.key(&part.text).and_then(|k| Some((table.get(&k)?, k))) {
+                    Some((list, k)) => Some((cat.weight_of(list), Ids::of(table, &k, list))),
                     None => constant.map(|w| (w, Ids::empty())),
                 },
                 // Picky sums the weights of the texts that have one (with a
@@ -164,6 +164,8 @@ impl Engine {
                     let mut weight: Option<Number> = None;
                     let mut ordered = Vec::new();
                     for t in texts {
+                        let Some(t) = cat.key(t) else { continue };
+                        let t = &*t;
                         let found = table.get(t);
                         if let Some(w) = found.map(|list| cat.weight_of(list)).or(constant) {
                             // Ruby's `weight + (sum || 0)`.
