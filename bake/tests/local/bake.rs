@@ -957,3 +957,37 @@ fn show_lineage_and_deprecate_then_prune_honours_it() {
         assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// A search definition (one search over several indexes) bakes like an
+/// index definition: one snapshot holding both indexes, named and served
+/// by the search's name, its manifest recording the search.
+#[test]
+fn a_search_definition_bakes_one_snapshot_of_all_its_indexes() {
+    let fx = Fx::new();
+    let books = fx.path("images/books");
+    let def = std::fs::read_to_string(books.join("index.toml")).unwrap();
+    std::fs::write(
+        books.join("classics.toml"),
+        def.replacen("name = \"books\"", "name = \"classics\"", 1),
+    )
+    .unwrap();
+    std::fs::write(
+        books.join("shelves.toml"),
+        "name = \"shelves\"\nindexes = [\"index.toml\", \"classics.toml\"]\n[[golden]]\nquery = \"alan\"\nmin_total = 2\n",
+    )
+    .unwrap();
+    fx.edit_recipe(|t| {
+        t.replace(
+            "index = \"books/index.toml\"",
+            "index = \"books/shelves.toml\"",
+        )
+    });
+    let built = fx.build_json();
+    let out = fx.bake(&["show", "--json", built["image"].as_str().unwrap()]);
+    assert_ok(&out);
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["index"]["name"], "shelves", "{m}");
+    assert_eq!(m["index"]["documents"], 1080, "{m}");
+    assert_eq!(m["index"]["golden"][0]["query"], "alan", "{m}");
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+}
