@@ -221,7 +221,7 @@ fn picky_security_headers_are_kept() {
 
 /// Our own recorded definitions (tests/golden/*/: agora, records, shelf,
 /// streets, keys, dupes, catalog with its search options and facets,
-/// media: searches over three indexes)
+/// media: searches over three indexes, places: ranged and geo categories)
 /// replayed over HTTP: each record's request target, its Picky route
 /// swapped for the path searchd serves the definition at, answers byte for
 /// byte (the engine replays are in compat_engine.rs).
@@ -272,6 +272,14 @@ fn own_definitions_replay_over_http() {
             format!("/{route}"),
         ));
     }
+    for route in golden_defs::PLACES_ROUTES {
+        let def = if route == "plain" { "index" } else { route };
+        cases.push((
+            format!("places/{def}.toml"),
+            format!("places/{route}_recorded.jsonl"),
+            format!("/{route}"),
+        ));
+    }
     for (route, category) in golden_defs::CATALOG_FACETS {
         cases.push((
             format!("catalog/{route}.toml"),
@@ -301,6 +309,18 @@ fn own_definitions_replay_over_http() {
             let resp = conn.get(&target);
             let body = String::from_utf8(resp.body.clone()).unwrap();
             let want = rec["body_text"].as_str().unwrap();
+            if ["pl063", "pl064", "pl065", "pl066", "pl068"].contains(&rec["id"].as_str().unwrap())
+            {
+                // A number whose grid cell is infinite: Picky raises
+                // FloatDomainError (500); searchd finds it nowhere.
+                assert_eq!(rec["status"], 500, "{file} {target}");
+                assert_eq!(resp.status, 200, "{file} {target}: {body}");
+                assert!(
+                    body.starts_with("{\"allocations\":[]"),
+                    "{file} {target}: {body}"
+                );
+                continue;
+            }
             if rec["id"] == "r014" {
                 // A range beyond MAX_RANGE_TEXTS (compat_engine.rs says why).
                 assert_eq!(
@@ -314,5 +334,5 @@ fn own_definitions_replay_over_http() {
             replayed += 1;
         }
     }
-    assert_eq!(replayed, 4062, "answers replayed");
+    assert_eq!(replayed, 4496, "answers replayed");
 }

@@ -326,7 +326,8 @@ impl Engine {
 /// Picky's order of an allocation's ids is that of its longest list (the
 /// last of the lists stably sorted by length), restricted to the
 /// intersection. For index lists that is ascending, the set's own order
-/// (`None`); a merged list (OR, range) gives its own order, duplicates kept.
+/// (`None`); a merged list (OR, range) gives its own order, its duplicates
+/// kept only when it is the allocation's one list.
 fn ordered_ids<'c>(
     combos: &'c Combos<'_, '_>,
     picks: &[usize],
@@ -341,13 +342,19 @@ fn ordered_ids<'c>(
     }
     match longest {
         Some(Ids::Merged { ordered, .. }) if picks.len() == 1 => Some(Cow::Borrowed(ordered)),
-        Some(Ids::Merged { ordered, .. }) => Some(Cow::Owned(
-            ordered
-                .iter()
-                .copied()
-                .filter(|&x| set.contains(x))
-                .collect(),
-        )),
+        // Picky's intersection pushes each id of the longest list that it
+        // can delete from the others' (a hash or array delete): once each,
+        // where it first comes. A list alone is shown as it is.
+        Some(Ids::Merged { ordered, .. }) => {
+            let mut seen = std::collections::HashSet::new();
+            Some(Cow::Owned(
+                ordered
+                    .iter()
+                    .copied()
+                    .filter(|&x| set.contains(x) && seen.insert(x))
+                    .collect(),
+            ))
+        }
         _ => None,
     }
 }

@@ -3,7 +3,8 @@
 (agora/agora_queries.jsonl, records/records_queries.jsonl,
 shelf/shelf_queries.jsonl, catalog/catalog_queries.jsonl,
 streets/streets_queries.jsonl, keys/keys_queries.jsonl,
-dupes/dupes_queries.jsonl, media/media_queries.jsonl next to this script): one JSON object a line, {"id","note","params":{...}}.
+dupes/dupes_queries.jsonl, media/media_queries.jsonl,
+places/places_queries.jsonl next to this script): one JSON object a line, {"id","note","params":{...}}.
 
 Usage: python3 gen_definition_queries.py   (re-running reproduces the files)
 """
@@ -324,6 +325,124 @@ MEDIA_PAGED = [
     ("paging", {"query": "stone song", "ids": "2", "offset": "1"}),
 ]
 
+# places: Picky's ranged categories (elevation: range 100, precision 2;
+# level: the same field, range 25, anchor 5.0) and geo categories (north,
+# east: geo_categories 2.5 km, precision 3, from lat and lng), with names
+# and cities (places/picky_app.rb, routes /plain and /boosted). A ranged
+# category looks every word up as Ruby's String#to_f of its text, in the
+# grid cell of that value; cell edges below were computed with IEEE
+# doubles as Picky does (cell = floor((x - anchor) / grid), the anchor
+# shifted by one range and one grid): each pair is the last double of
+# one cell and the first double of the next.
+PLACES = [
+    ("ranged numbers", q) for q in [
+        "400", "410", "0", "5", "20", "171.5", "300", "869", "1000", "4478", "5000",
+        "12", "14", "2.5", "3466", "605", "400.0", "400.", "0400", ".5", "-0.0",
+        "4e2", "2.2e2", "47.37", "8.54", "100000", "400 400", "400 500", "400 -28",
+        "400 170",
+    ]
+] + [
+    ("negative numbers", q) for q in [
+        "-28", "-430", "-86", "-85.95", "-3", "-1.5", "-100", "-34.6037", "-28 -430",
+        "--28", "28-", "−28",
+    ]
+] + [
+    ("not a number", q) for q in [
+        "abc", "n/a", "N/A", "m", "ca.", "400abc", "abc400", "0x190", "1_000",
+        "1__000", "4,5", "1e", "Infinity", "NaN", "-", "٤٠٠", "+400", "-+28",
+    ]
+] + [
+    ("huge numbers", q) for q in [
+        "1e30", "123456789012345678901234567890", "1.7976931348623157e308", "-1e308",
+        "1e309", "-1e400", "1e-400", "elevation:1e400", "name:1e400", "north:1e30",
+    ]
+] + [
+    ("qualifiers", q) for q in [
+        "elevation:400", "level:400", "lv:170", "elevation:-28", "level:-28",
+        "elevation,level:400", "level,elevation:400", "elevation:0", "elevation:12",
+        "elevation:410", "elevation:abc", "level:n/a", "north:abc", "elevation:",
+        "north:", ":400", "foo:400", "elevation:400 foo:bar", "ELEVATION:400",
+        "name:400", "name,elevation:400", "elevation:400 elevation:500",
+        "elevation:400 level:400", "north:0 east:0",
+    ]
+] + [
+    ("geo", q) for q in [
+        "north:47.37", "east:8.54", "north:47.37 east:8.54", "east:8.54 north:47.37",
+        "north:48.2085 east:16.3731", "north:48.27 east:16.33",
+        "north:-34.6037 east:-58.3816", "north:-34.55 east:-58.46",
+        "north:31.2 east:35.362", "north:36.23 east:-116.77", "north:46.56 east:8.56",
+        "north:46.56", "north:47.37 east:16.37", "north:47.37 east:-8.54",
+        "north:-47.37 east:8.54", "north:90", "east:-180", "47.37 8.54",
+        "48.2085 16.3731", "-34.6037 -58.3816", "0 0",
+        "north:47.37 east:8.54 elevation:400", "north:47.37 east:8.54 zürich",
+        "zürich north:47.37", "wien north:48.2 east:16.37", "buenos aires north:-34.6",
+        "north:47.4 east:8.55 440", "north:47.37 east:8.54 level:410",
+    ]
+] + [
+    ("cell edges", q) for q in [
+        # elevation: Steinhof (300) is in cells 9..13, Baku (-28) in 0..4.
+        "elevation:419.9999999999999", "elevation:419.99999999999994",
+        "elevation:219.99999999999994", "elevation:219.99999999999997",
+        "elevation:59.99999999999998", "elevation:59.999999999999986",
+        # level: Stephansdom (171.5) is in cells 11..13.
+        "level:196.66666666666666", "level:196.66666666666669",
+        # north: Üetliberg (47.3497) in 7380..7386; east: Witikon (8.595) in 671..677.
+        "north:47.36991671428571", "north:47.369916714285715",
+        "north:47.325001114285705", "north:47.32500111428571",
+        "east:8.64304474285714", "east:8.643044742857143",
+        # Obelisco (-34.6037, -58.3816).
+        "north:-34.58180374285715", "north:-34.58180374285714",
+        "east:-58.42236257142858", "east:-58.42236257142857",
+    ]
+] + [
+    ("names and numbers", q) for q in [
+        "zürich", "wien", "buenos aires", "zürich 400", "400 zürich", "wien 170",
+        "null island", "atlantic", "unbekannt 400", "nirgendwo", "dock 12", "sud 14",
+        "jungfraujoch 3", "jungfraujoch 3466", "dolder 605", "dolder m",
+        "bürkliplatz 410", "bürkliplatz 0", "aeroparque 0", "wienerberg 220",
+        "tigre -1.5", "ein bokek -430", "baku -28", "núñez", "zürich-west", "west",
+        "zoo zürich", "prime tower 411.75",
+    ]
+] + [
+    ("partial", q) for q in [
+        "40", "4", "zür", "400*", "zürich 4", "4 zürich", "elevation:40", "north:47",
+        "north:47.37*",
+    ]
+] + [
+    ("exact", q) for q in [
+        "400\"", "\"400\"", "north:47.37\"", "zürich\"", "\"", "400\" zürich",
+    ]
+] + [
+    ("similarity", q) for q in [
+        "400~", "elevation:400~", "north:47.37~", "zurich~", "~",
+    ]
+] + [
+    ("or", q) for q in [
+        "400|500", "elevation:400|500", "400|zürich", "-28|-430", "north:47.37|48.2",
+        "abc|400", "170|400 wien",
+    ]
+] + [
+    ("ranges", q) for q in [
+        "elevation:400…500", "400…410", "elevation:400…401", "elevation:400…400",
+        "elevation:410…400", "elevation:-28…-20", "elevation:-28…-28", "elevation:-5…5",
+        "elevation:1.5…2.5", "north:47.37…47.40", "elevation:400…", "elevation:…400",
+        "…", "level:160…175", "zürich 400…410", "elevation:400…410\"",
+    ]
+] + [
+    ("empty", q) for q in ["", " ", "*", "400 *"]
+]
+
+PLACES_PAGED = [
+    ("paging", {"query": "400", "ids": "5", "offset": "3"}),
+    ("paging", {"query": "zürich", "ids": "0"}),
+    ("paging", {"query": "zürich", "ids": "7", "offset": "20"}),
+    ("paging", {"query": "elevation:400…500", "ids": "5", "offset": "18"}),
+    ("paging", {"query": "elevation:400…401", "ids": "30", "offset": "15"}),
+    ("paging", {"query": "north:47.37 east:8.54", "ids": "4", "offset": "12"}),
+    ("paging", {"query": "-28", "ids": "100"}),
+]
+
+
 def write(path, prefix, entries, paged=()):
     with open(path, "w", encoding="utf-8") as out:
         n = 0
@@ -346,3 +465,4 @@ write(os.path.join(HERE, "streets", "streets_queries.jsonl"), "t", STREETS, STRE
 write(os.path.join(HERE, "keys", "keys_queries.jsonl"), "k", KEYS, KEYS_PAGED)
 write(os.path.join(HERE, "dupes", "dupes_queries.jsonl"), "d", DUPES, DUPES_PAGED)
 write(os.path.join(HERE, "media", "media_queries.jsonl"), "md", MEDIA, MEDIA_PAGED)
+write(os.path.join(HERE, "places", "places_queries.jsonl"), "pl", PLACES, PLACES_PAGED)

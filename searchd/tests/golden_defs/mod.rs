@@ -43,3 +43,7 @@ pub const MEDIA_ROUTES: [&str; 9] = [
     "unique",
     "all",
 ];
+
+/// places: ranged and geo categories; `plain` is `places/index.toml`, the
+/// others `places/<route>.toml`.
+pub const PLACES_ROUTES: [&str; 2] = ["plain", "boosted"];
