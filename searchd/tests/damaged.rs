@@ -58,6 +58,11 @@ name = "year"
 partial = { kind = "none" }
 weight = { kind = "constant", value = 1.5 }
 
+[[category]]
+name = "decade"
+field = "year"
+ranged = { range = 10 }
+
 [[boost]]
 categories = ["title", "author"]
 value = 3
@@ -84,6 +89,7 @@ const QUERIES: &[(&str, i64, i64)] = &[
     ("a|b|c", 20, 0),
     ("\"american\"", 20, 0),
     ("year:1990…2003 e", 20, 0),
+    ("decade:1995 history", 20, 0),
     ("zzzz", 20, 0),
 ];
 
@@ -115,6 +121,19 @@ fn build() -> (tempfile::TempDir, std::path::PathBuf) {
     rows.push("1,Zebra History of Abel,Zimmer Anna,1999,x,y");
     std::fs::write(dir.path().join("books.csv"), rows.join("\n") + "\n").unwrap();
     std::fs::write(dir.path().join("index.toml"), DEF).unwrap();
+    std::fs::write(dir.path().join("index.toml"), DEF).unwrap();
+    // The same books as a second index, and a search over both.
+    std::fs::write(
+        dir.path().join("more.toml"),
+        DEF.replacen("name = \"books\"", "name = \"more\"", 1),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("search.toml"),
+        "name = \"both\"\nindexes = [\"index.toml\", \"more.toml\"]\n[search]\nunique = true\n\
+         [[golden]]\nquery = \"history\"\n",
+    )
+    .unwrap();
     let def = searchd::def::IndexDef::load(&dir.path().join("index.toml")).expect("definition");
     let out = dir.path().join("small.idx");
     searchd::build::build(&def, &out).expect("index builds");
@@ -176,7 +195,7 @@ fn damage_inside_any_section_is_refused_or_answers_without_a_panic() {
     assert!(engine.category("author").unwrap().facet_keys().is_some());
     let snap = Snapshot::open(&path, Verify::Full).unwrap();
     let sections: Vec<_> = snap.sections().collect();
-    assert_eq!(sections.len(), 27, "every kind of section is present");
+    assert_eq!(sections.len(), 32, "every kind of section is present");
     let fst_kinds = [
         Kind::ExactFst,
         Kind::PartialFst,
@@ -212,4 +231,48 @@ fn damage_inside_any_section_is_refused_or_answers_without_a_panic() {
         fst_refused * 2 > fst_cases,
         "{fst_refused} of {fst_cases} damaged fsts refused"
     );
+}
+
+/// The same for a search over two indexes: damage inside its own sections
+/// and inside every section of each nested index snapshot.
+#[test]
+fn damage_inside_a_search_and_its_nested_indexes_never_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.with(|p| p.set(p.get() + 1));
+        previous(info);
+    }));
+    let (dir, _) = build();
+    let def = searchd::def::Definition::load(&dir.path().join("search.toml")).expect("definition");
+    let path = dir.path().join("both.idx");
+    searchd::build::build_definition(&def, &path).expect("search builds");
+    let good = std::fs::read(&path).unwrap();
+    let snap = Snapshot::open(&path, Verify::Full).unwrap();
+    let mut sections: Vec<_> = snap.sections().collect();
+    for i in 0..2 {
+        let nested = snap
+            .nested(Kind::Index, i, Verify::Full)
+            .expect("nested index");
+        sections.extend(nested.sections());
+    }
+    assert_eq!(
+        sections.len(),
+        5 + 2 * 32,
+        "the search's and both indexes' sections"
+    );
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut cases, mut refused) = (0, 0);
+    for (kind, category, range) in sections {
+        let what = format!("section kind {kind} of category {category}");
+        let mut offsets: Vec<usize> = (range.end - range.len().min(8)..range.end).collect();
+        offsets.extend((0..12).map(|_| range.start + rng.next() as usize % range.len().max(1)));
+        for at in offsets.into_iter().filter(|&at| at < good.len()) {
+            let mask = (rng.next() % 255 + 1) as u8;
+            refused += usize::from(!open_and_query(&good, &what, at, mask));
+            cases += 1;
+        }
+    }
+    let _ = std::panic::take_hook();
+    assert!(cases > 500, "{cases} cases");
+    assert!(refused > 0, "no damage was refused");
 }
