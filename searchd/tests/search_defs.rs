@@ -257,3 +257,31 @@ fn a_damaged_nested_index_is_refused() {
     let err = Engine::open(&out, Verify::Full).unwrap_err().to_string();
     assert!(err.contains("checksum mismatch"), "{err}");
 }
+
+#[test]
+fn the_indexes_of_a_search_share_one_work_limit() {
+    // Each index alone answers a query just below the limit; the search
+    // over both refuses it, as one query may do MAX_QUERY_WORK steps.
+    let f = Fixture::new("name = \"m\"\nindexes = [\"books.toml\", \"classics.toml\"]\n");
+    std::fs::write(
+        f.path("classics.toml"),
+        BOOKS.replacen("name = \"books\"", "name = \"classics\"", 1),
+    )
+    .unwrap();
+    // A word in both categories: n words have 2^n allocations.
+    std::fs::write(f.path("books.csv"), "id,title,author\n1,echo,echo\n").unwrap();
+    let e = f.build();
+    let books = e.index_at(0);
+    // The most words one index answers; the search over two refuses them.
+    let query = |n: usize| vec!["echo"; n].join(" ");
+    let mut n = 1;
+    while books.search(&query(n + 1), 20, 0).is_ok() && n < 64 {
+        n += 1;
+    }
+    assert!(books.search(&query(n), 20, 0).is_ok());
+    assert!(n < 64, "no query reached the limit");
+    assert_eq!(
+        e.search(&query(n), 20, 0).unwrap_err(),
+        searchd::search::SearchError::TooComplex
+    );
+}

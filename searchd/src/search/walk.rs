@@ -124,6 +124,7 @@ pub(super) fn answer_all(
     let is_ignored = |c: usize| ignored.get(c).copied().unwrap_or(false);
     let mut found: Vec<Found<'_>> = Vec::with_capacity(8);
     picks.clear();
+    walk_scratch.work = 0;
     for (member, (m, &base)) in members.iter().zip(&bases).enumerate() {
         let (engine, combos) = (m.engine, m.combos);
         // Depth-first walk of the product, first token slowest.
@@ -372,6 +373,9 @@ pub(super) struct WalkScratch {
     accs: Vec<Acc>,
     /// Free buffers for the allocations found.
     pub(super) spare: Vec<Vec<u32>>,
+    /// Work done so far on this query ([`MAX_QUERY_WORK`]): shared by the
+    /// walks of a search's indexes.
+    work: usize,
 }
 
 /// How the walk treats combinations.
@@ -403,7 +407,8 @@ enum Acc {
 /// (a query may have thousands of words). Each allocation visited costs one
 /// unit of work and each one found as many units as the query has tokens
 /// (its picks are copied and its score summed), so both wide and deep
-/// queries stop at the same bound. `emit` gets the picks (indices into
+/// queries stop at the same bound; the count goes on in `scratch` from
+/// walk to walk (a search's indexes share one bound). `emit` gets the picks (indices into
 /// `combos.all`) and the intersection of each allocation found, and says
 /// whether it kept the allocation (a filtered one costs no more work).
 fn walk<'a>(
@@ -418,6 +423,7 @@ fn walk<'a>(
         levels,
         accs,
         spare,
+        work,
     } = scratch;
     cur.clear();
     cur.extend_from_slice(&combos.starts[..n]);
@@ -426,7 +432,6 @@ fn walk<'a>(
     }
     accs.clear();
     accs.resize(n, Acc::All);
-    let mut work = 0usize;
     let mut depth = 0usize;
     loop {
         if cur[depth] >= combos.starts[depth + 1] {
@@ -439,8 +444,8 @@ fn walk<'a>(
             continue;
         }
         let c = cur[depth];
-        work += 1;
-        if work > MAX_QUERY_WORK {
+        *work += 1;
+        if *work > MAX_QUERY_WORK {
             return Err(SearchError::TooComplex);
         }
         let prev = match depth {
@@ -513,8 +518,8 @@ fn walk<'a>(
             continue;
         }
         if emit(&cur[..n], set) {
-            work += n;
-            if work > MAX_QUERY_WORK {
+            *work += n;
+            if *work > MAX_QUERY_WORK {
                 return Err(SearchError::TooComplex);
             }
         }
