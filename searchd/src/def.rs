@@ -345,24 +345,9 @@ impl SearchDef {
     /// Validates search definition text and loads each index definition
     /// it names (relative to `path`'s directory).
     pub fn parse(path: &Path, text: &str) -> Result<SearchDef, DefError> {
-        let raw: RawSearchDef = toml::from_str(text).map_err(|e| DefError::Toml {
-            path: path.to_owned(),
-            message: with_picky_hint(e.to_string()),
-        })?;
-        let invalid = |field: &str, message: String| DefError::Invalid {
-            path: path.to_owned(),
-            field: field.to_owned(),
-            message,
-        };
-        if !valid_name(&raw.name) {
-            return Err(invalid(
-                "name",
-                format!(
-                    "{:?} must be 1-64 characters of a-z, 0-9, '_' or '-'",
-                    raw.name
-                ),
-            ));
-        }
+        let raw: RawSearchDef = read_toml(path, text)?;
+        let invalid = |field: &str, message: String| invalid(path, field, message);
+        check_name(path, &raw.name)?;
         if raw.indexes.is_empty() || raw.indexes.len() > MAX_SEARCH_INDEXES {
             return Err(invalid(
                 "indexes",
@@ -406,15 +391,7 @@ impl SearchDef {
             .iter()
             .flat_map(|d| d.categories.iter().map(|c| c.name.clone()))
             .collect();
-        let mut boosts = Vec::with_capacity(raw.boosts.len());
-        for (i, b) in raw.boosts.into_iter().enumerate() {
-            boosts
-                .push(boost(b, &known).map_err(|(field, message)| {
-                    invalid(&format!("boost[{i}].{field}"), message)
-                })?);
-        }
-        let search = search_options(raw.search, &known)
-            .map_err(|(field, message)| invalid(&format!("search.{field}"), message))?;
+        let (boosts, search) = boosts_and_options(path, raw.boosts, raw.search, &known)?;
         raw.searching
             .validate()
             .map_err(|(field, message)| invalid(&format!("searching.{field}"), message))?;
@@ -694,25 +671,9 @@ impl IndexDef {
     /// Validates definition text; `path` is used for messages and to resolve
     /// relative source paths.
     pub fn parse(path: &Path, text: &str) -> Result<IndexDef, DefError> {
-        let raw: RawDef = toml::from_str(text).map_err(|e| DefError::Toml {
-            path: path.to_owned(),
-            message: with_picky_hint(e.to_string()),
-        })?;
-        let invalid = |field: &str, message: String| DefError::Invalid {
-            path: path.to_owned(),
-            field: field.to_owned(),
-            message,
-        };
-
-        if !valid_name(&raw.name) {
-            return Err(invalid(
-                "name",
-                format!(
-                    "{:?} must be 1-64 characters of a-z, 0-9, '_' or '-'",
-                    raw.name
-                ),
-            ));
-        }
+        let raw: RawDef = read_toml(path, text)?;
+        let invalid = |field: &str, message: String| invalid(path, field, message);
+        check_name(path, &raw.name)?;
         if raw.categories.is_empty() {
             return Err(invalid(
                 "category",
@@ -736,16 +697,7 @@ impl IndexDef {
 
         let warnings = shared_qualifiers(path, &categories);
 
-        let mut boosts = Vec::with_capacity(raw.boosts.len());
-        for (i, b) in raw.boosts.into_iter().enumerate() {
-            boosts
-                .push(boost(b, &seen).map_err(|(field, message)| {
-                    invalid(&format!("boost[{i}].{field}"), message)
-                })?);
-        }
-
-        let search = search_options(raw.search, &seen)
-            .map_err(|(field, message)| invalid(&format!("search.{field}"), message))?;
+        let (boosts, search) = boosts_and_options(path, raw.boosts, raw.search, &seen)?;
 
         let source_path = if raw.source.path.is_absolute() {
             raw.source.path.clone()
@@ -1078,6 +1030,26 @@ fn with_picky_hint(message: String) -> String {
     }
 }
 
+/// `[[boost]]` and `[search]`, naming only `categories`.
+fn boosts_and_options(
+    path: &Path,
+    raw_boosts: Vec<RawBoost>,
+    raw_search: RawSearch,
+    categories: &HashSet<String>,
+) -> Result<(Vec<Boost>, SearchOptions), DefError> {
+    let mut boosts = Vec::with_capacity(raw_boosts.len());
+    for (i, b) in raw_boosts.into_iter().enumerate() {
+        boosts.push(
+            boost(b, categories).map_err(|(field, message)| {
+                invalid(path, &format!("boost[{i}].{field}"), message)
+            })?,
+        );
+    }
+    let search = search_options(raw_search, categories)
+        .map_err(|(field, message)| invalid(path, &format!("search.{field}"), message))?;
+    Ok((boosts, search))
+}
+
 /// `[search]`: known categories, combinations that can match, counts that
 /// are not negative.
 fn search_options(
@@ -1205,6 +1177,35 @@ fn shared_qualifiers(path: &Path, categories: &[CategoryDef]) -> Vec<String> {
         }
     }
     warnings
+}
+
+/// A definition's raw TOML; an unknown field that is Picky's spelling
+/// gets a hint.
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, DefError> {
+    toml::from_str(text).map_err(|e| DefError::Toml {
+        path: path.to_owned(),
+        message: with_picky_hint(e.to_string()),
+    })
+}
+
+fn invalid(path: &Path, field: &str, message: String) -> DefError {
+    DefError::Invalid {
+        path: path.to_owned(),
+        field: field.to_owned(),
+        message,
+    }
+}
+
+/// The name is a path segment (`/<name>`) and a file name.
+fn check_name(path: &Path, name: &str) -> Result<(), DefError> {
+    if valid_name(name) {
+        return Ok(());
+    }
+    Err(invalid(
+        path,
+        "name",
+        format!("{name:?} must be 1-64 characters of a-z, 0-9, '_' or '-'"),
+    ))
 }
 
 fn valid_name(name: &str) -> bool {

@@ -97,6 +97,16 @@ thread_local! {
     static PANICS: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Counts this thread's panics in `PANICS` (the default hook still
+/// prints them), for as long as the test runs.
+fn count_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.with(|p| p.set(p.get() + 1));
+        previous(info);
+    }));
+}
+
 /// A deterministic xorshift: the same offsets on every run.
 struct Rng(u64);
 
@@ -170,11 +180,7 @@ fn open_and_query(good: &[u8], what: &str, at: usize, mask: u8) -> bool {
 
 #[test]
 fn damage_inside_any_section_is_refused_or_answers_without_a_panic() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        PANICS.with(|p| p.set(p.get() + 1));
-        previous(info);
-    }));
+    count_panics();
     let (_dir, path) = build();
     let good = std::fs::read(&path).unwrap();
     let snap = Snapshot::open(&path, Verify::Full).unwrap();
@@ -237,11 +243,7 @@ fn damage_inside_any_section_is_refused_or_answers_without_a_panic() {
 /// and inside every section of each nested index snapshot.
 #[test]
 fn damage_inside_a_search_and_its_nested_indexes_never_panics() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        PANICS.with(|p| p.set(p.get() + 1));
-        previous(info);
-    }));
+    count_panics();
     let (dir, _) = build();
     let def = searchd::def::Definition::load(&dir.path().join("search.toml")).expect("definition");
     let path = dir.path().join("both.idx");

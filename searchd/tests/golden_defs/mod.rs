@@ -31,18 +31,9 @@ pub const KEY_ROUTES: [&str; 3] = ["float", "string", "symbol"];
 
 /// media: one search over three indexes (books, films, music: Picky's
 /// `Search.new(books, films, music)`), one search definition
-/// (`media/<route>.toml`) and recording per set of Search options.
-pub const MEDIA_ROUTES: [&str; 9] = [
-    "plain",
-    "max",
-    "early",
-    "early2",
-    "ignore",
-    "only",
-    "unassigned",
-    "unique",
-    "all",
-];
+/// (`media/<route>.toml`) and recording per set of Search options, the
+/// same sets as catalog's.
+pub const MEDIA_ROUTES: [&str; 9] = CATALOG_ROUTES;
 
 /// places: ranged and geo categories; `plain` is `places/index.toml`, the
 /// others `places/<route>.toml`.
