@@ -829,7 +829,8 @@ fn category(
         if let Some(field) = conflict {
             return Err((
                 field,
-                "a ranged category looks numbers up by grid cell; it has no partial, similar or                  facet words (as in Picky, whose ranged categories replace both their indexes)"
+                "a ranged category looks numbers up by grid cell; it has no partial, similar or \
+                 facet words (as in Picky, whose ranged categories replace both their indexes)"
                     .into(),
             ));
         }

@@ -42,7 +42,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build a snapshot from an index definition and its data.
+    /// Build a snapshot from an index definition and its data (or from a
+    /// search definition: one search over several indexes).
     #[command(after_help = after_help())]
     Index(index::Args),
     /// Serve a snapshot over HTTP (Picky's API: search at /<index>, facets at
