@@ -33,6 +33,81 @@ enum Page {
     Owned(Vec<u32>),
 }
 
+/// Picky's paging over the sorted allocations (`Allocations#process!`
+/// and, with `unique`, `process_unique!`): what is left of the page and
+/// the offset, the extra allocations `terminate_early` allows once the
+/// page is full, and the ids `unique` has shown.
+struct Paging<'e> {
+    amount: i64,
+    off: i64,
+    extra: Option<i64>,
+    /// `unique` compares ids as Ruby does (`Array#-`): by value, so the
+    /// same id in two indexes of a search is one; their JSON says it.
+    seen: Option<std::collections::HashSet<&'e [u8]>>,
+}
+
+impl<'e> Paging<'e> {
+    /// The count and the page of an allocation of `engine` with `count`
+    /// ids (`all` lists them in Picky's order).
+    fn page<'s>(
+        &mut self,
+        engine: &'e Engine,
+        count: usize,
+        all: impl FnOnce() -> Box<dyn Iterator<Item = u32> + 's>,
+    ) -> (usize, Page) {
+        let Some(seen) = &mut self.seen else {
+            let page = match ruby::slice(count, self.off, self.amount) {
+                Some(r) if !r.is_empty() => r,
+                _ => 0..0,
+            };
+            if page.is_empty() {
+                if self.off != 0 {
+                    self.off = self.off.saturating_sub(count as i64);
+                }
+            } else {
+                self.amount -= page.len() as i64;
+                self.off = 0;
+            }
+            return (count, Page::Range(page));
+        };
+        // Picky's `process_with_illegals!`, quirks included: the ids seen
+        // on the page so far are left out (so counts and the total depend
+        // on `ids`), the page is taken from the start, then the offset
+        // dropped from it.
+        let docs = engine.docs();
+        let mut calc: Vec<u32> = all().filter(|&x| !seen.contains(docs.json(x))).collect();
+        let count = calc.len();
+        calc.truncate(usize::try_from(self.amount).unwrap_or(0));
+        seen.extend(calc.iter().map(|&x| docs.json(x)));
+        let projected = self.off.saturating_sub(count as i64);
+        if projected <= 0 {
+            let drop = usize::try_from(self.off).unwrap_or(0).min(calc.len());
+            calc.drain(..drop);
+        }
+        self.off = projected;
+        if !calc.is_empty() {
+            self.amount -= calc.len() as i64;
+            self.off = 0;
+        }
+        (count, Page::Owned(calc))
+    }
+
+    /// `terminate_early`: once the page is full, this many more
+    /// allocations, then stop.
+    fn terminated(&mut self) -> bool {
+        match &mut self.extra {
+            Some(te) if self.amount <= 0 => {
+                if *te <= 0 {
+                    return true;
+                }
+                *te -= 1;
+                false
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A set's ids, ascending.
 fn set_ids<'s>(set: &'s Set<'_>) -> Box<dyn Iterator<Item = u32> + 's> {
     match set.view() {
@@ -122,12 +197,95 @@ pub(super) fn answer_all(
         Vec::new()
     };
     let is_ignored = |c: usize| ignored.get(c).copied().unwrap_or(false);
-    let mut found: Vec<Found<'_>> = Vec::with_capacity(8);
+    let mut found = walk_all(opts, members, &bases, &ignored, walk_scratch, picks, seq)?;
+    // Stable: equal scores keep the product order.
+    found.sort_by(|a, b| {
+        b.score
+            .value()
+            .partial_cmp(&a.score.value())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    if let Some(max) = opts.max_allocations {
+        for f in found.drain(max.min(found.len())..) {
+            if let Set::Owned(v) = f.set {
+                walk_scratch.spare.push(v);
+            }
+        }
+    }
+
+    fragments.clear();
+    // A rendered combination is never empty: empty means not yet.
+    rendered.clear();
+    rendered.resize(combinations, 0..0);
+    let mut total = 0u64;
+    let mut paging = Paging {
+        amount: ids,
+        off: offset,
+        extra: opts.terminate_early,
+        seen: unique.then(std::collections::HashSet::new),
+    };
+    let mut kept: Vec<usize> = Vec::new();
+    for f in found {
+        let Member {
+            index,
+            engine,
+            combos,
+        } = members[f.member];
+        let base = bases[f.member];
+        let n = combos.tokens();
+        kept.clear();
+        kept.extend(
+            picks[f.at..f.at + n]
+                .iter()
+                .copied()
+                .filter(|&c| !is_ignored(base + c)),
+        );
+        let ordered = ordered_ids(combos, &kept, &f.set);
+        let (count, page) = match &ordered {
+            Some(v) => paging.page(engine, v.len(), || Box::new(v.iter().copied())),
+            None => paging.page(engine, f.set.len(), || set_ids(&f.set)),
+        };
+        total += count as u64;
+        parts.clear();
+        for &c in &kept {
+            if rendered[base + c].is_empty() {
+                rendered[base + c] = engine.render_combination(&combos.all[c], fragments);
+            }
+            parts.push(rendered[base + c].clone());
+        }
+        let ids = match (&page, &ordered) {
+            (Page::Owned(v), _) => PageIds::Slice(v),
+            (Page::Range(r), Some(v)) => PageIds::Slice(&v[r.clone()]),
+            (Page::Range(r), None) => PageIds::Set(&f.set, r.clone()),
+        };
+        answer.allocation(index, f.score, count as u64, parts, fragments, ids);
+        if let Set::Owned(v) = f.set {
+            walk_scratch.spare.push(v);
+        }
+        if paging.terminated() {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Each index's allocations walked in the search's order (depth-first,
+/// first token slowest), filtered (`only`, ignored combinations) and
+/// scored; their picks appended to `picks`.
+fn walk_all<'c>(
+    opts: &super::Options,
+    members: &[Member<'_, 'c>],
+    bases: &[usize],
+    ignored: &[bool],
+    walk_scratch: &mut WalkScratch,
+    picks: &mut Vec<usize>,
+    seq: &mut Vec<usize>,
+) -> Result<Vec<Found<'c>>, SearchError> {
+    let mut found: Vec<Found<'c>> = Vec::with_capacity(8);
     picks.clear();
     walk_scratch.work = 0;
-    for (member, (m, &base)) in members.iter().zip(&bases).enumerate() {
+    for (member, (m, &base)) in members.iter().zip(bases).enumerate() {
         let (engine, combos) = (m.engine, m.combos);
-        // Depth-first walk of the product, first token slowest.
         let rules = Walk {
             ignored: ignored.get(base..base + combos.all.len()).unwrap_or(&[]),
             keep_empty: opts.keeps_empty(),
@@ -154,121 +312,7 @@ pub(super) fn answer_all(
             true
         })?;
     }
-    // Stable: equal scores keep the product order.
-    found.sort_by(|a, b| {
-        b.score
-            .value()
-            .partial_cmp(&a.score.value())
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    if let Some(max) = opts.max_allocations {
-        for f in found.drain(max.min(found.len())..) {
-            if let Set::Owned(v) = f.set {
-                walk_scratch.spare.push(v);
-            }
-        }
-    }
-
-    fragments.clear();
-    // A rendered combination is never empty: empty means not yet.
-    rendered.clear();
-    rendered.resize(combinations, 0..0);
-    let mut total = 0u64;
-    let mut amount = ids;
-    let mut off = offset;
-    let mut extra = opts.terminate_early;
-    // `unique` compares ids as Ruby does (`Array#-`): by value, so the
-    // same id in two indexes of a search is one; their JSON says it.
-    let mut seen = unique.then(std::collections::HashSet::<&[u8]>::new);
-    let mut kept: Vec<usize> = Vec::new();
-    for f in found {
-        let Member {
-            index,
-            engine,
-            combos,
-        } = members[f.member];
-        let base = bases[f.member];
-        let n = combos.tokens();
-        kept.clear();
-        kept.extend(
-            picks[f.at..f.at + n]
-                .iter()
-                .copied()
-                .filter(|&c| !is_ignored(base + c)),
-        );
-        let ordered = ordered_ids(combos, &kept, &f.set);
-        let (count, page) = match &mut seen {
-            // Picky's `process_with_illegals!`, quirks included: the
-            // ids seen on the page so far are left out (so counts and
-            // the total depend on `ids`), the page is taken from the
-            // start, then the offset dropped from it.
-            Some(seen) => {
-                let docs = engine.docs();
-                let fresh = |x: &u32| !seen.contains(docs.json(*x));
-                let mut calc: Vec<u32> = match &ordered {
-                    Some(v) => v.iter().copied().filter(fresh).collect(),
-                    None => set_ids(&f.set).filter(fresh).collect(),
-                };
-                let count = calc.len();
-                calc.truncate(usize::try_from(amount).unwrap_or(0));
-                seen.extend(calc.iter().map(|&x| docs.json(x)));
-                let projected = off.saturating_sub(count as i64);
-                if projected <= 0 {
-                    let drop = usize::try_from(off).unwrap_or(0).min(calc.len());
-                    calc.drain(..drop);
-                }
-                off = projected;
-                if !calc.is_empty() {
-                    amount -= calc.len() as i64;
-                    off = 0;
-                }
-                (count, Page::Owned(calc))
-            }
-            None => {
-                let count = ordered.as_ref().map_or(f.set.len(), |o| o.len());
-                let page = match ruby::slice(count, off, amount) {
-                    Some(r) if !r.is_empty() => r,
-                    _ => 0..0,
-                };
-                if page.is_empty() {
-                    if off != 0 {
-                        off = off.saturating_sub(count as i64);
-                    }
-                } else {
-                    amount -= page.len() as i64;
-                    off = 0;
-                }
-                (count, Page::Range(page))
-            }
-        };
-        total += count as u64;
-        parts.clear();
-        for &c in &kept {
-            if rendered[base + c].is_empty() {
-                rendered[base + c] = engine.render_combination(&combos.all[c], fragments);
-            }
-            parts.push(rendered[base + c].clone());
-        }
-        let ids = match (&page, &ordered) {
-            (Page::Owned(v), _) => PageIds::Slice(v),
-            (Page::Range(r), Some(v)) => PageIds::Slice(&v[r.clone()]),
-            (Page::Range(r), None) => PageIds::Set(&f.set, r.clone()),
-        };
-        answer.allocation(index, f.score, count as u64, parts, fragments, ids);
-        if let Set::Owned(v) = f.set {
-            walk_scratch.spare.push(v);
-        }
-        // `terminate_early`: once the page is full, this many more.
-        if let Some(te) = &mut extra
-            && amount <= 0
-        {
-            if *te <= 0 {
-                break;
-            }
-            *te -= 1;
-        }
-    }
-    Ok(total)
+    Ok(found)
 }
 
 impl Engine {
