@@ -706,7 +706,7 @@ impl Engine {
         // bytes (the damage fuzzer and tests/damaged.rs fail if it does).
         // Should a case slip through, it is still a refused snapshot rather
         // than a dead start-up.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::wire(snapshot)))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::wire(snapshot, true)))
             .unwrap_or_else(|_| {
                 Err(SnapshotError::Corrupt {
                     path,
@@ -715,7 +715,9 @@ impl Engine {
             })
     }
 
-    fn wire(snapshot: Snapshot) -> Result<Engine, SnapshotError> {
+    /// `top`: not nested in a search (only there may a snapshot hold
+    /// indexes of its own, so nesting is one level deep on any bytes).
+    fn wire(snapshot: Snapshot, top: bool) -> Result<Engine, SnapshotError> {
         let meta_bytes = snapshot.section(Kind::Meta, NO_CATEGORY)?;
         let meta: Meta = serde_json::from_slice(meta_bytes.as_ref())
             .map_err(|e| snapshot.corrupt(format!("metadata is not valid: {e}")))?;
@@ -801,6 +803,9 @@ impl Engine {
             .map(|(i, c)| (c.name.as_str(), i))
             .collect();
         // A search's own names are its indexes' (each resolves them).
+        if !top && !meta.indexes.is_empty() {
+            return Err(snapshot.corrupt("an index of a search holds indexes itself"));
+        }
         let members = Self::wire_members(&snapshot, &meta)?;
         let search = !members.is_empty();
         let strict = |n: &str| match by_name.get(n) {
@@ -857,8 +862,8 @@ impl Engine {
         let mut members = Vec::with_capacity(meta.indexes.len());
         for (i, name) in meta.indexes.iter().enumerate() {
             let nested = snapshot.nested(Kind::Index, i as u32, Verify::Structure)?;
-            let mut m = Self::wire(nested)?;
-            if m.meta.name != *name || !m.members.is_empty() {
+            let mut m = Self::wire(nested, false)?;
+            if m.meta.name != *name {
                 return Err(snapshot.corrupt(format!(
                     "index {i} of the search is not the index {name:?} it names"
                 )));

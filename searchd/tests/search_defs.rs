@@ -285,3 +285,34 @@ fn the_indexes_of_a_search_share_one_work_limit() {
         searchd::search::SearchError::TooComplex
     );
 }
+
+#[test]
+fn a_search_nested_in_a_search_is_refused() {
+    // Not writable from definitions (a search holds indexes, not
+    // searches), but a snapshot's bytes may say anything: nesting stays
+    // one level deep.
+    let f = Fixture::new(MEDIA);
+    let e = f.build();
+    let inner = std::fs::read(f.path("search.idx")).unwrap();
+    let mut meta: searchd::index::Meta =
+        serde_json::from_slice(e.snapshot().section(Kind::Meta, u32::MAX).unwrap().as_ref())
+            .unwrap();
+    meta.name = "outer".into();
+    meta.indexes = vec!["media".into()];
+    let mut w = searchd::snapshot::Writer::default();
+    w.add(Kind::Index, 0, inner);
+    w.add(
+        Kind::DocOffsets,
+        u32::MAX,
+        searchd::snapshot::u64s_to_bytes(&[0]),
+    );
+    w.add(Kind::DocBytes, u32::MAX, Vec::new());
+    w.add(Kind::Meta, u32::MAX, serde_json::to_vec(&meta).unwrap());
+    let out = f.path("outer.idx");
+    w.write_to(&out).unwrap();
+    let err = Engine::open(&out, Verify::Full).unwrap_err().to_string();
+    assert!(
+        err.contains("an index of a search holds indexes itself"),
+        "{err}"
+    );
+}
