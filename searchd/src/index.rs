@@ -91,6 +91,11 @@ pub struct SourceInfo {
     pub sha256: String,
 }
 
+/// Each category name with its number.
+fn numbers_by_name<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
+    names.enumerate().map(|(i, n)| (n, i)).collect()
+}
+
 /// Boosts as category-number sequences; `None` if `category` gives no
 /// number for a name.
 fn resolve_boosts(
@@ -796,17 +801,12 @@ impl Engine {
             }
             same
         });
-        let by_name: HashMap<&str, usize> = meta
-            .categories
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.as_str(), i))
-            .collect();
-        // A search's own names are its indexes' (each resolves them).
+        let by_name = numbers_by_name(meta.categories.iter().map(|c| c.name.as_str()));
         if !top && !meta.indexes.is_empty() {
             return Err(snapshot.corrupt("an index of a search holds indexes itself"));
         }
         let members = Self::wire_members(&snapshot, &meta)?;
+        // A search's own names are its indexes' (each resolves them).
         let search = !members.is_empty();
         let strict = |n: &str| match by_name.get(n) {
             Some(&i) => Some(i),
@@ -868,12 +868,7 @@ impl Engine {
                     "index {i} of the search is not the index {name:?} it names"
                 )));
             }
-            let by_name: HashMap<&str, usize> = m
-                .categories
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.name.as_str(), i))
-                .collect();
+            let by_name = numbers_by_name(m.categories.iter().map(|c| c.name.as_str()));
             let lenient = |n: &str| Some(by_name.get(n).copied().unwrap_or(usize::MAX));
             let boosts = resolve_boosts(&meta.boosts, lenient).unwrap_or_default();
             let opts = crate::search::Options::resolve(&meta.search, lenient, m.categories.len())
